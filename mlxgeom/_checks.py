@@ -1,0 +1,110 @@
+"""Input conversion, dtype policy and shape checks shared by every public function.
+
+Policy (DESIGN.md, "Array conventions"):
+
+- ``mx.array`` inputs keep their dtype when it is float32 or float64; float16 and
+  bfloat16 are computed in float32 and results are cast back; bool and integer
+  inputs are promoted to float32; complex inputs raise ``TypeError``.
+- numpy arrays, Python lists and scalars are converted the way ``mx.array`` does it
+  (numpy float64 becomes float32, as everywhere in MLX): pass an ``mx.array`` of
+  dtype float64 to compute in float64 (CPU only, MLX has no float64 on the GPU).
+
+Shape checks run on shapes only, so they never synchronise with the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+_COMPUTE = (mx.float32, mx.float64)
+_LOW_PRECISION = (mx.float16, mx.bfloat16)
+_COMPLEX = (mx.complex64,)
+
+
+def as_float(x: Any, name: str = "input") -> tuple[mx.array, mx.Dtype]:
+    """Return ``(array in its compute dtype, dtype the results take)``.
+
+    >>> a, out = as_float([1, 2, 3])
+    >>> a.dtype, out
+    (mlx.core.float32, mlx.core.float32)
+    """
+    if not isinstance(x, mx.array):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "c" or isinstance(x, complex):
+            raise TypeError(f"{name}: complex input is not supported (got {getattr(x, 'dtype', 'complex')})")
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected a real numeric array, got numpy dtype {x.dtype}")
+        x = mx.array(x)
+    dtype = x.dtype
+    if dtype in _COMPUTE:
+        return x, dtype
+    if dtype in _LOW_PRECISION:
+        return x.astype(mx.float32), dtype
+    if dtype in _COMPLEX:
+        raise TypeError(f"{name}: complex input is not supported (got {dtype})")
+    return x.astype(mx.float32), mx.float32
+
+
+def as_floats(*xs: Any, names: Sequence[str]) -> tuple[list[mx.array], mx.Dtype]:
+    """Convert several inputs with :func:`as_float` and promote them to one dtype.
+
+    The compute dtype is float64 if any input is float64, else float32; the output
+    dtype is the promotion of the inputs' output dtypes.
+    """
+    converted = [as_float(x, n) for x, n in zip(xs, names)]
+    arrays = [a for a, _ in converted]
+    compute = mx.float64 if any(a.dtype == mx.float64 for a in arrays) else mx.float32
+    out = converted[0][1]
+    for _, d in converted[1:]:
+        out = mx.promote_types(out, d)
+    return [a.astype(compute) for a in arrays], out
+
+
+def cast_out(x: mx.array, dtype: mx.Dtype) -> mx.array:
+    """Cast a result back to the dtype the caller's inputs asked for."""
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _shape_str(trailing: Sequence[int | None]) -> str:
+    dims = ", ".join("n" if d is None else str(d) for d in trailing)
+    return f"(*, {dims})"
+
+
+def check_trailing(x: mx.array, trailing: Sequence[int | None], name: str = "input") -> None:
+    """Raise ``ValueError`` unless ``x.shape`` ends with ``trailing`` (``None`` = any size).
+
+    >>> check_trailing(mx.zeros((5, 3)), (3,), "points")
+    >>> check_trailing(mx.zeros((5, 4)), (3,), "points")
+    Traceback (most recent call last):
+    ...
+    ValueError: points: expected shape (*, 3), got (5, 4)
+    """
+    k = len(trailing)
+    ok = x.ndim >= k and all(d is None or s == d for s, d in zip(x.shape[x.ndim - k :], trailing))
+    if not ok:
+        raise ValueError(f"{name}: expected shape {_shape_str(trailing)}, got {tuple(x.shape)}")
+
+
+def check_square(x: mx.array, sizes: Sequence[int] | None = None, name: str = "input") -> int:
+    """Raise ``ValueError`` unless ``x`` is a batch of square matrices; return n.
+
+    With ``sizes``, n must also be one of them.
+    """
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name}: expected square matrices of shape (*, n, n), got {tuple(x.shape)}")
+    n = x.shape[-1]
+    if sizes is not None and n not in sizes:
+        allowed = ", ".join(f"({s}, {s})" for s in sizes)
+        raise ValueError(f"{name}: expected matrices of shape (*, n, n) with n in {tuple(sizes)} ({allowed}), got {tuple(x.shape)}")
+    return n
+
+
+def broadcast_batch(*shapes: Sequence[int], names: Sequence[str]) -> tuple[int, ...]:
+    """Broadcast batch shapes with numpy rules; ``ValueError`` naming the inputs if they clash."""
+    try:
+        return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    except ValueError:
+        desc = ", ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes))
+        raise ValueError(f"batch shapes do not broadcast: {desc}") from None

@@ -1,0 +1,206 @@
+"""Closed-form determinant, inverse and solve for batches of 2x2, 3x3 and 4x4 matrices.
+
+The inverse is the adjugate over the determinant. The 4x4 adjugate uses the 2x2 minors
+of the top and bottom row pairs (Laplace expansion by complementary minors), which
+shares work between cofactors and keeps float32 error close to LU's for
+well-conditioned matrices. Everything is elementwise arithmetic, so it runs on any MLX
+device and fuses under ``mx.compile``.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_square
+from .products import matmul
+
+_SIZES = (2, 3, 4)
+_LARGE_N_HINT = "for larger matrices use mx.linalg.inv(..., stream=mx.cpu), which runs on the CPU only"
+
+
+def _check(a: mx.array, name: str) -> int:
+    try:
+        return check_square(a, _SIZES, name)
+    except ValueError as err:
+        raise ValueError(f"{err}; {_LARGE_N_HINT}") from None
+
+
+def _entries(a: mx.array, n: int) -> list[list[mx.array]]:
+    flat = a.reshape(*a.shape[:-2], n * n)
+    return [[flat[..., i * n + j] for j in range(n)] for i in range(n)]
+
+
+def _assemble(rows: list[list[mx.array]]) -> mx.array:
+    n = len(rows)
+    flat = mx.stack([x for row in rows for x in row], axis=-1)
+    return flat.reshape(*flat.shape[:-1], n, n)
+
+
+def _adjugate_det(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
+    """Adjugate (as rows of entries) and determinant of (*, n, n), n in 2, 3, 4."""
+    n = a.shape[-1]
+    m = _entries(a, n)
+    if n == 2:
+        (p, q), (r, s) = m
+        return [[s, -q], [-r, p]], p * s - q * r
+    if n == 3:
+        (p, q, r), (s, t, u), (v, w, x) = m
+        c00, c01, c02 = t * x - u * w, r * w - q * x, q * u - r * t
+        c10, c11, c12 = u * v - s * x, p * x - r * v, r * s - p * u
+        c20, c21, c22 = s * w - t * v, q * v - p * w, p * t - q * s
+        return [[c00, c01, c02], [c10, c11, c12], [c20, c21, c22]], p * c00 + q * c10 + r * c20
+    (a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23), (a30, a31, a32, a33) = m
+    s0, s1, s2 = a00 * a11 - a10 * a01, a00 * a12 - a10 * a02, a00 * a13 - a10 * a03
+    s3, s4, s5 = a01 * a12 - a11 * a02, a01 * a13 - a11 * a03, a02 * a13 - a12 * a03
+    c5, c4, c3 = a22 * a33 - a32 * a23, a21 * a33 - a31 * a23, a21 * a32 - a31 * a22
+    c2, c1, c0 = a20 * a33 - a30 * a23, a20 * a32 - a30 * a22, a20 * a31 - a30 * a21
+    det = s0 * c5 - s1 * c4 + s2 * c3 + s3 * c2 - s4 * c1 + s5 * c0
+    adj = [
+        [a11 * c5 - a12 * c4 + a13 * c3, -a01 * c5 + a02 * c4 - a03 * c3,
+         a31 * s5 - a32 * s4 + a33 * s3, -a21 * s5 + a22 * s4 - a23 * s3],
+        [-a10 * c5 + a12 * c2 - a13 * c1, a00 * c5 - a02 * c2 + a03 * c1,
+         -a30 * s5 + a32 * s2 - a33 * s1, a20 * s5 - a22 * s2 + a23 * s1],
+        [a10 * c4 - a11 * c2 + a13 * c0, -a00 * c4 + a01 * c2 - a03 * c0,
+         a30 * s4 - a31 * s2 + a33 * s0, -a20 * s4 + a21 * s2 - a23 * s0],
+        [-a10 * c3 + a11 * c1 - a12 * c0, a00 * c3 - a01 * c1 + a02 * c0,
+         -a30 * s3 + a31 * s1 - a32 * s0, a20 * s3 - a21 * s1 + a22 * s0],
+    ]
+    return adj, det
+
+
+def _det(a: mx.array) -> mx.array:
+    n = a.shape[-1]
+    m = _entries(a, n)
+    if n == 2:
+        return m[0][0] * m[1][1] - m[0][1] * m[1][0]
+    if n == 3:
+        (p, q, r), (s, t, u), (v, w, x) = m
+        return p * (t * x - u * w) + q * (u * v - s * x) + r * (s * w - t * v)
+    return _adjugate_det(a)[1]
+
+
+@mx.custom_function
+def _inverse(a: mx.array) -> mx.array:
+    adj, det = _adjugate_det(a)
+    return _assemble([[c / det for c in row] for row in adj])
+
+
+@_inverse.vjp
+def _inverse_vjp(primals, cotangent, output):
+    # d(A^-1) = -A^-1 dA A^-1, so the cotangent pulls back to -A^-T G A^-T.
+    inv_t = output.swapaxes(-1, -2)
+    return (-matmul(matmul(inv_t, cotangent), inv_t),)
+
+
+@_inverse.jvp
+def _inverse_jvp(primals, tangents):
+    ainv = _inverse(primals[0])
+    return (-matmul(matmul(ainv, tangents[0]), ainv),)
+
+
+def det(a) -> mx.array:
+    """Determinant of a batch of 2x2, 3x3 or 4x4 matrices, in closed form.
+
+    Args:
+        a: (*, n, n) with n in {2, 3, 4}; float32, float64 (CPU), float16/bfloat16
+            (computed in float32), or integers (promoted to float32).
+
+    Returns:
+        (*) determinants in the input's float dtype. Differentiable (autodiff of the
+        cofactor expansion, d det = det tr(A^-1 dA) where A is invertible).
+
+    Example:
+        >>> import mlx.core as mx
+        >>> det(mx.array([[2.0, 0.0], [0.0, 3.0]]))
+        array(6, dtype=float32)
+    """
+    a, out = as_float(a, "a")
+    _check(a, "a")
+    return cast_out(_det(a), out)
+
+
+def inv(a) -> mx.array:
+    """Inverse of a batch of 2x2, 3x3 or 4x4 matrices (adjugate / determinant).
+
+    A singular entry gets IEEE inf/nan in its own output only; use :func:`inv_ex` to get
+    a mask of the entries that were invertible. The VJP is ``-A^-T G A^-T``.
+
+    Args:
+        a: (*, n, n), n in {2, 3, 4}. Dtypes as in :func:`det`.
+
+    Returns:
+        (*, n, n) inverses in the input's float dtype.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> inv(mx.array([[2.0, 0.0], [0.0, 4.0]]))
+        array([[0.5, 0],
+               [0, 0.25]], dtype=float32)
+    """
+    a, out = as_float(a, "a")
+    _check(a, "a")
+    return cast_out(_inverse(a), out)
+
+
+def inv_ex(a) -> tuple[mx.array, mx.array]:
+    """Inverse plus a mask of the entries where it is meaningful.
+
+    ``ok`` is True where every entry of A is finite and
+    ``|det A| > n * eps * prod_i ||A[i, :]||`` (eps of the compute dtype). By
+    Hadamard's inequality the ratio ``|det A| / prod_i ||A[i, :]||`` lies in [0, 1] and
+    is invariant to scaling rows, so the test flags matrices whose rows are linearly
+    dependent to working precision (condition numbers beyond about ``1 / (n eps)``).
+
+    Args:
+        a: (*, n, n), n in {2, 3, 4}.
+
+    Returns:
+        ``(inverse, ok)``: (*, n, n) as :func:`inv`, and a (*) bool mask.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> x, ok = inv_ex(mx.array([[[1.0, 2.0], [2.0, 4.0]], [[1.0, 0.0], [0.0, 1.0]]]))
+        >>> ok
+        array([False, True], dtype=bool)
+    """
+    a, out = as_float(a, "a")
+    n = _check(a, "a")
+    ainv = _inverse(a)
+    eps = 2.220446049250313e-16 if a.dtype == mx.float64 else 1.1920929e-07
+    row_norms = mx.sqrt(mx.sum(a * a, axis=-1))
+    scale = mx.prod(row_norms, axis=-1)
+    d = _det(a)
+    ok = mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(d) > n * eps * scale)
+    return cast_out(ainv, out), ok
+
+
+def solve(a, b) -> mx.array:
+    """Solve ``A x = b`` for batches of 2x2, 3x3 or 4x4 systems.
+
+    ``b`` is a batch of vectors (*, n) when ``b.ndim == a.ndim - 1``, otherwise a batch
+    of right-hand-side matrices (*, n, k) (the convention of ``torch.linalg.solve``).
+    Batch dimensions broadcast with numpy rules. The product with the inverse is
+    written elementwise, so it stays float32-exact on CUDA where matmuls default to TF32.
+
+    Args:
+        a: (*, n, n), n in {2, 3, 4}.
+        b: (*, n) or (*, n, k).
+
+    Returns:
+        x with b's trailing shape and the broadcast batch shape.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> solve(mx.array([[2.0, 0.0], [0.0, 4.0]]), mx.array([1.0, 1.0]))
+        array([0.5, 0.25], dtype=float32)
+    """
+    (a, b), out = as_floats(a, b, names=("a", "b"))
+    n = _check(a, "a")
+    vector = b.ndim == a.ndim - 1
+    if vector and b.shape[-1:] == (n,):
+        broadcast_batch(a.shape[:-2], b.shape[:-1], names=("a", "b"))
+        return cast_out(matmul(_inverse(a), b[..., None])[..., 0], out)
+    if not vector and b.ndim >= 2 and b.shape[-2] == n:
+        broadcast_batch(a.shape[:-2], b.shape[:-2], names=("a", "b"))
+        return cast_out(matmul(_inverse(a), b), out)
+    raise ValueError(f"b: expected shape (*, {n}) or (*, {n}, k) to match a {tuple(a.shape)}, got {tuple(b.shape)}")

@@ -1,0 +1,66 @@
+"""Shared test machinery: device-safety checks, compile at two batch sizes, references."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import Any, Callable, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+# Primitives that only exist on MLX's CPU backend (DESIGN.md rule 1). linalg.solve lowers to LUF.
+CPU_ONLY_PRIMITIVES = frozenset({"Inverse", "SVD", "QRF", "Eigh", "Eig", "LUF", "Cholesky"})
+
+ON_GPU = mx.default_device() == mx.gpu
+# float64 exists only on MLX's CPU backend.
+FLOAT_DTYPES = [mx.float32] if ON_GPU else [mx.float32, mx.float64]
+
+
+def graph_primitives(fn: Callable[..., Any], *args: Any) -> set[str]:
+    """Names of the primitives in the graph of ``fn(*args)``, traced with compile disabled."""
+    mx.disable_compile()
+    try:
+        out = fn(*args)
+        leaves = [x for x in _leaves(out) if isinstance(x, mx.array)]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "g.dot")
+            mx.export_to_dot(path, *leaves)
+            text = open(path).read()
+    finally:
+        mx.enable_compile()
+    return set(re.findall(r'label ="(\w+)"', text))
+
+
+def _leaves(tree: Any) -> list[Any]:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    if isinstance(tree, dict):
+        return [leaf for t in tree.values() for leaf in _leaves(t)]
+    return [tree]
+
+
+def assert_device_safe(fn: Callable[..., Any], make_args: Callable[[int], Sequence[Any]]) -> None:
+    """Check DESIGN.md rules 1 and 3 for ``fn``.
+
+    ``make_args(batch)`` builds arguments of batch size ``batch``. The function must hold no
+    CPU-only primitive, run under ``mx.compile`` (a host sync inside raises), and give the
+    eager result when the compiled function is called at two batch sizes.
+    """
+    found = graph_primitives(fn, *make_args(3)) & CPU_ONLY_PRIMITIVES
+    assert not found, f"CPU-only primitives in the graph: {sorted(found)}"
+    compiled = mx.compile(fn)
+    for batch in (2, 5):
+        args = make_args(batch)
+        eager = [np.array(x) for x in _leaves(fn(*args)) if isinstance(x, mx.array)]
+        comp = [np.array(x) for x in _leaves(compiled(*args)) if isinstance(x, mx.array)]
+        assert len(eager) == len(comp)
+        for e, c in zip(eager, comp):
+            assert e.shape == c.shape
+            np.testing.assert_allclose(c, e, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def to_np(x: mx.array) -> np.ndarray:
+    """float64 numpy copy of an mx array (for references)."""
+    return np.array(x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x).astype(np.float64)
