@@ -58,8 +58,16 @@ def as_floats(*xs: Any, names: Sequence[str]) -> tuple[list[mx.array], mx.Dtype]
     compute = mx.float64 if any(a.dtype == mx.float64 for a in arrays) else mx.float32
     out = converted[0][1]
     for _, d in converted[1:]:
-        out = mx.promote_types(out, d)
+        out = _promote(out, d)
     return [a.astype(compute) for a in arrays], out
+
+
+def _promote(a: mx.Dtype, b: mx.Dtype) -> mx.Dtype:
+    if a == b:
+        return a
+    if mx.float64 in (a, b):
+        return mx.float64
+    return mx.float32
 
 
 def cast_out(x: mx.array, dtype: mx.Dtype) -> mx.array:

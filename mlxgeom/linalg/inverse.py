@@ -86,16 +86,17 @@ def _inverse(a: mx.array) -> mx.array:
 
 
 @_inverse.vjp
-def _inverse_vjp(primals, cotangent, output):
+def _inverse_vjp(primal, cotangent, output):
     # d(A^-1) = -A^-1 dA A^-1, so the cotangent pulls back to -A^-T G A^-T.
     inv_t = output.swapaxes(-1, -2)
     return (-matmul(matmul(inv_t, cotangent), inv_t),)
 
 
 @_inverse.jvp
-def _inverse_jvp(primals, tangents):
-    ainv = _inverse(primals[0])
-    return (-matmul(matmul(ainv, tangents[0]), ainv),)
+def _inverse_jvp(primal, tangent):
+    # With a single input, MLX passes the arrays themselves rather than tuples.
+    ainv = _inverse(primal)
+    return (-matmul(matmul(ainv, tangent), ainv),)
 
 
 def det(a) -> mx.array:
@@ -177,8 +178,9 @@ def inv_ex(a) -> tuple[mx.array, mx.array]:
 def solve(a, b) -> mx.array:
     """Solve ``A x = b`` for batches of 2x2, 3x3 or 4x4 systems.
 
-    ``b`` is a batch of vectors (*, n) when ``b.ndim == a.ndim - 1``, otherwise a batch
-    of right-hand-side matrices (*, n, k) (the convention of ``torch.linalg.solve``).
+    ``b`` is a batch of vectors (*, n) when ``b.ndim == a.ndim - 1`` and its last size is
+    n, otherwise a batch of right-hand-side matrices (*, n, k) (close to
+    ``torch.linalg.solve``; add a trailing axis to force the matrix reading).
     Batch dimensions broadcast with numpy rules. The product with the inverse is
     written elementwise, so it stays float32-exact on CUDA where matmuls default to TF32.
 
@@ -196,8 +198,8 @@ def solve(a, b) -> mx.array:
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
     n = _check(a, "a")
-    vector = b.ndim == a.ndim - 1
-    if vector and b.shape[-1:] == (n,):
+    vector = b.ndim == a.ndim - 1 and b.shape[-1] == n
+    if vector:
         broadcast_batch(a.shape[:-2], b.shape[:-1], names=("a", "b"))
         return cast_out(matmul(_inverse(a), b[..., None])[..., 0], out)
     if not vector and b.ndim >= 2 and b.shape[-2] == n:
