@@ -12,6 +12,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_square
+from . import inverse_cuda
 from .products import matmul
 
 _SIZES = (2, 3, 4)
@@ -85,6 +86,12 @@ def _det(a: mx.array) -> mx.array:
 
 @mx.custom_function
 def _inverse(a: mx.array) -> mx.array:
+    if inverse_cuda.enabled(a):
+        return inverse_cuda.inverse(a)
+    return _inverse_adjugate(a)
+
+
+def _inverse_adjugate(a: mx.array) -> mx.array:
     adj, det = _adjugate_det(a)
     return _assemble([[c / det for c in row] for row in adj])
 
