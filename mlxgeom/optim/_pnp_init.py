@@ -1,0 +1,220 @@
+"""Closed-form PnP initialisers (EPnP and DLT) on normalised image coordinates.
+
+Every function here takes world points ``pw`` (*, N, 3), normalised image points
+``xn`` (*, N, 2) (``K^-1 [u, v, 1]``, so the camera has unit focal length) and point
+weights ``w`` (*, N) in {0, 1} (0 = ignore the point), and returns ``(R, t, ok)``:
+(*, 3, 3), (*, 3) world-to-camera and a (*) bool mask of the problems where the
+configuration was non-degenerate. Everything is a fixed sequence of batched
+elementwise ops, small products and ``linalg.eigh``/``solve_spd_ex``.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from .. import linalg
+
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+# Columns of the 6x10 matrix L for the products beta_a beta_b, in EPnP's order
+# (b11, b12, b22, b13, b23, b33, b14, b24, b34, b44).
+_PRODUCTS = ((0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3))
+# Planarity threshold on lambda_min / lambda_max of the point covariance.
+_PLANAR_RATIO = {mx.float32: 1e-5, mx.float64: 1e-10}
+
+
+def _eps(dtype: mx.Dtype) -> float:
+    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
+
+
+def _wsum(x: mx.array, w: mx.array, axis: int) -> mx.array:
+    return mx.sum(x * w, axis=axis)
+
+
+def _centroid(p: mx.array, w: mx.array) -> mx.array:
+    n = mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None]
+    return _wsum(p, w[..., None], -2) / n
+
+
+def _outer_sum(a: mx.array, b: mx.array, w: mx.array) -> mx.array:
+    """sum_i w_i a_i b_i^T for a (*, N, p), b (*, N, q) -> (*, p, q), exact float32."""
+    return mx.sum((w[..., None, None] * a[..., :, None]) * b[..., None, :], axis=-3)
+
+
+def absolute_orientation(pw: mx.array, pc: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+    """Rotation and translation minimising ``sum_i w_i ||pc_i - (R pw_i + t)||^2``.
+
+    Kabsch/Horn (Horn, JOSA A 4:629, 1987): R is the rotation nearest to
+    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``.
+    """
+    mw, mc = _centroid(pw, w), _centroid(pc, w)
+    h = _outer_sum(pc - mc[..., None, :], pw - mw[..., None, :], w)
+    r = linalg.project_to_so3(h)
+    t = mc - linalg.matmul(r, mw[..., None])[..., 0]
+    return r, t
+
+
+def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """EPnP control points (*, 4, 3), barycentric weights (*, N, 4), non-planar mask (*)."""
+    c0 = _centroid(pw, w)
+    d = pw - c0[..., None, :]
+    cov = _outer_sum(d, d, w) / mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None, None]
+    lam, v = linalg.eigh(cov)
+    lam_max = mx.maximum(lam[..., 2:], _eps(pw.dtype))
+    spread = lam / lam_max > _PLANAR_RATIO.get(pw.dtype, 1e-5)
+    # Double where: flat directions get a dummy scale so 1/sqrt stays finite.
+    scale = mx.sqrt(mx.where(spread, lam, lam_max))
+    ctrl = c0[..., None, :] + (v * scale[..., None, :]).swapaxes(-1, -2)
+    coords = linalg.matmul(d, v) / scale[..., None, :]
+    alphas = mx.concatenate([1.0 - mx.sum(coords, axis=-1, keepdims=True), coords], axis=-1)
+    return mx.concatenate([c0[..., None, :], ctrl], axis=-2), alphas, mx.all(spread, axis=-1)
+
+
+def _epnp_mtm(alphas: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+    """``M^T M`` (*, 12, 12) of EPnP's 2N x 12 system (Lepetit et al. 2009, eq. 7)."""
+    x, y = xn[..., 0], xn[..., 1]
+    one, zero = mx.ones_like(x), mx.zeros_like(x)
+    # Per point, the two rows are alpha (x) [1, 0, -x] and alpha (x) [0, 1, -y], so
+    # M^T M = sum_i (alpha_i alpha_i^T) (x) B_i with B_i = sum of the rows' outer products.
+    b = mx.stack([one, zero, -x, zero, one, -y, -x, -y, x * x + y * y], axis=-1)
+    b = b.reshape(*b.shape[:-1], 3, 3)
+    aa = alphas[..., :, None] * alphas[..., None, :]
+    blocks = mx.sum((w[..., None, None, None, None] * aa[..., :, None, :, None]) * b[..., None, :, None, :], axis=-5)
+    return blocks.reshape(*blocks.shape[:-4], 12, 12)
+
+
+def _l_matrix(null: mx.array) -> mx.array:
+    """EPnP's L (*, 6, 10) from the four null vectors (*, 4 vectors, 4 points, 3)."""
+    dv = mx.stack([null[..., a, :] - null[..., b, :] for a, b in _PAIRS], axis=-2)  # (*, 4, 6, 3)
+    cols = [(1.0 if i == j else 2.0) * mx.sum(dv[..., i, :, :] * dv[..., j, :, :], axis=-1) for i, j in _PRODUCTS]
+    return mx.stack(cols, axis=-1)
+
+
+def _least_squares(l_sub: mx.array, rho: mx.array) -> mx.array:
+    """Normal-equation least squares for the small beta systems (n <= 5), lightly regularised."""
+    a = mx.sum(l_sub[..., :, :, None] * l_sub[..., :, None, :], axis=-3)
+    g = mx.sum(l_sub * rho[..., None], axis=-2)
+    n = a.shape[-1]
+    tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
+    a = a + (10.0 * _eps(a.dtype) * tr + 1e-30)[..., None, None] * mx.eye(n, dtype=a.dtype)
+    x, _ = linalg.solve_spd_ex(a, g)
+    return x
+
+
+def _safe_sqrt(x: mx.array) -> mx.array:
+    return mx.sqrt(mx.maximum(x, 0.0))
+
+
+def _safe_div(a: mx.array, b: mx.array) -> mx.array:
+    nz = mx.abs(b) > 1e-30
+    return mx.where(nz, a / mx.where(nz, b, 1.0), 0.0)
+
+
+def _columns(m: mx.array, cols: tuple[int, ...]) -> mx.array:
+    return mx.stack([m[..., c] for c in cols], axis=-1)
+
+
+def _beta_guesses(lmat: mx.array, rho: mx.array) -> list[mx.array]:
+    """EPnP's three linearised beta estimates (N = 1, 2, 3 null vectors), each (*, 4)."""
+    zero = mx.zeros_like(rho[..., 0])
+    x = _least_squares(_columns(lmat, (0, 1, 3, 6)), rho)  # b11 b12 b13 b14
+    sgn = mx.where(x[..., 0] < 0, -1.0, 1.0)
+    b1 = _safe_sqrt(sgn * x[..., 0])
+    g1 = mx.stack([b1, _safe_div(sgn * x[..., 1], b1), _safe_div(sgn * x[..., 2], b1), _safe_div(sgn * x[..., 3], b1)], -1)
+    guesses = [g1]
+    for cols in ((0, 1, 2), (0, 1, 2, 3, 4)):
+        x = _least_squares(_columns(lmat, cols), rho)  # b11 b12 b22 (b13 b23)
+        neg = x[..., 0] < 0
+        b1 = _safe_sqrt(mx.where(neg, -x[..., 0], x[..., 0]))
+        b2 = mx.where(neg, _safe_sqrt(-x[..., 2]), _safe_sqrt(x[..., 2]))
+        b1 = mx.where(x[..., 1] < 0, -b1, b1)
+        b3 = _safe_div(x[..., 3], b1) if len(cols) == 5 else zero
+        guesses.append(mx.stack([b1, b2, b3, zero], -1))
+    return guesses
+
+
+def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5) -> mx.array:
+    """Gauss-Newton on ``||L b(beta) - rho||^2`` over the four betas (EPnP sec. 3.4)."""
+    eye = mx.eye(4, dtype=beta.dtype)
+    for _ in range(iters):
+        prods = mx.stack([beta[..., i] * beta[..., j] for i, j in _PRODUCTS], -1)
+        res = mx.sum(lmat * prods[..., None, :], axis=-1) - rho
+        zero = mx.zeros_like(beta[..., 0])
+        # d(beta_i beta_j) / d beta_k = beta_j [i == k] + beta_i [j == k]
+        dprods = mx.stack([mx.stack([(beta[..., j] if i == k else zero) + (beta[..., i] if j == k else zero)
+                                     for k in range(4)], -1) for i, j in _PRODUCTS], -2)  # (*, 10, 4)
+        jac = mx.sum(lmat[..., :, :, None] * dprods[..., None, :, :], axis=-2)
+        a = mx.sum(jac[..., :, :, None] * jac[..., :, None, :], axis=-3)
+        g = mx.sum(jac * res[..., None], axis=-2)
+        tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
+        step, ok = linalg.solve_spd_ex(a + (1e-6 * tr + 1e-30)[..., None, None] * eye, -g)
+        beta = beta + mx.where(ok[..., None] & mx.all(mx.isfinite(step), -1, keepdims=True), step, 0.0)
+    return beta
+
+
+def _sq_reprojection(r: mx.array, t: mx.array, pw: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+    pc = linalg.matmul(r[..., None, :, :], pw[..., None])[..., 0] + t[..., None, :]
+    z = pc[..., 2]
+    zs = mx.where(mx.abs(z) > 1e-12, z, 1e-12)
+    e = mx.sum(mx.square(pc[..., :2] / zs[..., None] - xn), axis=-1)
+    e = mx.where(z > 0, e, 1e6)
+    return mx.sum(w * e, axis=-1)
+
+
+def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """EPnP (Lepetit, Moreno-Noguer, Fua, IJCV 81, 2009): 4 control points, the null space
+    of the 12x12 ``M^T M`` from ``linalg.eigh``, betas from the N = 1, 2, 3 linearisations
+    refined by Gauss-Newton; the candidate with the least reprojection error wins.
+    Needs >= 4 non-coplanar points (``ok`` is False for coplanar ones).
+    """
+    ctrl, alphas, spread = _control_points(pw, w)
+    _, vecs = linalg.eigh(_epnp_mtm(alphas, xn, w))
+    null = vecs[..., :, :4].swapaxes(-1, -2).reshape(*vecs.shape[:-2], 4, 4, 3)
+    lmat = _l_matrix(null)
+    rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
+    best = None
+    for beta in _beta_guesses(lmat, rho):
+        beta = _refine_betas(beta, lmat, rho)
+        cc = mx.sum(beta[..., :, None, None] * null, axis=-3)  # (*, 4, 3) camera-frame control points
+        pc = linalg.matmul(alphas, cc)
+        depth = mx.sum(w * pc[..., 2], axis=-1)
+        pc = mx.where((depth < 0)[..., None, None], -pc, pc)
+        r, t = absolute_orientation(pw, pc, w)
+        err = _sq_reprojection(r, t, pw, xn, w)
+        err = mx.where(mx.isfinite(err), err, mx.inf)
+        if best is None:
+            best = (r, t, err)
+        else:
+            take = err < best[2]
+            best = (mx.where(take[..., None, None], r, best[0]), mx.where(take[..., None], t, best[1]),
+                    mx.where(take, err, best[2]))
+    return best[0], best[1], spread & (mx.sum(w, axis=-1) >= 4)
+
+
+def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """Direct linear transform for P = [R | t] (Hartley and Zisserman, 2nd ed., sec. 7.1):
+    the 3x4 P is the eigenvector of the smallest eigenvalue of ``A^T A`` (12x12, world points
+    centred and scaled for conditioning), then R = nearest rotation to P's left block and
+    ``t`` the last column, both divided by ``cbrt(det)``. Needs >= 6 non-coplanar points.
+    """
+    c = _centroid(pw, w)
+    d = pw - c[..., None, :]
+    s = mx.sqrt(mx.sum(w * mx.sum(d * d, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
+    s = mx.where(s > 0, s, 1.0)
+    q = d / s[..., None, None]
+    qh = mx.concatenate([q, mx.ones_like(q[..., :1])], axis=-1)
+    z4 = mx.zeros_like(qh)
+    x, y = xn[..., 0:1], xn[..., 1:2]
+    row1 = mx.concatenate([qh, z4, -x * qh], axis=-1)
+    row2 = mx.concatenate([z4, qh, -y * qh], axis=-1)
+    ata = _outer_sum(row1, row1, w) + _outer_sum(row2, row2, w)
+    _, vecs = linalg.eigh(ata)
+    p = vecs[..., :, 0].reshape(*vecs.shape[:-2], 3, 4)
+    m_n, p4 = p[..., :3], p[..., 3]
+    m = m_n / s[..., None, None]
+    p4 = p4 - linalg.matmul(m, c[..., None])[..., 0]
+    det = linalg.det(m)
+    lam = mx.where(det < 0, -1.0, 1.0) * mx.power(mx.maximum(mx.abs(det), 1e-30), 1.0 / 3.0)
+    r = linalg.project_to_so3(m / lam[..., None, None])
+    t = p4 / lam[..., None]
+    _, _, spread = _control_points(pw, w)
+    return r, t, spread & (mx.abs(det) > 0) & (mx.sum(w, axis=-1) >= 6)

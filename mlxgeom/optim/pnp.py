@@ -1,0 +1,255 @@
+"""Batched Perspective-n-Point: EPnP / DLT initialisation and Levenberg-Marquardt refinement.
+
+Conventions: poses are world-to-camera, ``x_cam = R x_world + t`` (OpenCV, COLMAP);
+``rvec`` is the axis-angle of R (``cv2.Rodrigues``); pixels follow ``u = fx x/z + s y/z + cx``,
+``v = fy y/z + cy`` with K's skew ``s`` (distortion is not modelled: undistort first).
+The refinement perturbs poses on the LEFT, ``T <- exp(h) T`` with ``h = [rho, phi]`` in the
+camera frame, and the covariance is that of ``h`` at the solution.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Union
+
+import mlx.core as mx
+
+from .. import linalg
+from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from . import _pnp_init
+from .levenberg_marquardt import levenberg_marquardt
+from .losses import RobustLoss
+
+_MIN_POINTS = {"epnp": 4, "iterative": 4, "dlt": 6}
+
+
+class PnPResult(NamedTuple):
+    """Result of :func:`solve_pnp` / :func:`solve_pnp_ransac`, batched like the problems.
+
+    Attributes:
+        pose: (*, 4, 4) world-to-camera.
+        rvec: (*, 3) axis-angle of R (as ``cv2.solvePnP``).
+        tvec: (*, 3) translation.
+        ok: (*) bool: enough non-coplanar points, a finite pose and every used point in
+            front of the camera. Where False, pose is the identity.
+        reprojection_error: (*) RMS pixel distance over the used points.
+        covariance: (*, 6, 6) covariance of the left perturbation ``[rho, phi]`` in the
+            camera frame, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
+            (inf where J^T J is singular).
+        inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers).
+    """
+
+    pose: mx.array
+    rvec: mx.array
+    tvec: mx.array
+    ok: mx.array
+    reprojection_error: mx.array
+    covariance: mx.array
+    inliers: mx.array
+
+
+def intrinsics_of(camera_or_k: Any) -> Any:
+    """K (*, 3, 3) of a ``camera.Camera`` (anything with a ``K`` attribute) or K itself."""
+    return camera_or_k.K if hasattr(camera_or_k, "K") else camera_or_k
+
+
+def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
+    """Normalised image coordinates (*, N, 2) = first two entries of ``K^-1 [u, v, 1]``."""
+    kinv = linalg.inv(k)
+    uv1 = mx.concatenate([pixels, mx.ones_like(pixels[..., :1])], axis=-1)
+    return linalg.matmul(kinv[..., None, :2, :], uv1[..., None])[..., 0]
+
+
+def _camera_points(pose: mx.array, pw: mx.array) -> mx.array:
+    return linalg.matmul(pose[..., None, :3, :3], pw[..., None])[..., 0] + pose[..., None, :3, 3]
+
+
+def _safe_depth(z: mx.array) -> mx.array:
+    # Points at or behind the camera plane keep a finite residual; ok flags them later.
+    return mx.where(mx.abs(z) > 1e-12, z, 1e-12)
+
+
+def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
+    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) of the pinhole model."""
+    pc = _camera_points(pose, pw)
+    z = _safe_depth(pc[..., 2])
+    xn, yn = pc[..., 0] / z, pc[..., 1] / z
+    kk = k[..., None, :, :]
+    u = kk[..., 0, 0] * xn + kk[..., 0, 1] * yn + kk[..., 0, 2]
+    v = kk[..., 1, 1] * yn + kk[..., 1, 2]
+    return mx.stack([u - pixels[..., 0], v - pixels[..., 1]], axis=-1)
+
+
+def _reprojection_jacobian(pose: mx.array, pw: mx.array, k: mx.array) -> mx.array:
+    """d residual / d h (*, N, 2, 6) for the left update ``exp(h) T``, h = [rho, phi].
+
+    With p = T pw in the camera frame, dp/dh = [I, -[p]x]; the normalised projection gives
+    the classic rows [1/z, 0, -x/z^2, -xy/z^2, 1 + x^2/z^2, -y/z] and
+    [0, 1/z, -y/z^2, -(1 + y^2/z^2), xy/z^2, x/z], then the 2x2 block of K.
+    """
+    pc = _camera_points(pose, pw)
+    iz = 1.0 / _safe_depth(pc[..., 2])
+    x, y = pc[..., 0] * iz, pc[..., 1] * iz
+    zero = mx.zeros_like(x)
+    jx = mx.stack([iz, zero, -x * iz, -x * y, 1.0 + x * x, -y], axis=-1)
+    jy = mx.stack([zero, iz, -y * iz, -(1.0 + y * y), x * y, x], axis=-1)
+    kk = k[..., None, :, :]
+    ju = kk[..., 0, 0, None] * jx + kk[..., 0, 1, None] * jy
+    jv = kk[..., 1, 1, None] * jy
+    return mx.stack([ju, jv], axis=-2)
+
+
+def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
+    from .. import lie
+
+    return lie.se3_compose(lie.se3_exp(h), pose)
+
+
+def _pose_from_rt(r: mx.array, t: mx.array) -> mx.array:
+    top = mx.concatenate([r, t[..., None]], axis=-1)
+    bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=r.dtype), (*top.shape[:-2], 1, 4))
+    return mx.concatenate([top, bottom], axis=-2)
+
+
+def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
+               loss: Union[RobustLoss, str, None] = None, loss_scale: float = 2.0, max_iters: int = 10):
+    """LM refinement of world-to-camera poses on reprojection errors (left update).
+
+    Returns the :class:`LMResult` (its ``x`` is the refined (*, 4, 4) pose). Points with
+    ``w == 0`` do not contribute.
+    """
+    sw = mx.sqrt(w)[..., None]
+    batch = pose.shape[:-2]
+    n = pw.shape[-2]
+
+    def residual(p: mx.array) -> mx.array:
+        return (reprojection_residuals(p, pw, pixels, k) * sw).reshape(*batch, 2 * n)
+
+    def jacobian(p: mx.array) -> mx.array:
+        return (_reprojection_jacobian(p, pw, k) * sw[..., None]).reshape(*batch, 2 * n, 6)
+
+    return levenberg_marquardt(residual, pose, jacobian=jacobian, retract=_left_retract, dof=6, loss=loss,
+                               loss_scale=loss_scale, block_size=2, max_iters=max_iters, tau=1e-4)
+
+
+def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
+    eye = mx.broadcast_to(mx.eye(6, dtype=hessian.dtype), hessian.shape)
+    finite = mx.all(mx.isfinite(hessian), axis=(-2, -1))
+    h_safe = mx.where(finite[..., None, None], hessian, eye)
+    inv, ok = linalg.solve_spd_ex(h_safe, eye)
+    sigma2 = sq_sum / mx.maximum(2.0 * n_used - 6.0, 1.0)
+    ok = ok & finite & mx.all(mx.isfinite(inv), axis=(-2, -1))
+    return mx.where(ok[..., None, None], sigma2[..., None, None] * inv, mx.inf)
+
+
+def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array,
+            hessian: mx.array | None, inliers: mx.array, out: mx.Dtype) -> PnPResult:
+    """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
+    from .. import lie
+
+    pc = _camera_points(pose, pw)
+    in_front = mx.all((pc[..., 2] > 0) | (w == 0), axis=-1)
+    ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
+    eye4 = mx.eye(4, dtype=pose.dtype)
+    pose = mx.where(ok[..., None, None], pose, eye4)
+    res = reprojection_residuals(pose, pw, pixels, k)
+    sq = mx.sum(w * mx.sum(res * res, axis=-1), axis=-1)
+    n_used = mx.sum(w, axis=-1)
+    rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
+    rms = mx.where(ok, rms, mx.inf)
+    if hessian is None:
+        jac = _reprojection_jacobian(pose, pw, k) * mx.sqrt(w)[..., None, None]
+        jac = jac.reshape(*jac.shape[:-3], -1, 6)
+        hessian = mx.sum(jac[..., :, :, None] * jac[..., :, None, :], axis=-3)
+    cov = _covariance(hessian, sq, n_used)
+    cov = mx.where(ok[..., None, None], cov, mx.inf)
+    rvec = lie.so3_log(pose[..., :3, :3])
+    return PnPResult(*(cast_out(a, out) for a in (pose, rvec, pose[..., :3, 3])), ok,
+                     cast_out(rms, out), cast_out(cov, out), inliers)
+
+
+def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
+    (pw, uv, k), out = as_floats(points_3d, pixels, intrinsics_of(camera_or_k), names=("points_3d", "pixels", "K"))
+    check_trailing(pw, (None, 3), "points_3d")
+    check_trailing(uv, (None, 2), "pixels")
+    check_trailing(k, (3, 3), "K")
+    if pw.shape[-2] != uv.shape[-2]:
+        raise ValueError(f"points_3d (*, N, 3) and pixels (*, N, 2) must have the same N, got {tuple(pw.shape)} and {tuple(uv.shape)}")
+    n = pw.shape[-2]
+    batch = broadcast_batch(pw.shape[:-2], uv.shape[:-2], k.shape[:-2], names=("points_3d", "pixels", "K"))
+    w = mx.ones((*batch, n), dtype=pw.dtype) if mask is None else mx.array(mask).astype(pw.dtype)
+    if mask is not None:
+        check_trailing(w, (n,), "mask")
+        batch = broadcast_batch(batch, w.shape[:-1], names=("problems", "mask"))
+    pw, uv = mx.broadcast_to(pw, (*batch, n, 3)), mx.broadcast_to(uv, (*batch, n, 2))
+    k, w = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(w, (*batch, n))
+    # Ignored points may hold anything (NaN included): zero them so they cannot leak.
+    finite = mx.all(mx.isfinite(pw), axis=-1) & mx.all(mx.isfinite(uv), axis=-1)
+    w = mx.where(finite, w, 0.0)
+    used = (w > 0)[..., None]
+    return mx.where(used, pw, 0.0), mx.where(used, uv, 0.0), k, w, out
+
+
+def initial_pose(pw: mx.array, uv: mx.array, k: mx.array, w: mx.array, method: str) -> tuple[mx.array, mx.array]:
+    """Closed-form pose (*, 4, 4) and ok mask from EPnP or DLT on the weighted points."""
+    xn = normalize_pixels(uv, k)
+    xn = mx.where((w > 0)[..., None], xn, 0.0)
+    r, t, ok = (_pnp_init.dlt if method == "dlt" else _pnp_init.epnp)(pw, xn, w)
+    pose = _pose_from_rt(r, t)
+    ok = ok & mx.all(mx.isfinite(pose), axis=(-2, -1))
+    return mx.where(ok[..., None, None], pose, mx.eye(4, dtype=pose.dtype)), ok
+
+
+def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "epnp", refine: bool = True,
+              mask: Any = None, loss: Union[RobustLoss, str, None] = None, loss_scale: float = 2.0,
+              max_iters: int = 10) -> PnPResult:
+    """Camera poses from 2D-3D correspondences, many problems at once.
+
+    Methods: ``"epnp"`` (Lepetit et al. IJCV 2009; >= 4 non-coplanar points), ``"dlt"``
+    (Hartley-Zisserman sec. 7.1; >= 6 non-coplanar points), ``"iterative"`` (EPnP, then
+    always LM, like ``cv2.SOLVEPNP_ITERATIVE``). With ``refine`` (default) the closed-form
+    pose is refined by :func:`levenberg_marquardt` on the reprojection error with the LEFT
+    update ``T <- se3_exp(h) T``, optionally with a robust ``loss`` over pixel errors.
+    Everything runs a static number of iterations on the device (compilable); gradients
+    with respect to the points, pixels and K flow through the unrolled LM iterations
+    (the closed-form initial pose is a constant), which at convergence equals the
+    implicit-function derivative.
+
+    Args:
+        points_3d: (*, N, 3) world points.
+        pixels: (*, N, 2) undistorted pixel coordinates.
+        camera_or_k: K (*, 3, 3) or a ``camera.Camera`` (its ``K`` is used).
+        method: ``"epnp"``, ``"dlt"`` or ``"iterative"``.
+        refine: run LM after the closed form.
+        mask: optional (*, N) bool/0-1 point mask (False = ignore the point).
+        loss, loss_scale: robust loss (object or name) and its scale in pixels.
+        max_iters: LM iterations.
+
+    Returns:
+        :class:`PnPResult`. Degenerate problems (too few points, coplanar points for EPnP/DLT,
+        poses with points behind the camera) get ``ok == False`` and the identity pose;
+        they never affect other problems.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> pw = mx.array([[0., 0, 5], [1, 0, 6], [0, 1, 5.5], [1, 1, 4], [-1, 0.5, 6.5], [0.3, -1, 5]])
+        >>> k = mx.array([[500., 0, 320], [0, 500, 240], [0, 0, 1]])
+        >>> uv = pw[:, :2] / pw[:, 2:] * 500 + mx.array([320., 240])
+        >>> res = solve_pnp(pw, uv, k)
+        >>> bool(res.ok), bool(mx.abs(res.pose - mx.eye(4)).max() < 1e-3)
+        (True, True)
+    """
+    if method not in _MIN_POINTS:
+        raise ValueError(f"method: expected one of {sorted(_MIN_POINTS)}, got {method!r}")
+    pw, uv, k, w, out = _prepare(points_3d, pixels, camera_or_k, mask)
+    batch, n = pw.shape[:-2], pw.shape[-2]
+    if n < _MIN_POINTS[method]:
+        # Known from shapes alone: every problem is under-determined.
+        pose, ok = mx.broadcast_to(mx.eye(4, dtype=pw.dtype), (*batch, 4, 4)), mx.zeros(batch, dtype=mx.bool_)
+        return _finish(pose, ok, pw, uv, k, w, None, w > 0, out)
+    pose, ok = initial_pose(pw, uv, k, w, method)
+    pose = mx.stop_gradient(pose)
+    hessian = None
+    if refine or method == "iterative":
+        lm = refine_pnp(pose, pw, uv, k, w, loss=loss, loss_scale=loss_scale, max_iters=max_iters)
+        pose, hessian = lm.x, lm.hessian
+    return _finish(pose, ok, pw, uv, k, w, hessian, w > 0, out)
