@@ -1,0 +1,331 @@
+"""``Camera``: a batch of pinhole cameras (K, world-to-camera pose, distortion, image size).
+
+The class is an immutable tuple of arrays (a ``NamedTuple`` subclass), so cameras cross
+``mx.grad``, ``mx.vmap`` and ``mx.compile`` as they are (MLX walks lists, tuples and dicts
+only, ``python/src/trees.cpp``), and gradients come back as ``Camera`` of gradients. The lens
+model is the class: :class:`Camera` is OpenCV's radial-tangential model, :class:`FisheyeCamera`
+OpenCV's fisheye (``Camera(..., model="fisheye")`` returns one).
+
+Fields (any leading batch dims describe many cameras and broadcast against points):
+
+- ``K`` (*, 3, 3) upper-triangular intrinsics; the skew K[0, 1] is applied.
+- ``pose`` (*, 4, 4) world-to-camera (OpenCV / COLMAP: ``x_cam = R x_world + t``).
+- ``dist`` (*, k) distortion coefficients (k = 0 for none).
+- ``size`` (*, 2) image ``[width, height]`` in pixels, (0, 0) when unknown.
+
+Values are not checked (that would need a host sync): fx <= 0 or fy <= 0 shows up as
+``valid == False`` in every projection and unprojection of that camera.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import mlx.core as mx
+
+from .. import linalg
+from .._checks import as_floats, broadcast_batch, check_trailing
+from . import projection as P
+from .intrinsics import crop_intrinsics, intrinsics_matrix, scale_intrinsics
+
+
+class _CameraArrays(NamedTuple):
+    K: mx.array
+    pose: mx.array
+    dist: mx.array
+    size: mx.array
+
+
+def _flat3(x: mx.array, name: str) -> mx.array:
+    """Accept OpenCV's (3, 1) column vectors as (3,)."""
+    if x.ndim >= 2 and x.shape[-2:] == (3, 1):
+        x = x[..., 0]
+    check_trailing(x, (3,), name)
+    return x
+
+
+def _homogeneous(pose: mx.array) -> mx.array:
+    """Accept (*, 3, 4) [R | t] poses by appending the row [0, 0, 0, 1]."""
+    if pose.ndim >= 2 and pose.shape[-2:] == (3, 4):
+        bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype), (*pose.shape[:-2], 1, 4))
+        pose = mx.concatenate([pose, bottom], axis=-2)
+    return pose
+
+
+class Camera(_CameraArrays):
+    """Batch of cameras with OpenCV's radial-tangential distortion (4/5/8/12/14 coefficients).
+
+    ``Camera(K, pose=None, dist=None, size=None, model="opencv")``: pose (*, 4, 4), (*, 3, 4)
+    or a ``lie.SE3`` (None: identity), dist None for no distortion, size None unknown. Bad
+    shapes raise ``ValueError``. ``cam.select(index)`` indexes the batch of cameras.
+
+    Example:
+        >>> cam = Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0)
+        >>> px, depth, valid = cam.project(mx.array([[0.1, 0.2, 2.0]]))
+        >>> px.tolist()
+        [[55.0, 50.0]]
+    """
+
+    __slots__ = ()
+    model: ClassVar[str] = "opencv"
+
+    def __new__(cls, K: Any, pose: Any = None, dist: Any = None, size: Any = None, model: str | None = None):
+        if model is not None:
+            P._check_model(model, None)
+            cls = FisheyeCamera if model == "fisheye" else Camera
+        if pose is not None and hasattr(pose, "matrix"):
+            pose = pose.matrix  # a lie.SE3
+        pose = mx.eye(4) if pose is None else pose
+        dist = mx.zeros((0,)) if dist is None else dist
+        size = mx.zeros((2,)) if size is None else size
+        (K, pose, dist, size), _ = as_floats(K, pose, dist, size, names=("K", "pose", "dist", "size"))
+        pose = _homogeneous(pose)
+        P._check_camera(K, pose, dist if dist.shape[-1] else None, cls.model)
+        check_trailing(size, (2,), "size")
+        broadcast_batch(K.shape[:-2], pose.shape[:-2], dist.shape[:-1], size.shape[:-1],
+                        names=("K", "pose", "dist", "size"))
+        return super().__new__(cls, K, pose, dist, size)
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def from_intrinsics(cls, fx: Any, fy: Any, cx: Any, cy: Any, skew: Any = 0.0, pose: Any = None,
+                        dist: Any = None, size: Any = None) -> "Camera":
+        """Camera from focal lengths, principal point and skew (each scalar or (*)).
+
+        Example:
+            >>> Camera.from_intrinsics(500.0, 500.0, 320.0, 240.0).K.shape
+            (3, 3)
+        """
+        return cls(intrinsics_matrix(fx, fy, cx, cy, skew), pose, dist, size)
+
+    @classmethod
+    def from_opencv(cls, K: Any, dist: Any = None, rvec: Any = None, tvec: Any = None, size: Any = None) -> "Camera":
+        """From OpenCV's (cameraMatrix, distCoeffs, rvec, tvec, (width, height)).
+
+        rvec is a Rodrigues vector (*, 3) or (*, 3, 1) (``cv2.Rodrigues``), tvec likewise; the
+        pose is world-to-camera as in ``cv2.projectPoints``. distCoeffs (1, k) is read as (k,).
+
+        Example:
+            >>> cam = Camera.from_opencv(mx.eye(3), None, mx.zeros(3), mx.array([0.0, 0.0, 1.0]))
+            >>> cam.t.tolist()
+            [0.0, 0.0, 1.0]
+        """
+        from .. import lie
+
+        pose = None
+        if rvec is not None or tvec is not None:
+            rvec = mx.zeros(3) if rvec is None else rvec
+            tvec = mx.zeros(3) if tvec is None else tvec
+            (rvec, tvec), _ = as_floats(rvec, tvec, names=("rvec", "tvec"))
+            rvec, tvec = _flat3(rvec, "rvec"), _flat3(tvec, "tvec")
+            pose = lie.se3_from_rt(lie.so3_exp(rvec), tvec)
+        if dist is not None:
+            (dist,), _ = as_floats(dist, names=("dist",))
+            if dist.ndim == 2 and dist.shape[0] == 1 or dist.ndim == 2 and dist.shape[1] == 1:
+                dist = dist.reshape(-1)
+        return cls(K, pose, dist, size)
+
+    def to_opencv(self) -> tuple[mx.array, mx.array, mx.array, mx.array, mx.array]:
+        """(K, dist, rvec, tvec, size) as OpenCV takes them (rvec via ``lie.so3_log``).
+
+        Example:
+            >>> K, dist, rvec, tvec, size = Camera(mx.eye(3)).to_opencv()
+            >>> rvec.tolist(), dist.shape
+            ([0.0, 0.0, 0.0], (0,))
+        """
+        from .. import lie
+
+        return self.K, self.dist, lie.so3_log(self.R), self.t, self.size
+
+    def with_pose(self, pose: Any) -> "Camera":
+        """Same intrinsics and lens, new world-to-camera pose (*, 4, 4)."""
+        return type(self)(self.K, pose, self.dist, self.size)
+
+    # ----- properties -------------------------------------------------------------
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Broadcast batch shape of the fields."""
+        return broadcast_batch(self.K.shape[:-2], self.pose.shape[:-2], self.dist.shape[:-1], self.size.shape[:-1],
+                               names=("K", "pose", "dist", "size"))
+
+    @property
+    def K_inv(self) -> mx.array:
+        """(*, 3, 3) inverse of K by ``linalg.inv``'s closed form (any invertible K, skew included)."""
+        return linalg.inv(self.K)
+
+    @property
+    def fx(self) -> mx.array:
+        return self.K[..., 0, 0]
+
+    @property
+    def fy(self) -> mx.array:
+        return self.K[..., 1, 1]
+
+    @property
+    def cx(self) -> mx.array:
+        return self.K[..., 0, 2]
+
+    @property
+    def cy(self) -> mx.array:
+        return self.K[..., 1, 2]
+
+    @property
+    def skew(self) -> mx.array:
+        return self.K[..., 0, 1]
+
+    @property
+    def width(self) -> mx.array:
+        return self.size[..., 0]
+
+    @property
+    def height(self) -> mx.array:
+        return self.size[..., 1]
+
+    @property
+    def R(self) -> mx.array:
+        """(*, 3, 3) world-to-camera rotation."""
+        return self.pose[..., :3, :3]
+
+    @property
+    def t(self) -> mx.array:
+        """(*, 3) world-to-camera translation."""
+        return self.pose[..., :3, 3]
+
+    @property
+    def center(self) -> mx.array:
+        """(*, 3) camera centre in the world, ``-R^T t``."""
+        return self.camera_to_world[..., :3, 3]
+
+    @property
+    def camera_to_world(self) -> mx.array:
+        """(*, 4, 4) inverse of the pose (OpenCV axes: x right, y down, z forward)."""
+        from .. import lie
+
+        return lie.se3_inverse(self.pose)
+
+    @property
+    def _dist_or_none(self) -> mx.array | None:
+        return self.dist if self.dist.shape[-1] else None
+
+    # ----- geometry -------------------------------------------------------------
+    def project(self, points_world: Any, min_depth: float = P.MIN_DEPTH) -> P.Projection:
+        """Project world points (*, N, 3): ``(pixels (*, N, 2), depth (*, N), valid (*, N))``.
+
+        See :func:`mlxgeom.camera.project_points` for broadcasting and the valid mask.
+        """
+        return P.project_points(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
+
+    def project_jacobian(self, points_world: Any, min_depth: float = P.MIN_DEPTH) -> P.ProjectionJacobian:
+        """Projection plus analytic Jacobians (LEFT se(3) pose perturbation, see
+        :class:`mlxgeom.camera.ProjectionJacobian`)."""
+        return P.project_points_jacobian(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
+
+    def unproject(self, pixels: Any, depth: Any, return_valid: bool = False, iterations: int = 20):
+        """World points (*, N, 3) of pixels (*, N, 2) at camera-frame depth z (*, N).
+
+        With ``return_valid``: :class:`mlxgeom.camera.Unprojection` (points, points_cam, valid).
+        """
+        return P.unproject_points(pixels, depth, self.K, self.pose, self._dist_or_none, self.model,
+                                  return_valid, iterations)
+
+    def rays(self, pixels: Any, return_valid: bool = False, iterations: int = 20):
+        """World rays through pixels (*, N, 2): ``(origins (*, N, 3), unit directions (*, N, 3))``."""
+        return P.pixel_rays(pixels, self.K, self.pose, self._dist_or_none, self.model, return_valid, iterations)
+
+    def undistort_points(self, pixels: Any, K_new: Any = None, iterations: int = 20):
+        """``(points, converged)``: see :func:`mlxgeom.camera.undistort_points`."""
+        return P.undistort_points(pixels, self.K, self._dist_or_none, self.model, K_new, iterations)
+
+    def distort_points(self, points: Any, K_new: Any = None):
+        """``(pixels, valid)``: see :func:`mlxgeom.camera.distort_points`."""
+        return P.distort_points(points, self.K, self._dist_or_none, self.model, K_new)
+
+    def reproject_depth(self, depth: Any, cam_dst: "Camera", min_depth: float = P.MIN_DEPTH,
+                        iterations: int = 20) -> P.Projection:
+        """Where every pixel of a depth map of this camera lands in other cameras.
+
+        The source pixels are unprojected once (undistorted with this camera's lens) and
+        projected through all destination cameras in one batched call.
+
+        Args:
+            depth: (*, H, W) camera-frame z of this (source) camera; <= min_depth marks holes.
+            cam_dst: destination cameras, batch dims broadcast against the source batch
+                (``self`` and depth's leading dims); e.g. one source against 64 destinations
+                gives (64, H, W, 2).
+
+        Returns:
+            :class:`mlxgeom.camera.Projection` with pixels (*, H, W, 2), depth (*, H, W) in the
+            destination cameras and valid (*, H, W) (source depth > min_depth, undistortion
+            converged, in front of the destination camera).
+
+        Example:
+            >>> cam = Camera.from_intrinsics(10.0, 10.0, 1.5, 1.0)
+            >>> cam.reproject_depth(mx.ones((2, 3)), cam).pixels[1, 2].tolist()
+            [2.0, 1.0]
+        """
+        (depth,), _ = as_floats(depth, names=("depth",))
+        if depth.ndim < 2:
+            raise ValueError(f"depth: expected shape (*, H, W), got {tuple(depth.shape)}")
+        h, w = depth.shape[-2:]
+        grid = P.pixel_grid(h, w, depth.dtype).reshape(h * w, 2)
+        z = depth.reshape(*depth.shape[:-2], h * w)
+        src = self.unproject(grid, z, return_valid=True, iterations=iterations)
+        proj = cam_dst.project(src.points, min_depth)
+        ok = proj.valid & src.valid & (z > min_depth)
+        shape = (*ok.shape[:-1], h, w)
+        return P.Projection(proj.pixels.reshape(*shape, 2), proj.depth.reshape(shape), ok.reshape(shape))
+
+    # ----- image-space edits -------------------------------------------------------------
+    def scale(self, sx: Any, sy: Any | None = None) -> "Camera":
+        """Camera of the image resized by (sx, sy): intrinsics via
+        :func:`mlxgeom.camera.scale_intrinsics`, size scaled, lens unchanged.
+
+        Example:
+            >>> Camera.from_intrinsics(100.0, 100.0, 49.5, 49.5, size=[100, 100]).scale(0.5).size.tolist()
+            [50.0, 50.0]
+        """
+        sy = sx if sy is None else sy
+        (sxa, sya), _ = as_floats(sx, sy, names=("sx", "sy"))
+        size = self.size * mx.stack(mx.broadcast_arrays(sxa, sya), axis=-1)
+        return type(self)(scale_intrinsics(self.K, sx, sy), self.pose, self.dist, size)
+
+    def crop(self, left: Any, top: Any, width: Any, height: Any) -> "Camera":
+        """Camera of the crop [left, left + width) x [top, top + height) (pixels).
+
+        Example:
+            >>> Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0).crop(10, 20, 30, 30).cx.item()
+            40.0
+        """
+        (w, h), _ = as_floats(width, height, names=("width", "height"))
+        size = mx.stack(mx.broadcast_arrays(w, h), axis=-1)
+        return type(self)(crop_intrinsics(self.K, left, top), self.pose, self.dist, size)
+
+    def select(self, index: Any) -> "Camera":
+        """Index the camera batch (``cam[i]`` would give the i-th tuple field).
+
+        Example:
+            >>> Camera.from_intrinsics(mx.array([1.0, 2.0]), 1.0, 0.0, 0.0).select(1).fx.item()
+            2.0
+        """
+        shape = self.batch_shape
+        K = mx.broadcast_to(self.K, (*shape, 3, 3))[index]
+        pose = mx.broadcast_to(self.pose, (*shape, 4, 4))[index]
+        dist = mx.broadcast_to(self.dist, (*shape, self.dist.shape[-1]))[index]
+        size = mx.broadcast_to(self.size, (*shape, 2))[index]
+        return type(self)(K, pose, dist, size)
+
+
+class FisheyeCamera(Camera):
+    """Batch of cameras with OpenCV's fisheye lens model (dist = k1..k4, Kannala-Brandt).
+
+    The skew K[0, 1] plays the role of OpenCV's ``alpha * fx``.
+
+    Example:
+        >>> cam = Camera(mx.eye(3), dist=mx.zeros(4), model="fisheye")
+        >>> type(cam).__name__, cam.model
+        ('FisheyeCamera', 'fisheye')
+    """
+
+    __slots__ = ()
+    model: ClassVar[str] = "fisheye"
+

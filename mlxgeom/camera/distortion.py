@@ -1,0 +1,235 @@
+"""OpenCV's radial-tangential lens distortion (4, 5, 8, 12 or 14 coefficients) and its inverse.
+
+Coefficients follow OpenCV's order ``(k1, k2, p1, p2[, k3[, k4, k5, k6[, s1, s2, s3, s4[, tau_x,
+tau_y]]]])`` (OpenCV calib3d documentation, "Detailed Description"). On normalized camera
+coordinates ``(x, y) = (X / Z, Y / Z)``, with ``r^2 = x^2 + y^2``:
+
+    x'' = x (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)
+          + 2 p1 x y + p2 (r^2 + 2 x^2) + s1 r^2 + s2 r^4
+    y'' = y (same ratio) + p1 (r^2 + 2 y^2) + 2 p2 x y + s3 r^2 + s4 r^4
+
+and with 14 coefficients the tilted-sensor homography of OpenCV's
+``computeTiltProjectionMatrix(tau_x, tau_y)`` maps (x'', y'', 1) to the final point.
+
+The functions here work on separate x and y component arrays that broadcast, return
+their analytic Jacobians on request (used by the projection Jacobians and by the
+Newton iterations of :func:`undistort_normalized`), and never branch on values.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import mlx.core as mx
+
+from .._checks import as_floats, cast_out
+
+OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
+
+
+class Distorted(NamedTuple):
+    """Distorted normalized coordinates, a validity mask and optional Jacobians.
+
+    ``jac`` holds d(xd, yd)/d(x, y) as ``(j00, j01, j10, j11)``; ``jac_coeffs`` one
+    ``(d xd, d yd)`` pair per coefficient, in the coefficients' order.
+    """
+
+    x: mx.array
+    y: mx.array
+    ok: mx.array
+    jac: tuple[mx.array, mx.array, mx.array, mx.array] | None
+    jac_coeffs: list[tuple[mx.array, mx.array]] | None
+
+
+def check_opencv_coeffs(k: int) -> None:
+    if k not in OPENCV_NUM_COEFFS:
+        raise ValueError(f"dist: expected shape (*, k) with k in {OPENCV_NUM_COEFFS} (OpenCV model), got k = {k}")
+
+
+def tilt_matrix(tau_x, tau_y) -> mx.array:
+    """OpenCV's ``computeTiltProjectionMatrix``: (*, 3, 3) from tilt angles in radians.
+
+    Multiplied out, ``R = Ry(tau_y) Rx(tau_x)`` followed by the projection onto z gives
+    ``[[cos tx, 0, 0], [-sin tx sin ty, cos ty, 0], [sin ty, -cos ty sin tx, cos ty cos tx]]``.
+
+    Example:
+        >>> bool(mx.allclose(tilt_matrix(0.0, 0.0), mx.eye(3)))
+        True
+    """
+    (tx, ty), out = as_floats(tau_x, tau_y, names=("tau_x", "tau_y"))
+    tx, ty = mx.broadcast_arrays(tx, ty)
+    ctx, stx, cty, sty = mx.cos(tx), mx.sin(tx), mx.cos(ty), mx.sin(ty)
+    zero = mx.zeros_like(tx)
+    flat = mx.stack([ctx, zero, zero, -stx * sty, cty, zero, sty, -cty * stx, cty * ctx], axis=-1)
+    return cast_out(flat.reshape(*tx.shape, 3, 3), out)
+
+
+def _safe_div(a: mx.array, b: mx.array, ok: mx.array) -> mx.array:
+    return mx.where(ok, a / mx.where(ok, b, 1.0), 0.0)
+
+
+def distort_opencv(x: mx.array, y: mx.array, c: list[mx.array], jacobian: bool = False) -> Distorted:
+    """Apply the OpenCV model to normalized (x, y); ``c`` lists k in {0,4,5,8,12,14} coefficients.
+
+    Each coefficient array broadcasts against x and y. ``ok`` is False only where the tilt
+    homography sends the point to infinity.
+    """
+    k = len(c)
+    check_opencv_coeffs(k)
+    one = mx.ones_like(x)
+    if k == 0:
+        z = mx.zeros_like(x)
+        return Distorted(x, y, mx.ones(x.shape, dtype=mx.bool_), (one, z, z, one) if jacobian else None, [] if jacobian else None)
+    k1, k2, p1, p2 = c[:4]
+    k3 = c[4] if k >= 5 else None
+    r2 = x * x + y * y
+    r4 = r2 * r2
+    num = 1 + r2 * (k1 + r2 * (k2 + (r2 * k3 if k3 is not None else 0.0)))
+    dnum = k1 + r2 * (2 * k2 + (3 * r2 * k3 if k3 is not None else 0.0))
+    if k >= 8:
+        k4, k5, k6 = c[5:8]
+        den = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
+        dden = k4 + r2 * (2 * k5 + 3 * r2 * k6)
+    else:
+        den, dden = one, None
+    ok_den = den != 0
+    inv_den = _safe_div(one, den, ok_den)
+    radial = num * inv_den
+    xy = x * y
+    xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy
+    if k >= 12:
+        s1, s2, s3, s4 = c[8:12]
+        xd = xd + s1 * r2 + s2 * r4
+        yd = yd + s3 * r2 + s4 * r4
+    jac = jac_c = None
+    if jacobian:
+        drad = (dnum - radial * dden) * inv_den if dden is not None else dnum  # d radial / d r2
+        tx = (s1 + 2 * s2 * r2) if k >= 12 else 0.0
+        ty = (s3 + 2 * s4 * r2) if k >= 12 else 0.0
+        cross = 2 * xy * drad + 2 * p1 * x + 2 * p2 * y
+        jac = (radial + 2 * x * x * drad + 2 * p1 * y + 6 * p2 * x + 2 * x * tx,
+               cross + 2 * y * tx,
+               cross + 2 * x * ty,
+               radial + 2 * y * y * drad + 6 * p1 * y + 2 * p2 * x + 2 * y * ty)
+        jac_c = _radial_tangential_coeff_jac(x, y, r2, r4, num, inv_den, xy, k)
+    ok = ok_den
+    if k == 14:
+        return _apply_tilt(xd, yd, c[12], c[13], ok, jac, jac_c)
+    return Distorted(xd, yd, ok, jac, jac_c)
+
+
+def _radial_tangential_coeff_jac(x, y, r2, r4, num, inv_den, xy, k) -> list[tuple[mx.array, mx.array]]:
+    z = mx.zeros_like(x)
+    xi, yi = x * inv_den, y * inv_den
+    out = [(xi * r2, yi * r2), (xi * r4, yi * r4), (2 * xy, r2 + 2 * y * y), (r2 + 2 * x * x, 2 * xy)]
+    if k >= 5:
+        out.append((xi * r4 * r2, yi * r4 * r2))
+    if k >= 8:
+        rad_over_den = -num * inv_den * inv_den
+        out += [(x * rad_over_den * p, y * rad_over_den * p) for p in (r2, r4, r4 * r2)]
+    if k >= 12:
+        out += [(r2, z), (r4, z), (z, r2), (z, r4)]
+    return out
+
+
+def _apply_tilt(xd, yd, tau_x, tau_y, ok, jac, jac_c) -> Distorted:
+    """Tilted-sensor homography of OpenCV's 14-coefficient model, with Jacobians."""
+    ctx, stx, cty, sty = mx.cos(tau_x), mx.sin(tau_x), mx.cos(tau_y), mx.sin(tau_y)
+    v0 = ctx * xd
+    v1 = -stx * sty * xd + cty * yd
+    v2 = sty * xd - cty * stx * yd + cty * ctx
+    ok_v = v2 != 0
+    inv = _safe_div(mx.ones_like(v2), v2, ok_v)
+    px, py = v0 * inv, v1 * inv
+    ok = ok & ok_v
+    if jac is None:
+        return Distorted(px, py, ok, None, None)
+
+    def pull(dv0, dv1, dv2):  # d(v0/v2, v1/v2) from dv
+        return (dv0 - px * dv2) * inv, (dv1 - py * dv2) * inv
+
+    hx = pull(ctx, -stx * sty, sty)  # d p / d xd
+    hy = pull(0.0, cty, -cty * stx)  # d p / d yd
+
+    def chain(dxd, dyd):
+        return hx[0] * dxd + hy[0] * dyd, hx[1] * dxd + hy[1] * dyd
+
+    a00, a10 = chain(jac[0], jac[2])
+    a01, a11 = chain(jac[1], jac[3])
+    new_c = [chain(du, dv) for du, dv in jac_c]
+    new_c.append(pull(-stx * xd, -ctx * sty * xd, -cty * ctx * yd - cty * stx))
+    new_c.append(pull(mx.zeros_like(xd), -stx * cty * xd - sty * yd, cty * xd + sty * stx * yd - sty * ctx))
+    return Distorted(px, py, ok, (a00, a01, a10, a11), new_c)
+
+
+def _inverse_tilt_start(x: mx.array, y: mx.array, tau_x: mx.array, tau_y: mx.array) -> tuple[mx.array, mx.array]:
+    """Undo the tilt homography exactly (a good Newton start): solve T [q, 1] ~ [p, 1]."""
+    ctx, stx, cty, sty = mx.cos(tau_x), mx.sin(tau_x), mx.cos(tau_y), mx.sin(tau_y)
+    # T is lower triangular: q_x from row 0, q_y from row 1, with w from row 2 (w = v2).
+    # v0 = ctx qx = x w ; v1 = -stx sty qx + cty qy = y w ; w = sty qx - cty stx qy + cty ctx
+    # Solve the 3x3 linear system in (qx, qy, w) by substitution.
+    a = x / ctx  # qx = a w
+    b = (y + stx * sty * a) / cty  # qy = b w
+    den = 1.0 - sty * a + cty * stx * b
+    ok = den != 0
+    w = _safe_div(cty * ctx * mx.ones_like(den), den, ok)
+    return a * w, b * w
+
+
+class Undistorted(NamedTuple):
+    x: mx.array
+    y: mx.array
+    converged: mx.array
+
+
+def _eps(dtype: mx.Dtype) -> float:
+    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
+
+
+def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 20,
+                     tol: float | None = None) -> Undistorted:
+    """Invert :func:`distort_opencv` by a fixed number of Newton steps (2x2 closed-form solves).
+
+    The iterations run without gradient; one final Newton step is differentiable, so
+    gradients are the implicit-function ones, ``dx = J^-1 (d target - d_coeffs f)``.
+    ``converged``: residual ``|f(x) - target| <= tol (1 + |target|)`` (tol defaults to
+    16 eps of the dtype), det J > 0 (the solution lies where the model is locally
+    invertible, as a real lens) and everything finite.
+    """
+    if len(c) == 0:
+        return Undistorted(xd, yd, mx.isfinite(xd) & mx.isfinite(yd))
+    tol = 16 * _eps(xd.dtype) if tol is None else tol
+    cs = [mx.stop_gradient(a) for a in c]
+    tx, ty = mx.stop_gradient(xd), mx.stop_gradient(yd)
+    x, y = _inverse_tilt_start(tx, ty, cs[12], cs[13]) if len(c) == 14 else (tx, ty)
+    for _ in range(iterations):
+        x, y = _newton_step(x, y, tx, ty, cs)
+    x, y = mx.stop_gradient(x), mx.stop_gradient(y)
+    d = distort_opencv(x, y, cs, jacobian=True)
+    j00, j01, j10, j11 = d.jac
+    det = j00 * j11 - j01 * j10
+    f = distort_opencv(x, y, c)  # differentiable in the coefficients
+    rx, ry = xd - f.x, yd - f.y
+    ok_det = mx.abs(det) > 0
+    ix, iy = _solve2(j00, j01, j10, j11, det, ok_det, rx, ry)
+    xs, ys = x + ix, y + iy
+    res = mx.sqrt(mx.stop_gradient(rx * rx + ry * ry))
+    size = 1 + mx.sqrt(tx * tx + ty * ty)
+    conv = (res <= tol * size) & (det > 0) & f.ok & mx.isfinite(xs) & mx.isfinite(ys)
+    return Undistorted(xs, ys, conv)
+
+
+def _solve2(j00, j01, j10, j11, det, ok, rx, ry):
+    inv = _safe_div(mx.ones_like(det), det, ok)
+    return (j11 * rx - j01 * ry) * inv, (j00 * ry - j10 * rx) * inv
+
+
+def _newton_step(x, y, tx, ty, c):
+    d = distort_opencv(x, y, c, jacobian=True)
+    j00, j01, j10, j11 = d.jac
+    det = j00 * j11 - j01 * j10
+    dx, dy = _solve2(j00, j01, j10, j11, det, mx.abs(det) > 0, tx - d.x, ty - d.y)
+    nx, ny = x + dx, y + dy
+    keep = mx.isfinite(nx) & mx.isfinite(ny)
+    return mx.where(keep, nx, x), mx.where(keep, ny, y)

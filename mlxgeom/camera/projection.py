@@ -1,0 +1,455 @@
+"""Functional core: project / unproject points, (un)distort pixels, pixel grids, projection Jacobians.
+
+Conventions (OpenCV / COLMAP): ``pose`` is world-to-camera, ``x_cam = R x_world + t``; the
+camera looks along +z, x right, y down; pixel centres are at integer coordinates. K is upper
+triangular and its skew K[0, 1] is applied (``u = fx x'' + s y'' + cx``; ``cv2.projectPoints``
+ignores it, so OpenCV parity needs s = 0). ``depth`` is the camera-frame z, not the ray length.
+
+Batching: points are (*, N, 3) (a single (3,) point is also accepted); the camera arrays
+K (*, 3, 3), pose (*, 4, 4) and dist (*, k) have batch dims that broadcast against the
+points' dims before N (one camera against (N, 3), 64 cameras (64, 3, 3) against (N, 3) giving
+(64, N, 2), or B cameras against (B, N, 3)).
+
+Value problems are masks, not exceptions: ``valid`` is False for points with
+``z <= min_depth``, for cameras with fx <= 0 or fy <= 0, for non-finite results (NaN inputs
+stay in their own entries) and for failed undistortion solves. Invalid entries hold finite
+placeholders (or NaN where the input was NaN); their gradients are finite.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import mlx.core as mx
+
+from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .distortion import Distorted, check_opencv_coeffs, distort_opencv, undistort_opencv
+from .fisheye import check_fisheye_coeffs, distort_fisheye, undistort_fisheye
+from .intrinsics import check_K, focal_ok
+
+MODELS = ("opencv", "fisheye")
+MIN_DEPTH = 1e-6
+
+
+def _check_model(model: str, dist: mx.array | None) -> None:
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
+    if dist is None:
+        return
+    if dist.ndim < 1:
+        raise ValueError(f"dist: expected shape (*, k), got {tuple(dist.shape)}")
+    (check_fisheye_coeffs if model == "fisheye" else check_opencv_coeffs)(dist.shape[-1])
+
+
+def _inputs(named: dict[str, Any]) -> tuple[dict[str, mx.array | None], mx.Dtype]:
+    """Convert the non-None inputs to one compute dtype."""
+    keys = [k for k, v in named.items() if v is not None]
+    arrays, out = as_floats(*[named[k] for k in keys], names=keys)
+    conv: dict[str, mx.array | None] = {k: None for k in named}
+    conv.update(dict(zip(keys, arrays)))
+    return conv, out
+
+
+def _camera_batch(K: mx.array, pose: mx.array | None, dist: mx.array | None) -> tuple[int, ...]:
+    shapes, names = [K.shape[:-2]], ["K"]
+    if pose is not None:
+        shapes.append(pose.shape[:-2])
+        names.append("pose")
+    if dist is not None:
+        shapes.append(dist.shape[:-1])
+        names.append("dist")
+    return broadcast_batch(*shapes, names=names)
+
+
+def _check_camera(K: mx.array, pose: mx.array | None, dist: mx.array | None, model: str) -> tuple[int, ...]:
+    check_K(K)
+    if pose is not None and (pose.ndim < 2 or pose.shape[-2:] != (4, 4)):
+        raise ValueError(f"pose: expected shape (*, 4, 4), got {tuple(pose.shape)}")
+    _check_model(model, dist)
+    return _camera_batch(K, pose, dist)
+
+
+def _per_point(a: mx.array) -> mx.array:
+    """Add the N axis to a per-camera array (*c) -> (*c, 1)."""
+    return a[..., None]
+
+
+def _coeffs(dist: mx.array | None) -> list[mx.array]:
+    if dist is None:
+        return []
+    return [_per_point(dist[..., i]) for i in range(dist.shape[-1])]
+
+
+def _distort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, jacobian: bool) -> Distorted:
+    if model == "fisheye" and dist is not None:
+        return distort_fisheye(x, y, _coeffs(dist), jacobian)
+    return distort_opencv(x, y, _coeffs(dist), jacobian)
+
+
+def _undistort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, iterations: int, tol: float | None):
+    if model == "fisheye" and dist is not None:
+        return undistort_fisheye(x, y, _coeffs(dist), iterations, tol)
+    return undistort_opencv(x, y, _coeffs(dist), iterations, tol)
+
+
+def _intrinsics(K: mx.array) -> tuple[mx.array, ...]:
+    """(fx, fy, cx, cy, s) each (*c, 1), and the (*c, 1) focal-ok mask."""
+    params = tuple(_per_point(K[..., i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2), (0, 1)))
+    return params + (_per_point(focal_ok(K)),)
+
+
+def _rotate(pose: mx.array | None, X: mx.array, Y: mx.array, Z: mx.array, transpose: bool = False):
+    """R p (or R^T p) with per-camera entries broadcast over the N axis, elementwise (no TF32)."""
+    if pose is None:
+        return X, Y, Z
+    e = [[_per_point(pose[..., j, i] if transpose else pose[..., i, j]) for j in range(3)] for i in range(3)]
+    return tuple(e[i][0] * X + e[i][1] * Y + e[i][2] * Z for i in range(3))
+
+
+def _split_points(points: mx.array, name: str) -> tuple[mx.array, bool]:
+    check_trailing(points, (3,), name)
+    single = points.ndim == 1
+    return (points[None] if single else points), single
+
+
+def _check_broadcast(cam_batch: tuple[int, ...], point_batch: tuple[int, ...], what: str) -> None:
+    broadcast_batch(cam_batch, point_batch, names=("camera", what))
+
+
+class Projection(NamedTuple):
+    """``pixels`` (*, N, 2), ``depth`` (*, N) camera-frame z, ``valid`` (*, N) bool."""
+
+    pixels: mx.array
+    depth: mx.array
+    valid: mx.array
+
+
+class ProjectionJacobian(NamedTuple):
+    """Projection plus analytic Jacobians of the pixels (rows u, v).
+
+    ``d_points`` (*, N, 2, 3) w.r.t. the world point; ``d_pose`` (*, N, 2, 6) w.r.t. a LEFT
+    se(3) perturbation ``T <- exp(xi) T``, ``xi = [rho, phi]`` (its rho block equals the
+    derivative w.r.t. t, OpenCV's ``dp/dt``); ``d_intrinsics`` (*, N, 2, 5) w.r.t.
+    ``[fx, fy, cx, cy, skew]``; ``d_dist`` (*, N, 2, k) w.r.t. the distortion coefficients.
+    """
+
+    pixels: mx.array
+    depth: mx.array
+    valid: mx.array
+    d_points: mx.array
+    d_pose: mx.array
+    d_intrinsics: mx.array
+    d_dist: mx.array
+
+
+def project_points(points_world: Any, K: Any, pose: Any = None, dist: Any = None, model: str = "opencv",
+                   min_depth: float = MIN_DEPTH) -> Projection:
+    """Project world points to pixels through pinhole cameras with optional lens distortion.
+
+    Args:
+        points_world: (*, N, 3) or (3,).
+        K: (*, 3, 3) intrinsics (skew applied).
+        pose: (*, 4, 4) world-to-camera (x_cam = R x + t), or None for the identity.
+        dist: (*, k) OpenCV coefficients (k in 4, 5, 8, 12, 14) or, with ``model="fisheye"``,
+            (*, 4) Kannala-Brandt k1..k4; None for no distortion.
+        model: ``"opencv"`` or ``"fisheye"``.
+        min_depth: points with camera z <= min_depth are flagged invalid.
+
+    Returns:
+        :class:`Projection` ``(pixels (*, N, 2), depth (*, N), valid (*, N))``.
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> px, z, ok = project_points(mx.array([[0.1, 0.2, 2.0]]), K)
+        >>> px.tolist(), ok.tolist()
+        ([[55.0, 50.0]], [True])
+    """
+    return _project(points_world, K, pose, dist, model, min_depth, jacobian=False)
+
+
+def project_points_jacobian(points_world: Any, K: Any, pose: Any = None, dist: Any = None,
+                            model: str = "opencv", min_depth: float = MIN_DEPTH) -> ProjectionJacobian:
+    """:func:`project_points` plus analytic Jacobians (see :class:`ProjectionJacobian`).
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> J = project_points_jacobian(mx.array([[0.0, 0.0, 2.0]]), K)
+        >>> J.d_points.shape, J.d_points[0, 0, 0].item()
+        ((1, 2, 3), 50.0)
+    """
+    return _project(points_world, K, pose, dist, model, min_depth, jacobian=True)
+
+
+def _project(points_world, K, pose, dist, model, min_depth, jacobian):
+    a, out = _inputs({"points_world": points_world, "K": K, "pose": pose, "dist": dist})
+    points, single = _split_points(a["points_world"], "points_world")
+    K, pose, dist = a["K"], a["pose"], a["dist"]
+    cam_batch = _check_camera(K, pose, dist, model)
+    _check_broadcast(cam_batch, points.shape[:-2], "points_world")
+    X, Y, Z = points[..., 0], points[..., 1], points[..., 2]
+    xc, yc, zc = X, Y, Z
+    if pose is not None:
+        xc, yc, zc = _rotate(pose, X, Y, Z)
+        xc, yc, zc = (c + _per_point(pose[..., i, 3]) for i, c in enumerate((xc, yc, zc)))
+    front = zc > min_depth
+    iz = 1.0 / mx.where(front, zc, 1.0)
+    x, y = xc * iz, yc * iz
+    d = _distort(x, y, dist, model, jacobian)
+    fx, fy, cx, cy, s, fok = _intrinsics(K)
+    u = fx * d.x + s * d.y + cx
+    v = fy * d.y + cy
+    valid = front & d.ok & fok & mx.isfinite(u) & mx.isfinite(v)
+    pixels = mx.stack([u, v], axis=-1)
+    depth = mx.broadcast_to(zc, valid.shape)
+    pixels = mx.broadcast_to(pixels, (*valid.shape, 2))
+    if not jacobian:
+        if single:
+            pixels, depth, valid = pixels[..., 0, :], depth[..., 0], valid[..., 0]
+        return Projection(cast_out(pixels, out), cast_out(depth, out), valid)
+    jac = _jacobians(x, y, xc, yc, zc, iz, d, (fx, fy, s), pose, dist, valid.shape)
+    res = ProjectionJacobian(pixels, depth, valid, *jac)
+    res = ProjectionJacobian(*(cast_out(r, out) if r.dtype != mx.bool_ else r for r in res))
+    if single:
+        res = ProjectionJacobian(res.pixels[..., 0, :], res.depth[..., 0], res.valid[..., 0],
+                                 *(r[..., 0, :, :] for r in res[3:]))
+    return res
+
+
+def _jacobians(x, y, xc, yc, zc, iz, d: Distorted, f, pose, dist, shape):
+    fx, fy, s = f
+    j00, j01, j10, j11 = d.jac
+    a = ((fx * j00 + s * j10, fx * j01 + s * j11), (fy * j10, fy * j11))
+    # d pixel / d x_cam = A [[1/z, 0, -x/z], [0, 1/z, -y/z]]
+    P = [(ai0 * iz, ai1 * iz, -(ai0 * x + ai1 * y) * iz) for ai0, ai1 in a]
+    if pose is not None:
+        Rt = [[_per_point(pose[..., i, j]) for j in range(3)] for i in range(3)]
+        d_points = [tuple(sum(Pi[k] * Rt[k][j] for k in range(3)) for j in range(3)) for Pi in P]
+    else:
+        d_points = P
+    # Left perturbation: d x_cam = rho + phi x x_cam = [I | -[x_cam]_x] xi.
+    d_pose = [(p0, p1, p2, -p1 * zc + p2 * yc, p0 * zc - p2 * xc, -p0 * yc + p1 * xc) for p0, p1, p2 in P]
+    zero, one = mx.zeros_like(d.x), mx.ones_like(d.x)
+    d_intr = [(d.x, zero, one, zero, d.y), (zero, d.y, zero, one, zero)]
+    d_dist = [[fx * du + s * dv for du, dv in d.jac_coeffs], [fy * dv for _, dv in d.jac_coeffs]]
+
+    def stack(rows, m):
+        if m == 0:
+            return mx.zeros((*shape, 2, 0), dtype=d.x.dtype)
+        return mx.stack([mx.stack([mx.broadcast_to(e, shape) for e in row], axis=-1) for row in rows], axis=-2)
+
+    k = 0 if dist is None else dist.shape[-1]
+    return stack(d_points, 3), stack(d_pose, 6), stack(d_intr, 5), stack(d_dist, k)
+
+
+def _normalize_pixels(u: mx.array, v: mx.array, K: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """K^-1 [u, v, 1] for upper-triangular K, per point, with a safe denominator."""
+    fx, fy, cx, cy, s, fok = _intrinsics(K)
+    ifx, ify = 1.0 / mx.where(fok, fx, 1.0), 1.0 / mx.where(fok, fy, 1.0)
+    y = (v - cy) * ify
+    x = (u - cx - s * y) * ifx
+    return x, y, fok
+
+
+def _check_pixels(pixels: mx.array, name: str = "pixels") -> tuple[mx.array, bool]:
+    check_trailing(pixels, (2,), name)
+    single = pixels.ndim == 1
+    return (pixels[None] if single else pixels), single
+
+
+class Unprojection(NamedTuple):
+    """``points`` (*, N, 3) world points, ``points_cam`` (*, N, 3), ``valid`` (*, N) bool."""
+
+    points: mx.array
+    points_cam: mx.array
+    valid: mx.array
+
+
+def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: Any = None, model: str = "opencv",
+                     return_valid: bool = False, iterations: int = 20, tol: float | None = None):
+    """Lift pixels with camera-frame depth z back to world points (inverse of :func:`project_points`).
+
+    Distortion is removed by :func:`undistort_points`' fixed-iteration Newton solve.
+
+    Args:
+        pixels: (*, N, 2) or (2,).
+        depth: (*, N) camera-frame z (broadcasts against pixels[..., 0]).
+        K, pose, dist, model: as in :func:`project_points`.
+        return_valid: also return the mask (undistortion converged, fx, fy > 0, finite).
+
+    Returns:
+        world points (*, N, 3), or :class:`Unprojection` ``(points, points_cam, valid)``
+        when ``return_valid``.
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> X = unproject_points(mx.array([[55.0, 50.0]]), mx.array([2.0]), K)
+        >>> [round(c, 4) for c in X[0].tolist()]
+        [0.1, 0.2, 2.0]
+    """
+    a, out = _inputs({"pixels": pixels, "depth": depth, "K": K, "pose": pose, "dist": dist})
+    px, single = _check_pixels(a["pixels"])
+    z = a["depth"]
+    K, pose, dist = a["K"], a["pose"], a["dist"]
+    cam_batch = _check_camera(K, pose, dist, model)
+    if single and z.ndim >= 1:
+        z = z[..., None]
+    pt_batch = broadcast_batch(px.shape[:-1], z.shape, names=("pixels (*, N)", "depth (*, N)"))
+    _check_broadcast(cam_batch, pt_batch[:-1], "pixels")
+    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    und = _undistort(xd, yd, dist, model, iterations, tol)
+    xc, yc = und.x * z, und.y * z
+    zc = mx.broadcast_to(z, xc.shape)
+    cam = mx.stack([xc, yc, zc], axis=-1)
+    if pose is not None:
+        rel = [c - _per_point(pose[..., i, 3]) for i, c in enumerate((xc, yc, zc))]
+        world = mx.stack(_rotate(pose, *rel, transpose=True), axis=-1)
+    else:
+        world = cam
+    valid = und.converged & fok & mx.all(mx.isfinite(world), axis=-1)
+    res = Unprojection(cast_out(world, out), cast_out(cam, out), valid)
+    if single:
+        res = Unprojection(res.points[..., 0, :], res.points_cam[..., 0, :], res.valid[..., 0])
+    return res if return_valid else res.points
+
+
+def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv", K_new: Any = None,
+                     iterations: int = 20, tol: float | None = None) -> tuple[mx.array, mx.array]:
+    """Remove lens distortion from pixels (like ``cv2.undistortPoints`` / ``cv2.fisheye.undistortPoints``).
+
+    A fixed number of Newton steps with closed-form 2x2 solves runs on the device for every
+    point; the last step is differentiable (implicit-function gradients).
+
+    Args:
+        pixels: (*, N, 2) distorted pixels.
+        K: (*, 3, 3); dist: (*, k) as in :func:`project_points`.
+        K_new: (*, 3, 3) or None. None returns normalized coordinates (x, y) = (X/Z, Y/Z)
+            (OpenCV with P empty); otherwise pixels of the ideal pinhole camera K_new (OpenCV's P).
+        iterations: Newton steps (static).
+        tol: residual bound (normalized units, relative to 1 + |target|) for ``converged``;
+            default 16 eps of the dtype.
+
+    Returns:
+        ``(points (*, N, 2), converged (*, N) bool)``.
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> p, ok = undistort_points(mx.array([[60.0, 40.0]]), K, mx.array([0.1, 0.0, 0.0, 0.0]))
+        >>> round(p[0, 0].item(), 4), ok.tolist()
+        (0.0999, [True])
+    """
+    a, out = _inputs({"pixels": pixels, "K": K, "dist": dist, "K_new": K_new})
+    px, single = _check_pixels(a["pixels"])
+    K, dist, K_new = a["K"], a["dist"], a["K_new"]
+    cam_batch = _check_camera(K, None, dist, model)
+    if K_new is not None:
+        check_K(K_new, "K_new")
+        cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
+    _check_broadcast(cam_batch, px.shape[:-2], "pixels")
+    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    und = _undistort(xd, yd, dist, model, iterations, tol)
+    x, y, ok = und.x, und.y, und.converged & fok
+    if K_new is not None:
+        fx, fy, cx, cy, s, nok = _intrinsics(K_new)
+        x, y, ok = fx * x + s * y + cx, fy * y + cy, ok & nok
+    pts = mx.stack([x, y], axis=-1)
+    ok = mx.broadcast_to(ok, pts.shape[:-1])
+    pts, ok = cast_out(pts, out), ok
+    return (pts[..., 0, :], ok[..., 0]) if single else (pts, ok)
+
+
+def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
+                   K_new: Any = None) -> tuple[mx.array, mx.array]:
+    """Apply lens distortion: the inverse of :func:`undistort_points`.
+
+    Args:
+        points: (*, N, 2) normalized coordinates (K_new None) or ideal pixels of K_new.
+        K: (*, 3, 3) intrinsics of the distorted camera; dist, model as in :func:`project_points`.
+        K_new: (*, 3, 3) or None.
+
+    Returns:
+        ``(pixels (*, N, 2) distorted pixels of K, valid (*, N))`` (valid is False only for
+        the tilt model's points at infinity, non-finite results and fx, fy <= 0).
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> px, ok = distort_points(mx.array([[0.1, 0.0]]), K, mx.array([0.1, 0.0, 0.0, 0.0]))
+        >>> round(px[0, 0].item(), 3)
+        60.01
+    """
+    a, out = _inputs({"points": points, "K": K, "dist": dist, "K_new": K_new})
+    pts, single = _check_pixels(a["points"], "points")
+    K, dist, K_new = a["K"], a["dist"], a["K_new"]
+    cam_batch = _check_camera(K, None, dist, model)
+    x, y = pts[..., 0], pts[..., 1]
+    nok = True
+    if K_new is not None:
+        check_K(K_new, "K_new")
+        cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
+        x, y, nok = _normalize_pixels(x, y, K_new)
+    _check_broadcast(cam_batch, pts.shape[:-2], "points")
+    d = _distort(x, y, dist, model, False)
+    fx, fy, cx, cy, s, fok = _intrinsics(K)
+    u, v = fx * d.x + s * d.y + cx, fy * d.y + cy
+    ok = d.ok & fok & nok & mx.isfinite(u) & mx.isfinite(v)
+    px = mx.stack([u, v], axis=-1)
+    px, ok = cast_out(px, out), mx.broadcast_to(ok, px.shape[:-1])
+    return (px[..., 0, :], ok[..., 0]) if single else (px, ok)
+
+
+def pixel_grid(height: int, width: int, dtype: mx.Dtype = mx.float32) -> mx.array:
+    """(height, width, 2) pixel-centre coordinates ``[u, v] = [column, row]`` (OpenCV convention).
+
+    Example:
+        >>> pixel_grid(2, 3)[1, 2].tolist()
+        [2.0, 1.0]
+    """
+    if height < 0 or width < 0:
+        raise ValueError(f"pixel_grid: height and width must be >= 0, got {height}, {width}")
+    u = mx.broadcast_to(mx.arange(width, dtype=dtype)[None, :], (height, width))
+    v = mx.broadcast_to(mx.arange(height, dtype=dtype)[:, None], (height, width))
+    return mx.stack([u, v], axis=-1)
+
+
+class Rays(NamedTuple):
+    """``origins`` (*, N, 3), unit ``directions`` (*, N, 3) in the world frame, ``valid`` (*, N)."""
+
+    origins: mx.array
+    directions: mx.array
+    valid: mx.array
+
+
+def pixel_rays(pixels: Any, K: Any, pose: Any = None, dist: Any = None, model: str = "opencv",
+               return_valid: bool = False, iterations: int = 20, tol: float | None = None):
+    """World-frame rays through pixels: origins at the camera centre, unit directions.
+
+    Returns:
+        ``(origins, directions)`` each (*, N, 3), or :class:`Rays` with ``valid`` when
+        ``return_valid``.
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> o, d = pixel_rays(mx.array([[50.0, 40.0]]), K)
+        >>> d.tolist()
+        [[0.0, 0.0, 1.0]]
+    """
+    a, out = _inputs({"pixels": pixels, "K": K, "pose": pose, "dist": dist})
+    px, single = _check_pixels(a["pixels"])
+    K, pose, dist = a["K"], a["pose"], a["dist"]
+    ones = mx.ones(px.shape[:-1], dtype=px.dtype)
+    un = unproject_points(px, ones, K, None, dist, model, True, iterations, tol)
+    cam = un.points_cam
+    dirs = cam / mx.sqrt(mx.sum(cam * cam, axis=-1, keepdims=True))  # z = 1: the norm is >= 1
+    if pose is not None:
+        _check_camera(K, pose, dist, model)
+        dirs = mx.stack(_rotate(pose, dirs[..., 0], dirs[..., 1], dirs[..., 2], transpose=True), axis=-1)
+        t = pose[..., :3, 3]
+        center = -mx.stack([sum(pose[..., j, i] * t[..., j] for j in range(3)) for i in range(3)], axis=-1)
+        origins = center[..., None, :]
+    else:
+        origins = mx.zeros((1, 3), dtype=dirs.dtype)
+    origins = mx.broadcast_to(origins, dirs.shape)
+    valid = un.valid & mx.all(mx.isfinite(dirs), axis=-1)
+    if single:
+        origins, dirs, valid = origins[..., 0, :], dirs[..., 0, :], valid[..., 0]
+    res = Rays(cast_out(origins, out), cast_out(dirs, out), valid)
+    return res if return_valid else (res.origins, res.directions)
