@@ -2,8 +2,13 @@
 
 from .levenberg_marquardt import LMResult, LMStatus, batched_jacobian, levenberg_marquardt, vector_retract
 from .losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey, get_loss, squared_loss
+from .pnp import PnPResult, refine_pnp, reprojection_residuals, solve_pnp
+from .pnp_ransac import solve_pnp_ransac
+from .triangulation import TriangulationResult, triangulate_points
 
 __all__ = [
-    "Cauchy", "GemanMcClure", "Huber", "LMResult", "LMStatus", "RobustLoss", "SoftL1", "Tukey",
-    "batched_jacobian", "get_loss", "levenberg_marquardt", "squared_loss", "vector_retract",
+    "Cauchy", "GemanMcClure", "Huber", "LMResult", "LMStatus", "PnPResult", "RobustLoss", "SoftL1",
+    "TriangulationResult", "Tukey", "batched_jacobian", "get_loss", "levenberg_marquardt", "refine_pnp",
+    "reprojection_residuals", "solve_pnp", "solve_pnp_ransac", "squared_loss", "triangulate_points",
+    "vector_retract",
 ]
