@@ -1,0 +1,50 @@
+"""Shared helpers: NaN-safe square root, input checks for point correspondences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from .._checks import as_floats, broadcast_batch, check_trailing
+
+
+def safe_sqrt(x: mx.array) -> mx.array:
+    """sqrt(max(x, 0)) whose gradient is 0 (not inf / NaN) at x <= 0 ("double where")."""
+    pos = x > 0
+    return mx.where(pos, mx.sqrt(mx.where(pos, x, 1)), 0)
+
+
+def safe_div(a: mx.array, b: mx.array, valid: mx.array) -> mx.array:
+    """a / b where ``valid``, else 0, with finite gradients in the untaken branch."""
+    return mx.where(valid, a / mx.where(valid, b, 1), 0)
+
+
+def check_correspondences(
+    src: Any, dst: Any, weights: Any | None
+) -> tuple[mx.array, mx.array, mx.array, mx.Dtype]:
+    """Convert and broadcast ``src``/``dst`` (*, N, 2) and ``weights`` (*, N).
+
+    Returns float arrays broadcast to one batch shape and the output dtype. Raises ``ValueError``
+    naming the expected shape when a trailing dimension or N does not match.
+    """
+    arrays = [src, dst] + ([] if weights is None else [weights])
+    names = ["src", "dst"] + ([] if weights is None else ["weights"])
+    converted, out_dtype = as_floats(*arrays, names=names)
+    src, dst = converted[0], converted[1]
+    check_trailing(src, (None, 2), "src")
+    check_trailing(dst, (None, 2), "dst")
+    n = src.shape[-2]
+    if dst.shape[-2] != n:
+        raise ValueError(f"dst: expected shape (*, N, 2) with N = {n} as in src, got {tuple(dst.shape)}")
+    if weights is None:
+        w = mx.ones(src.shape[:-1], dtype=src.dtype)
+    else:
+        w = converted[2]
+        if w.ndim < 1 or w.shape[-1] != n:
+            raise ValueError(f"weights: expected shape (*, N) with N = {n}, got {tuple(w.shape)}")
+    batch = broadcast_batch(src.shape[:-2], dst.shape[:-2], w.shape[:-1], names=["src", "dst", "weights"])
+    src = mx.broadcast_to(src, batch + (n, 2))
+    dst = mx.broadcast_to(dst, batch + (n, 2))
+    w = mx.broadcast_to(w, batch + (n,))
+    return src, dst, w, out_dtype

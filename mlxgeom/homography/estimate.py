@@ -1,0 +1,158 @@
+"""``find_homography``: the batched front end (DLT, RANSAC, LM), like ``cv2.findHomography``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from .._checks import cast_out
+from ._common import check_correspondences, safe_div
+from .dlt import denormalize, dlt_normalized, hartley_normalization, normalize_points
+from .minimal import finish
+from .ransac import adaptive_trials, best_hypothesis, transfer_sq_error
+from .refine import lm_refine
+from .result import HomographyResult
+
+_METHODS = ("dlt", "ransac", "lm")
+# Local optimisation after RANSAC: refit on the inliers, re-select the inliers, this many times.
+_REFITS = 2
+
+
+def _fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """Normalized DLT in pixel space for (B, N, 2) inputs: (H unnormalized, Hn, ok)."""
+    cs, ks = hartley_normalization(src, w)
+    cd, kd = hartley_normalization(dst, w)
+    hn, ok = dlt_normalized(normalize_points(src, cs, ks), normalize_points(dst, cd, kd), w)
+    return denormalize(hn, cs, ks, cd, kd), hn, ok
+
+
+def _sq_errors(h: mx.array, src: mx.array, dst: mx.array) -> mx.array:
+    """|dst - pi(h src)|^2 (B, N) for h (B, 3, 3); inf for points sent to infinity."""
+    return transfer_sq_error(h[:, None], src, dst)[:, 0]
+
+
+def _ransac(
+    src: mx.array, dst: mx.array, w: mx.array, thr: float, key: mx.array, max_trials: int,
+    iterations: int, symmetric: bool,
+) -> tuple[mx.array, mx.array, mx.array]:
+    """RANSAC, refits on the inliers, then LM on the inliers: (H, Hn, ok) per pair."""
+    cs, ks = hartley_normalization(src, w)
+    cd, kd = hartley_normalization(dst, w)
+    xn, un = normalize_points(src, cs, ks), normalize_points(dst, cd, kd)
+    hn, found = best_hypothesis(xn, un, w, (thr * kd) ** 2, key, max_trials)
+    h = denormalize(hn, cs, ks, cd, kd)
+    count = mx.sum(((_sq_errors(h, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
+    for _ in range(_REFITS):
+        inl = (_sq_errors(h, src, dst) <= thr * thr) & (w > 0)
+        h_new, hn_new, ok_new = _fit_dlt(src, dst, mx.where(inl, w, 0))
+        new_count = mx.sum(((_sq_errors(h_new, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
+        # Keep the refit only where it is well-posed and loses no inliers.
+        take = ok_new & (new_count >= count)
+        h = mx.where(take[:, None, None], h_new, h)
+        hn = mx.where(take[:, None, None], hn_new, hn)
+        count = mx.where(take, new_count, count)
+    inl = (_sq_errors(h, src, dst) <= thr * thr) & (w > 0)
+    if iterations > 0:
+        h_lm, hn_lm, cost = lm_refine(h, src, dst, mx.where(inl, w, 0), iterations, symmetric)
+        lm_count = mx.sum(((_sq_errors(h_lm, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
+        take = mx.isfinite(cost) & (lm_count >= count)
+        h = mx.where(take[:, None, None], h_lm, h)
+        hn = mx.where(take[:, None, None], hn_lm, hn)
+    return h, hn, found
+
+
+def find_homography(
+    src: Any,
+    dst: Any,
+    weights: Any | None = None,
+    *,
+    method: str = "dlt",
+    threshold: float = 3.0,
+    confidence: float = 0.995,
+    max_trials: int = 1024,
+    min_inliers: int = 8,
+    iterations: int = 10,
+    error: str = "reprojection",
+    key: mx.array | None = None,
+) -> HomographyResult:
+    """Estimate homographies ``dst ~ H src`` for a batch of image pairs, on the device.
+
+    Methods (all batched over the leading axes, no host sync, ``mx.compile``-able):
+
+    - ``"dlt"``: Hartley-normalized DLT (H&Z Alg. 4.2) over all points of positive weight.
+    - ``"lm"``: ``"dlt"`` followed by ``iterations`` Levenberg-Marquardt steps on SL(3) (like
+      ``cv2.findHomography(method=0)``, which refines its DLT the same way).
+    - ``"ransac"``: ``max_trials`` four-point hypotheses per pair drawn with ``mx.random`` from
+      ``key``, solved in closed form and MSAC-scored in parallel; the best is refit by DLT on its
+      inliers (twice, re-selecting inliers) and refined by LM on them (like ``cv2.RANSAC``).
+
+    Args:
+        src, dst: (*, N, 2) pixel correspondences; batch dims broadcast.
+        weights: optional (*, N) non-negative per-point weights; 0 (or a non-finite point) drops
+            a correspondence from sampling, scoring and fitting.
+        threshold: inlier threshold on the reprojection error ``|dst - pi(H src)|``, pixels.
+        confidence: RANSAC confidence ``p`` for the reported adaptive trial count.
+        max_trials: RANSAC hypotheses per pair (static; evaluated in rounds of bounded memory).
+        min_inliers: RANSAC pairs with fewer final inliers are not ``ok`` (any four points fit
+            exactly, so a few more are needed to tell a model from chance).
+        iterations: LM iterations for ``"lm"`` and ``"ransac"`` (0 skips refinement).
+        error: LM cost, ``"reprojection"`` or ``"symmetric"`` (see :func:`refine_homography`).
+        key: ``mx.random.key`` for RANSAC; default ``mx.random.key(0)`` (reproducible, as OpenCV).
+
+    Returns:
+        :class:`HomographyResult` ``(H, inliers, ok, num_inliers, residual, trials)``; H is the
+        identity and ok False where the pair is degenerate (fewer than 4 usable points, collinear
+        or duplicate points, too few inliers, singular or non-finite estimate).
+
+    Example:
+        >>> import mlx.core as mx
+        >>> src = mx.array([[0.0, 0], [10, 0], [10, 10], [0, 10], [5, 3]])
+        >>> res = find_homography(src, src * 2 + 1)
+        >>> [round(v, 3) for v in res.H[0].tolist()], res.ok.item()
+        ([2.0, 0.0, 1.0], True)
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if error not in ("reprojection", "symmetric"):
+        raise ValueError(f"error must be 'reprojection' or 'symmetric', got {error!r}")
+    if max_trials < 1 or not 0 < confidence < 1 or threshold <= 0:
+        raise ValueError("need max_trials >= 1, 0 < confidence < 1 and threshold > 0")
+    s, d, w, out_dtype = check_correspondences(src, dst, weights)
+    batch, n = s.shape[:-2], s.shape[-2]
+    s, d, w = s.reshape(-1, n, 2), d.reshape(-1, n, 2), w.reshape(-1, n)
+    valid = (w > 0) & mx.all(mx.isfinite(s), -1) & mx.all(mx.isfinite(d), -1)
+    w = mx.where(valid, w, 0)
+    s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)
+    num_valid = mx.sum(valid.astype(mx.int32), -1)
+    symmetric = error == "symmetric"
+    if method == "ransac":
+        key = mx.random.key(0) if key is None else key
+        h, hn, ok = _ransac(s, d, w, threshold, key, max_trials, iterations, symmetric)
+    else:
+        h, hn, ok = _fit_dlt(s, d, w)
+        if method == "lm" and iterations > 0:
+            h_lm, hn_lm, cost = lm_refine(h, s, d, w, iterations, symmetric)
+            better = mx.isfinite(cost)
+            h = mx.where(better[:, None, None], h_lm, h)
+            hn = mx.where(better[:, None, None], hn_lm, hn)
+    h, ok = finish(h, hn, ok & (num_valid >= 4))
+    e2 = _sq_errors(h, s, d)
+    inliers = valid & (e2 <= threshold * threshold)
+    num_inliers = mx.sum(inliers.astype(mx.int32), -1)
+    if method == "ransac":
+        ok = ok & (num_inliers >= max(min_inliers, 4))
+        trials = adaptive_trials(num_inliers, num_valid, confidence, max_trials)
+    else:
+        trials = mx.zeros_like(num_inliers)
+    residual = mx.sqrt(safe_div(mx.sum(mx.where(inliers, e2, 0), -1), num_inliers.astype(e2.dtype), num_inliers > 0))
+    eye = mx.broadcast_to(mx.eye(3, dtype=h.dtype), h.shape)
+    h = mx.where(ok[:, None, None], h, eye)
+    return HomographyResult(
+        H=cast_out(h.reshape(batch + (3, 3)), out_dtype),
+        inliers=inliers.reshape(batch + (n,)),
+        ok=ok.reshape(batch),
+        num_inliers=num_inliers.reshape(batch),
+        residual=cast_out(residual.reshape(batch), out_dtype),
+        trials=trials.reshape(batch),
+    )
