@@ -158,7 +158,7 @@ def main() -> None:
         pix = pix.reshape(-1, 2)
         z = points @ r[2] + t[2]
         inside = (pix[:, 0] >= 0) & (pix[:, 0] <= WIDTH - 1) & (pix[:, 1] >= 0) & (pix[:, 1] <= HEIGHT - 1) & (z > 0)
-        ui, vi = np.clip(np.round(np.nan_to_num(pix, nan=-1.0, posinf=-1.0, neginf=-1.0)).astype(int), 0, [WIDTH - 1, HEIGHT - 1]).T
+        ui, vi = np.clip(np.nan_to_num(np.round(pix), nan=0.0), 0, [WIDTH - 1, HEIGHT - 1]).astype(int).T
         visible = np.flatnonzero(inside & (np.abs(depth[vi, ui] - z) < 0.02))
         unseen = visible[~colored[visible]]
         colors[unseen] = image[vi[unseen], ui[unseen]]
