@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_square
+from .._checks import as_float, cast_out, check_trailing
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -231,7 +231,7 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
     def from_matrix(cls, m: Any, project: bool = False) -> "SO3":
         """From (*, 3, 3) matrices; ``project=True`` maps to the nearest rotation (``linalg.project_to_so3``)."""
         m, out = as_float(m, "m")
-        check_square(m, (3,), "m")
+        check_trailing(m, (3, 3), "m")
         return cls(cast_out(linalg.project_to_so3(m) if project else m, out))
 
     def _chordal(self, axis: int) -> "SO3":
@@ -286,7 +286,7 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
     def from_matrix(cls, m: Any, project: bool = False) -> "SE3":
         """From (*, 4, 4); ``project=True`` projects the rotation block and resets the last row."""
         m, out = as_float(m, "m")
-        check_square(m, (4,), "m")
+        check_trailing(m, (4, 4), "m")
         if not project:
             return cls(m if m.dtype == out else cast_out(m, out))
         r = linalg.project_to_so3(m[..., :3, :3])
@@ -327,6 +327,6 @@ class SL3(_SL3, MatrixLieGroup):
     def from_matrix(cls, m: Any, project: bool = False) -> "SL3":
         """From (*, 3, 3); ``project=True`` rescales to det 1 (``m / cbrt(det m)``)."""
         m, out = as_float(m, "m")
-        check_square(m, (3,), "m")
+        check_trailing(m, (3, 3), "m")
         return cls(cast_out(sl3._unit_det(m) if project else m, out))
 

@@ -13,7 +13,7 @@ import math
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_square, check_trailing
+from .._checks import as_float, cast_out, check_trailing
 from . import _scalar as sc
 from . import so3
 from .so3 import so3_exp as rotvec_to_matrix
@@ -85,7 +85,7 @@ def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
     """
     _check_order(order)
     r, out = as_float(r, "R")
-    check_square(r, (3,), "R")
+    check_trailing(r, (3, 3), "R")
     return cast_out(_from_wxyz(so3._quaternion_wxyz(r), order), out)
 
 
@@ -169,14 +169,15 @@ def _euler_from_quaternion(q: mx.array, axes: list[int], intrinsic: bool) -> mx.
         third = third * sign
         slots[1] = middle - math.pi / 2
     slots[third_idx] = third
-    angles = mx.stack(slots, axis=-1)
-    return mx.remainder(angles + math.pi, 2 * math.pi) - math.pi
+    # Wrap the outer angles to [-pi, pi); the middle one is already in range (and may be pi).
+    wrap = [mx.remainder(a + math.pi, 2 * math.pi) - math.pi for a in (slots[0], slots[2])]
+    return mx.stack([wrap[0], slots[1], wrap[1]], axis=-1)
 
 
 def matrix_to_euler(r, seq: str) -> mx.array:
     """Euler angles (*, 3) in radians of rotation matrices (*, 3, 3), as scipy ``as_euler``.
 
-    Angles lie in [-pi, pi) (the middle one in [0, pi] for proper Euler sequences such as
+    The outer angles lie in [-pi, pi) (the middle one in [0, pi] for proper Euler sequences such as
     "zxz", in [-pi/2, pi/2] for Tait-Bryan ones). In gimbal lock (middle angle within 1e-7
     of its limits) the third angle is set to 0, as scipy does (without its warning).
     Method: Bernardes and Viollet, PLoS ONE 17(11), 2022, on the Shepperd quaternion.
@@ -186,7 +187,7 @@ def matrix_to_euler(r, seq: str) -> mx.array:
     """
     axes, intrinsic = _parse_seq(seq)
     r, out = as_float(r, "R")
-    check_square(r, (3,), "R")
+    check_trailing(r, (3, 3), "R")
     return cast_out(_euler_from_quaternion(so3._quaternion_wxyz(r), axes, intrinsic), out)
 
 
@@ -220,5 +221,5 @@ def matrix_to_sixd(r) -> mx.array:
     [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     """
     r, out = as_float(r, "R")
-    check_square(r, (3,), "R")
+    check_trailing(r, (3, 3), "R")
     return cast_out(mx.concatenate([r[..., :, 0], r[..., :, 1]], axis=-1), out)

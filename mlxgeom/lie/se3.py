@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_square, check_trailing
+from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
 from . import _scalar as sc
 from . import so3
 
@@ -126,7 +126,7 @@ def _tangent(x: Any, name: str = "xi") -> tuple[mx.array, mx.Dtype]:
 
 def _pose(x: Any, name: str = "T") -> tuple[mx.array, mx.Dtype]:
     x, out = as_float(x, name)
-    check_square(x, (4,), name)
+    check_trailing(x, (4, 4), name)
     return x, out
 
 
@@ -195,8 +195,8 @@ def se3_compose(a, b) -> mx.array:
     (4, 4)
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_square(a, (4,), "a")
-    check_square(b, (4,), "b")
+    check_trailing(a, (4, 4), "a")
+    check_trailing(b, (4, 4), "b")
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -210,7 +210,7 @@ def se3_act(m, p) -> mx.array:
     (5, 3)
     """
     (m, p), out = as_floats(m, p, names=("T", "p"))
-    check_square(m, (4,), "T")
+    check_trailing(m, (4, 4), "T")
     check_trailing(p, (3,), "p")
     return cast_out(_act(m, p), out)
 
@@ -274,7 +274,7 @@ def se3_from_rt(r, t) -> mx.array:
     [1.0, 1.0, 1.0]
     """
     (r, t), out = as_floats(r, t, names=("R", "t"))
-    check_square(r, (3,), "R")
+    check_trailing(r, (3, 3), "R")
     check_trailing(t, (3,), "t")
     batch = broadcast_batch(r.shape[:-2], t.shape[:-1], names=("R", "t"))
     r, t = mx.broadcast_to(r, (*batch, 3, 3)), mx.broadcast_to(t, (*batch, 3))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_square, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_trailing
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
 # square roots (Denman-Beavers, fixed iteration counts) until |X - I|_F <= _THETA, then
@@ -94,7 +94,7 @@ def _tangent(x, name: str = "x") -> tuple[mx.array, mx.Dtype]:
 
 def _matrix(h, name: str = "H") -> tuple[mx.array, mx.Dtype]:
     h, out = as_float(h, name)
-    check_square(h, (3,), name)
+    check_trailing(h, (3, 3), name)
     return h, out
 
 
@@ -178,8 +178,8 @@ def sl3_compose(a, b) -> mx.array:
     (3, 3)
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_square(a, (3,), "a")
-    check_square(b, (3,), "b")
+    check_trailing(a, (3, 3), "a")
+    check_trailing(b, (3, 3), "b")
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -190,7 +190,7 @@ def sl3_act(h, p) -> mx.array:
     (4, 3)
     """
     (h, p), out = as_floats(h, p, names=("H", "p"))
-    check_square(h, (3,), "H")
+    check_trailing(h, (3, 3), "H")
     check_trailing(p, (3,), "p")
     return cast_out(mx.sum(h * p[..., None, :], axis=-1), out)
 

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_square, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_trailing
 from . import _scalar as sc
 
 
@@ -141,7 +141,7 @@ def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
 
 def _matrix(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
     x, out = as_float(x, name)
-    check_square(x, (3,), name)
+    check_trailing(x, (3, 3), name)
     return x, out
 
 
@@ -211,8 +211,8 @@ def so3_compose(a, b) -> mx.array:
     (3, 3)
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_square(a, (3,), "a")
-    check_square(b, (3,), "b")
+    check_trailing(a, (3, 3), "a")
+    check_trailing(b, (3, 3), "b")
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -226,7 +226,7 @@ def so3_act(r, p) -> mx.array:
     (5, 3)
     """
     (r, p), out = as_floats(r, p, names=("R", "p"))
-    check_square(r, (3,), "R")
+    check_trailing(r, (3, 3), "R")
     check_trailing(p, (3,), "p")
     return cast_out(_act(r, p), out)
 
