@@ -41,7 +41,7 @@ def distort_fisheye(a: mx.array, b: mx.array, c: list[mx.array], jacobian: bool 
     r2 = a * a + b * b
     big = r2 > _SMALL_R2
     r = mx.sqrt(mx.where(big, r2, 1.0))
-    theta = mx.arctan(r)
+    theta = mx.where(big, mx.arctan(r), 0.0)
     theta2 = theta * theta
     p, dp = _poly(theta2, c)
     # theta / r -> 1 as r -> 0 (atan(r) / r = 1 - r^2 / 3 + ...).
