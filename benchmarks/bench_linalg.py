@@ -90,18 +90,23 @@ def bench_matrix_exp(n: int, batches: list[int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-batch", type=int, default=(1 << 22) if ON_GPU else (1 << 20))
-    parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--ops", default="inverse,matrix_exp", help="comma-separated: inverse, matrix_exp")
+    parser.add_argument("--out", help="also append the tables to this file")
     args = parser.parse_args()
     batches = [b for b in (1, 256, 8192, 32768, 1 << 20, 1 << 22) if b <= args.max_batch]
-    text = f"### linalg on {machine()}\n"
-    text += bench_inverse(3, batches)
-    text += bench_inverse(4, batches)
-    text += bench_matrix_exp(4, [b for b in batches if b <= (1 << 20)])
-    text += bench_matrix_exp(3, [b for b in batches if b <= (1 << 20)])
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text)
+    ops = args.ops.split(",")
+    parts = [lambda: f"### linalg on {machine()}\n"]
+    if "inverse" in ops:
+        parts += [lambda: bench_inverse(3, batches), lambda: bench_inverse(4, batches)]
+    if "matrix_exp" in ops:
+        small = [b for b in batches if b <= (1 << 20)]
+        parts += [lambda: bench_matrix_exp(4, small), lambda: bench_matrix_exp(3, small)]
+    for part in parts:
+        text = part()
+        print(text, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(text)
 
 
 if __name__ == "__main__":

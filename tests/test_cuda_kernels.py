@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("n", [3, 4])
 @pytest.mark.parametrize("batch", [1, 255, 256, 1000, 70001])
 def test_inverse_kernel_equals_pure_path(n, batch):
-    a = mx.random.normal((batch, n, n), key=mx.random.key(batch)) + 2 * mx.eye(n)
+    # Well-conditioned inputs: the two paths differ only by FMA contraction in the kernel.
+    a = 0.3 * mx.random.normal((batch, n, n), key=mx.random.key(batch)) + 3 * mx.eye(n)
     assert inverse_cuda.enabled(a)
     fast, ref = inverse_cuda.inverse(a), _inverse_adjugate(a)
     np.testing.assert_allclose(np.array(fast), np.array(ref), rtol=1e-5, atol=1e-6)
