@@ -64,7 +64,8 @@ def compiled_copy(x: mx.array) -> Callable[[], mx.array]:
 def table(title: str, rows: list[dict[str, Any]], ref: str) -> str:
     """Markdown table of times (ms) with each column's ratio to the ``ref`` column."""
     cols = [c for c in rows[0] if c != "B"]
-    head = f"\n#### {title}\n\n| B | " + " | ".join(cols) + " |\n|---" * (len(cols) + 1) + "|\n"
+    rule = "|---" * (len(cols) + 1) + "|"
+    head = f"\n#### {title}\n\n| B | " + " | ".join(cols) + f" |\n{rule}\n"
     lines = []
     for r in rows:
         cells = []
