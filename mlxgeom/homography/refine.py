@@ -151,8 +151,8 @@ def refine_homography(
 
     Returns:
         ``(H, ok, rms)``: refined (*, 3, 3) with ``H[2, 2] = 1`` (identity where not ok); ok (*)
-        False for degenerate input (as in :func:`find_homography`); rms (*) root-mean-square pixel
-        error per residual component pair over the weighted points.
+        False for degenerate input (as in :func:`find_homography`); rms (*) weighted root-mean-square
+        point error in pixels (averaged over both directions for ``"symmetric"``).
 
     Example:
         >>> import mlx.core as mx
@@ -179,5 +179,6 @@ def refine_homography(
     h, hn, cost = lm_refine(h0, s, d, w, iterations, error == "symmetric")
     enough = mx.sum(valid.astype(mx.int32), -1) >= 4
     h, ok = finish(h, hn, enough & mx.isfinite(cost))
-    rms = mx.sqrt(safe_div(cost, mx.sum(w, -1), enough & mx.isfinite(cost)))
+    terms = mx.sum(w, -1) * (2 if error == "symmetric" else 1)
+    rms = mx.sqrt(safe_div(cost, terms, enough & mx.isfinite(cost)))
     return cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch), cast_out(rms.reshape(batch), out_dtype)
