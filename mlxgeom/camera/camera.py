@@ -220,7 +220,7 @@ class Camera(_CameraArrays):
         :class:`mlxgeom.camera.ProjectionJacobian`)."""
         return P.project_points_jacobian(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
 
-    def unproject(self, pixels: Any, depth: Any, return_valid: bool = False, iterations: int = 20):
+    def unproject(self, pixels: Any, depth: Any, return_valid: bool = False, iterations: int = 10):
         """World points (*, N, 3) of pixels (*, N, 2) at camera-frame depth z (*, N).
 
         With ``return_valid``: :class:`mlxgeom.camera.Unprojection` (points, points_cam, valid).
@@ -228,11 +228,11 @@ class Camera(_CameraArrays):
         return P.unproject_points(pixels, depth, self.K, self.pose, self._dist_or_none, self.model,
                                   return_valid, iterations)
 
-    def rays(self, pixels: Any, return_valid: bool = False, iterations: int = 20):
+    def rays(self, pixels: Any, return_valid: bool = False, iterations: int = 10):
         """World rays through pixels (*, N, 2): ``(origins (*, N, 3), unit directions (*, N, 3))``."""
         return P.pixel_rays(pixels, self.K, self.pose, self._dist_or_none, self.model, return_valid, iterations)
 
-    def undistort_points(self, pixels: Any, K_new: Any = None, iterations: int = 20):
+    def undistort_points(self, pixels: Any, K_new: Any = None, iterations: int = 10):
         """``(points, converged)``: see :func:`mlxgeom.camera.undistort_points`."""
         return P.undistort_points(pixels, self.K, self._dist_or_none, self.model, K_new, iterations)
 
@@ -241,7 +241,7 @@ class Camera(_CameraArrays):
         return P.distort_points(points, self.K, self._dist_or_none, self.model, K_new)
 
     def reproject_depth(self, depth: Any, cam_dst: "Camera", min_depth: float = P.MIN_DEPTH,
-                        iterations: int = 20) -> P.Projection:
+                        iterations: int = 10) -> P.Projection:
         """Where every pixel of a depth map of this camera lands in other cameras.
 
         The source pixels are unprojected once (undistorted with this camera's lens) and

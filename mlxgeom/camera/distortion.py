@@ -187,7 +187,7 @@ def _eps(dtype: mx.Dtype) -> float:
     return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
 
 
-def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 20,
+def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 10,
                      tol: float | None = None) -> Undistorted:
     """Invert :func:`distort_opencv` by a fixed number of Newton steps (2x2 closed-form solves).
 

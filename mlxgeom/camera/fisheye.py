@@ -63,7 +63,7 @@ def distort_fisheye(a: mx.array, b: mx.array, c: list[mx.array], jacobian: bool 
     return Distorted(a * scale, b * scale, ok, jac, powers)
 
 
-def undistort_fisheye(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 20,
+def undistort_fisheye(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 10,
                       tol: float | None = None) -> Undistorted:
     """Invert :func:`distort_fisheye`: Newton on theta_d(theta) = |(xd, yd)| as OpenCV's
     ``fisheye::undistortPoints`` (without its clamp of theta_d to pi/2: the solve is

@@ -265,7 +265,7 @@ class Unprojection(NamedTuple):
 
 
 def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: Any = None, model: str = "opencv",
-                     return_valid: bool = False, iterations: int = 20, tol: float | None = None):
+                     return_valid: bool = False, iterations: int = 10, tol: float | None = None):
     """Lift pixels with camera-frame depth z back to world points (inverse of :func:`project_points`).
 
     Distortion is removed by :func:`undistort_points`' fixed-iteration Newton solve.
@@ -313,7 +313,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
 
 
 def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv", K_new: Any = None,
-                     iterations: int = 20, tol: float | None = None) -> tuple[mx.array, mx.array]:
+                     iterations: int = 10, tol: float | None = None) -> tuple[mx.array, mx.array]:
     """Remove lens distortion from pixels (like ``cv2.undistortPoints`` / ``cv2.fisheye.undistortPoints``).
 
     A fixed number of Newton steps with closed-form 2x2 solves runs on the device for every
@@ -419,7 +419,7 @@ class Rays(NamedTuple):
 
 
 def pixel_rays(pixels: Any, K: Any, pose: Any = None, dist: Any = None, model: str = "opencv",
-               return_valid: bool = False, iterations: int = 20, tol: float | None = None):
+               return_valid: bool = False, iterations: int = 10, tol: float | None = None):
     """World-frame rays through pixels: origins at the camera centre, unit directions.
 
     Returns:
