@@ -60,8 +60,7 @@ def _sqrt(a: mx.array, iters: int) -> mx.array:
 
 
 def _frob_dist_to_eye(a: mx.array) -> mx.array:
-    e = a - mx.eye(3, dtype=a.dtype)
-    return mx.sqrt(mx.sum(e * e, axis=(-2, -1)))
+    return _frob_norm(a - mx.eye(3, dtype=a.dtype))
 
 
 def _gregory(a: mx.array) -> mx.array:
@@ -77,13 +76,23 @@ def _gregory(a: mx.array) -> mx.array:
 def _log_ex(h: mx.array) -> tuple[mx.array, mx.array]:
     x = _unit_det(h)
     roots = mx.zeros(x.shape[:-2], dtype=x.dtype)
+    # A root whose square misses X by more than sqrt(eps) did not converge (no real root).
+    ok = mx.ones(x.shape[:-2], dtype=mx.bool_)
+    tol = float(mx.finfo(x.dtype).eps) ** 0.5
     for iters in _ROOT_ITERS:
         done = _frob_dist_to_eye(x) <= _THETA
-        x = mx.where(done[..., None, None], x, _sqrt(x, iters))
+        root = _sqrt(x, iters)
+        miss = _frob_norm(linalg.matmul(root, root) - x) > tol * _frob_norm(x)
+        ok = ok & (done | ~miss)
+        x = mx.where(done[..., None, None], x, root)
         roots = roots + mx.where(done, 0.0, 1.0)
-    ok = _frob_dist_to_eye(x) <= _THETA
+    ok = ok & (_frob_dist_to_eye(x) <= _THETA)
     log = mx.power(2.0, roots)[..., None, None] * _gregory(x)
     return _vee(log), ok
+
+
+def _frob_norm(a: mx.array) -> mx.array:
+    return mx.sqrt(mx.sum(a * a, axis=(-2, -1)))
 
 
 def _tangent(x, name: str = "x") -> tuple[mx.array, mx.Dtype]:
@@ -138,8 +147,9 @@ def sl3_log_ex(h) -> tuple[mx.array, mx.array]:
     10 Denman-Beavers square roots (fixed iteration counts, chosen per entry by masks)
     until ``|X - I|_F <= 0.25``, then 10 terms of the Gregory series, times 2^roots.
     Domain: the normalised H has no eigenvalue on the closed negative real axis and
-    ``|log H|`` below ~50; ``ok`` is False where the roots did not reach the
-    neighbourhood of I (outside that domain, or singular H), and x is then meaningless.
+    ``|log H|`` below ~50; ``ok`` is False where a square root did not converge (``|Y^2 - X| > sqrt(eps) |X|``)
+    or the roots did not reach the neighbourhood of I (outside that domain, or singular H);
+    x is then meaningless.
     Accuracy: float32 ~1e-5 relative, float64 ~1e-12 (see tests).
 
     >>> x = mx.array([0.1, -0.2, 0.05, 0.02, 0.3, -0.1, 0.01, 0.02])
