@@ -117,16 +117,17 @@ def warp_perspective(
     def tap(xi: mx.array, yi: mx.array) -> mx.array:
         inside = (xi >= 0) & (xi < in_w) & (yi >= 0) & (yi < in_h)
         xc, yc = mx.clip(xi, 0, in_w - 1), mx.clip(yi, 0, in_h - 1)
-        lin = (which * (in_h * in_w) + yc * in_w + xc).astype(mx.int32)
+        # Gradients flow through the interpolation weights, not the integer tap positions.
+        lin = mx.stop_gradient((which * (in_h * in_w) + yc * in_w + xc).astype(mx.int32))
         vals = mx.take(flat, lin.reshape(-1), axis=0).reshape(lin.shape + (c,))
         if border == "constant":
             vals = mx.where(inside[..., None], vals, fill)
         return vals
 
     if interpolation == "nearest":
-        out = tap(mx.round(sx).astype(mx.int32), mx.round(sy).astype(mx.int32))
+        out = tap(mx.stop_gradient(mx.round(sx)).astype(mx.int32), mx.stop_gradient(mx.round(sy)).astype(mx.int32))
     else:
-        x0, y0 = mx.floor(sx), mx.floor(sy)
+        x0, y0 = mx.stop_gradient(mx.floor(sx)), mx.stop_gradient(mx.floor(sy))
         fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
         xi, yi = x0.astype(mx.int32), y0.astype(mx.int32)
         top = tap(xi, yi) * (1 - fx) + tap(xi + 1, yi) * fx
