@@ -4,7 +4,12 @@ MLX's own ``mx.linalg`` routines run on the CPU stream only and have no VJPs; th
 closed forms and fixed-iteration schemes built from elementwise ops and small matmuls.
 """
 
+from .cholesky import solve_spd, solve_spd_ex
+from .eigh import eigh, eigh3
 from .inverse import det, inv, inv_ex, solve
 from .products import matmul
+from .svd3 import project_to_so3, svd3
 
-__all__ = ["det", "inv", "inv_ex", "matmul", "solve"]
+__all__ = [
+    "det", "eigh", "eigh3", "inv", "inv_ex", "matmul", "project_to_so3", "solve", "solve_spd", "solve_spd_ex", "svd3",
+]
