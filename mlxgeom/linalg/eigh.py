@@ -240,8 +240,9 @@ def _make_core(sweeps: int):
 
     @core.jvp
     def core_jvp(primals, tangents):
-        w, v = core(primals[0])
-        p = matmul(matmul(v.swapaxes(-1, -2), _sym(tangents[0])), v)
+        # one positional argument: MLX passes the array itself, not a tuple
+        w, v = core(primals)
+        p = matmul(matmul(v.swapaxes(-1, -2), _sym(tangents)), v)
         dw = mx.diagonal(p, axis1=-2, axis2=-1)
         return dw, matmul(v, _gap_inverse(w) * p)
 

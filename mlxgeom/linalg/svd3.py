@@ -191,7 +191,7 @@ def _project_vjp(primals, cotangent, output):
     # R = U' V^T with M = U' diag(sigma) V^T: R^T dR = V W V^T, W_ij = (P_ij - P_ji)/(sigma_i + sigma_j),
     # P = U'^T dM V (derivative of the polar factor), so gM = U' [(G - G^T) / (sigma_i + sigma_j)] V^T
     # with G = U'^T gR V. sigma_i + sigma_j >= s_i - s_3 > 0 unless the projection is not unique.
-    u, sig, v = _polar_factors(primals[0])
+    u, sig, v = _polar_factors(primals)  # one positional argument: the array itself
     g = matmul(matmul(u.swapaxes(-1, -2), cotangent), v)
     inv = _safe_inverse(sig[..., None, :] + sig[..., :, None], _tolerance(sig))
     return (matmul(matmul(u, inv * (g - g.swapaxes(-1, -2))), v.swapaxes(-1, -2)),)
