@@ -4,8 +4,9 @@
 
 Reads the markdown tables that the benchmark scripts print (``timing.table``: a ``#### title``
 line, then ``| B | col | col ... |`` rows whose cells are ``time`` or ``time (ratio x)``, ``-``
-where not measured) and draws, for each table, the ratios per batch size B and per column on a
-log axis (1 = the reference column, the one without ratios). The last ``##``/``###`` heading above
+where not measured) and draws, for each table with ratios, the ratios per row (batch size B)
+and per column on a log axis (1 = the reference column, the one without ratios). Tables
+without ratios are left to the docs page, which includes the README's tables as they are. The last ``##``/``###`` heading above
 a table (the machine line) goes into the chart's title.
 
 Writes ``<out>/bench-<n>-<slug>.png`` per table and ``<out>/benchmark_plots.md``, a Markdown
@@ -37,6 +38,7 @@ class Table:
     title: str
     context: str
     columns: list[str]
+    key: str = "B"
     batches: list[str] = field(default_factory=list)
     times: dict[str, list[float | None]] = field(default_factory=dict)
     ratios: dict[str, list[float | None]] = field(default_factory=dict)
@@ -55,7 +57,7 @@ def _cells(line: str) -> list[str]:
 
 
 def parse_tables(text: str) -> list[Table]:
-    """All tables of the README whose first column is the batch size ``B``."""
+    """All tables of the README; the first column is the size the rows vary (batch ``B``)."""
     tables: list[Table] = []
     context, title = "", ""
     lines = text.splitlines()
@@ -73,9 +75,7 @@ def parse_tables(text: str) -> list[Table]:
         if line.startswith("|") and i + 1 < len(lines) and re.match(r"^\|?\s*:?-{3,}", lines[i + 1].strip()):
             head = _cells(line)
             i += 2
-            if head[0] != "B":
-                continue
-            table = Table(title or "benchmark", context, head[1:])
+            table = Table(title or "benchmark", context, head[1:], key=head[0])
             for c in table.columns:
                 table.times[c], table.ratios[c] = [], []
             while i < len(lines) and lines[i].strip().startswith("|"):
@@ -119,7 +119,7 @@ def plot_table(table: Table, path: str) -> None:
                 ax.annotate(f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_yscale("log")
-    ax.set_xticks(x, [f"B={b}" for b in table.batches])
+    ax.set_xticks(x, [f"{table.key}={b}" for b in table.batches])
     ax.set_ylabel((f"time / {ref} time" if ref else "time ratio") + " (lower is faster)", fontsize=8)
     ax.set_title(table.title + (f"\n{table.context}" if table.context else ""), fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for old in os.listdir(args.out):
         if old.startswith("bench-") and old.endswith(".png"):
             os.remove(os.path.join(args.out, old))
+    tables = [t for t in tables if any(r is not None for c in t.columns for r in t.ratios[c])]
     lines = []
     for n, table in enumerate(tables):
         name = f"bench-{n:02d}-{_slug(table.title)}.png"
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"![{alt}](img/{name})\n")
         print(f"wrote {os.path.join(args.out, name)}")
     if not tables:
-        lines.append(f"!!! note \"No benchmark tables found\"\n    {args.readme} holds no `| B | ... |` tables.\n")
+        lines.append(f"!!! note \"No benchmark tables with ratios found\"\n    {os.path.relpath(args.readme, ROOT)} "
+                     "holds no table with `time (ratio x)` cells.\n")
         print(f"{args.readme}: no benchmark tables found", file=sys.stderr)
     with open(fragment, "w") as f:
         f.write("\n".join(lines))
