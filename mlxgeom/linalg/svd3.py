@@ -219,9 +219,10 @@ def project_to_so3(m) -> mx.array:
 
     Example:
         >>> import mlx.core as mx
+        >>> # a reflection: the axis of the smallest singular value (y) is flipped too
         >>> r = project_to_so3(mx.array([[1.1, 0.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.0, -1.0]]))
         >>> [round(x, 5) for x in mx.diagonal(r).tolist()]
-        [1.0, 1.0, 1.0]
+        [1.0, -1.0, -1.0]
     """
     m, out = as_float(m, "m")
     check_square(m, (3,), "m")
