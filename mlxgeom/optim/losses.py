@@ -99,8 +99,8 @@ class SoftL1(RobustLoss):
     """Soft L1 (pseudo-Huber): ``2 c^2 (sqrt(1 + s / c^2) - 1)``; weight ``1 / sqrt(1 + s / c^2)``."""
 
     def rho(self, s: mx.array) -> mx.array:
-        c2 = self.scale**2
-        return 2.0 * c2 * (mx.sqrt(1.0 + s / c2) - 1.0)
+        # 2 c^2 (sqrt(1 + u) - 1) = 2 s / (sqrt(1 + u) + 1): no cancellation for small s.
+        return 2.0 * s / (mx.sqrt(1.0 + s / self.scale**2) + 1.0)
 
     def weight(self, s: mx.array) -> mx.array:
         return mx.rsqrt(1.0 + s / self.scale**2)

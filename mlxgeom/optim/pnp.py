@@ -2,7 +2,8 @@
 
 Conventions: poses are world-to-camera, ``x_cam = R x_world + t`` (OpenCV, COLMAP);
 ``rvec`` is the axis-angle of R (``cv2.Rodrigues``); pixels follow ``u = fx x/z + s y/z + cx``,
-``v = fy y/z + cy`` with K's skew ``s`` (distortion is not modelled: undistort first).
+``v = fy y/z + cy`` with K's skew ``s``. Lens distortion of a ``camera.Camera`` argument is removed
+from the pixels first (``camera.undistort_points``); with a plain K pixels must be undistorted.
 The refinement perturbs poses on the LEFT, ``T <- exp(h) T`` with ``h = [rho, phi]`` in the
 camera frame, and the covariance is that of ``h`` at the solution.
 """
@@ -50,6 +51,19 @@ class PnPResult(NamedTuple):
 def intrinsics_of(camera_or_k: Any) -> Any:
     """K (*, 3, 3) of a ``camera.Camera`` (anything with a ``K`` attribute) or K itself."""
     return camera_or_k.K if hasattr(camera_or_k, "K") else camera_or_k
+
+
+def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
+    """``(K, pixels, converged)``: a Camera's pixels with its lens distortion removed
+    (``camera.undistort_points`` with ``K_new = K``); plain K passes through (converged None)."""
+    dist = getattr(camera_or_k, "dist", None)
+    if not hasattr(camera_or_k, "K") or dist is None or dist.shape[-1] == 0:
+        return intrinsics_of(camera_or_k), pixels, None
+    from .. import camera
+
+    model = getattr(camera_or_k, "model", "opencv")
+    und, conv = camera.undistort_points(pixels, camera_or_k.K, dist, model, K_new=camera_or_k.K)
+    return camera_or_k.K, und, conv
 
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
@@ -168,7 +182,10 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
-    (pw, uv, k), out = as_floats(points_3d, pixels, intrinsics_of(camera_or_k), names=("points_3d", "pixels", "K"))
+    k, pixels, conv = undistorted(camera_or_k, pixels)
+    if conv is not None:
+        mask = conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
+    (pw, uv, k), out = as_floats(points_3d, pixels, k, names=("points_3d", "pixels", "K"))
     check_trailing(pw, (None, 3), "points_3d")
     check_trailing(uv, (None, 2), "pixels")
     check_trailing(k, (3, 3), "K")
@@ -216,8 +233,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
 
     Args:
         points_3d: (*, N, 3) world points.
-        pixels: (*, N, 2) undistorted pixel coordinates.
-        camera_or_k: K (*, 3, 3) or a ``camera.Camera`` (its ``K`` is used).
+        pixels: (*, N, 2) pixel coordinates (undistorted when a plain K is given).
+        camera_or_k: K (*, 3, 3) or a ``camera.Camera`` (its ``K`` and distortion are used).
         method: ``"epnp"``, ``"dlt"`` or ``"iterative"``.
         refine: run LM after the closed form.
         mask: optional (*, N) bool/0-1 point mask (False = ignore the point).
