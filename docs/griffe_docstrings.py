@@ -93,25 +93,23 @@ def split_grouped_params(lines: list[str]) -> list[str]:
 
 
 def doctest_sections(lines: list[str]) -> list[str]:
-    """Rename ``Example:`` to ``Examples:`` and put bare top-level doctest blocks under that header."""
+    """Rename ``Example:`` to ``Examples:`` and put top-level doctest blocks under that header.
+
+    A section's content is indented, so a ``>>>`` block at column 0 is outside any section
+    (griffe would render it as Markdown text) and gets its own ``Examples:`` header.
+    """
     out: list[str] = []
-    in_examples = False
     i = 0
     while i < len(lines):
         line = lines[i]
-        name = _section_header(line)
-        if name is not None and _indent(line) == 0:
-            in_examples = name in ("example", "examples")
-            out.append("Examples:" if name == "example" else line)
+        if _indent(line) == 0 and _section_header(line) == "example":
+            out.append("Examples:")
             i += 1
             continue
-        if line.strip() and _indent(line) == 0 and not line.startswith(">>>"):
-            in_examples = False
-        if line.startswith(">>>") and not in_examples:
+        if line.startswith(">>>"):
             if out and out[-1].strip():
                 out.append("")
             out.append("Examples:")
-            in_examples = True
             while i < len(lines) and lines[i].strip():
                 out.append("    " + lines[i])
                 i += 1

@@ -148,3 +148,41 @@ def test_plot_benchmarks_without_readme_leaves_a_note_and_succeeds(tmp_path: Pat
         sys.path.pop(0)
     assert pb.main(["--readme", str(tmp_path / "absent.md"), "--out", str(tmp_path)]) == 0
     assert "does not exist yet" in (tmp_path / pb.FRAGMENT).read_text()
+
+
+def _docstring_normaliser():
+    sys.path.insert(0, str(DOCS))
+    try:
+        import griffe_docstrings
+    finally:
+        sys.path.pop(0)
+    return griffe_docstrings
+
+
+def test_docstring_normaliser_splits_grouped_parameters_and_marks_doctests() -> None:
+    """The docs-build griffe extension: one item per grouped name, doctests under ``Examples:``,
+    shapes' ``*`` escaped outside code, roles without a rendered target turned into code."""
+    g = _docstring_normaliser()
+    text = "\n".join([
+        "Map points (*, N, 2) through H (*, 3, 3); see :func:`nowhere`.",
+        "",
+        "Args:",
+        "    src, dst: (*, N, 2) pixels,",
+        "        same batch.",
+        "    H: ``(*, 3, 3)``.",
+        "",
+        "Example:",
+        "    >>> f(x) * 2",
+        "    4",
+        "",
+        ">>> g()",
+        "1",
+    ])
+    lines = g.doctest_sections(g.split_grouped_params(text.split("\n")))
+    out = g.markdown_safe(lines, lambda m: f"`{m.group(2)}`")
+    assert out[0] == r"Map points (\*, N, 2) through H (\*, 3, 3); see `nowhere`."
+    assert out[3:7] == [r"    src: (\*, N, 2) pixels,", "        same batch.", r"    dst: (\*, N, 2) pixels,",
+                        "        same batch."]
+    assert out[7] == "    H: ``(*, 3, 3)``."
+    assert out[9:12] == ["Examples:", "    >>> f(x) * 2", "    4"]
+    assert out[-3:] == ["Examples:", "    >>> g()", "    1"]
