@@ -66,6 +66,7 @@ def test_det_is_multiplicative(seed, n):
 
 
 @pytest.mark.parametrize("n", SIZES)
+@pytest.mark.float64
 def test_inverse_vjp_is_minus_inverse_transposed_sandwich(n):
     a_np = random_matrices((3,), n, seed=20 + n, cond=5.0)
     g_np = np.random.default_rng(1).standard_normal((3, n, n))
@@ -75,6 +76,7 @@ def test_inverse_vjp_is_minus_inverse_transposed_sandwich(n):
     np.testing.assert_allclose(np.array(grad), -ainv_t @ g_np @ ainv_t, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.float64
 @pytest.mark.parametrize("fn", ["det", "inv", "solve"])
 @pytest.mark.parametrize("n", SIZES)
 def test_gradients_match_central_differences_in_float64(fn, n):
@@ -98,6 +100,7 @@ def test_gradients_match_central_differences_in_float64(fn, n):
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.float64
 def test_inverse_jvp_matches_vjp_transpose():
     a = mx.array(random_matrices((2,), 3, seed=5, cond=3.0), dtype=mx.float64)
     t = mx.array(np.random.default_rng(2).standard_normal((2, 3, 3)), dtype=mx.float64)
@@ -130,6 +133,7 @@ def test_inv_ex_flags_singular_and_nonfinite_entries_only():
     assert not np.all(np.isfinite(np.array(x[1])))
 
 
+@pytest.mark.float64
 def test_inv_ex_threshold_is_scale_invariant():
     a = random_matrices((8,), 4, seed=3, cond=1e2)
     for scale in (1e-12, 1.0, 1e12):
