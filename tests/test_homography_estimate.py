@@ -87,6 +87,32 @@ def test_dlt_is_exact_on_noise_free_points(dtype):
         assert _mean_error(np.array(res.H[b]).astype(np.float64), hs[b], src[b]) < bound
 
 
+def _dlt_float64(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """H&Z Alg. 4.2 in float64 with numpy's SVD: the reference for the float32 device DLT."""
+
+    def norm(p):
+        c = p.mean(0)
+        s = np.sqrt(2) / np.linalg.norm(p - c, axis=1).mean()
+        return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+    ts, td = norm(src), norm(dst)
+    x, u = cv2.perspectiveTransform(src[None], ts)[0], cv2.perspectiveTransform(dst[None], td)[0]
+    z, o = np.zeros(len(x)), np.ones(len(x))
+    a1 = np.stack([x[:, 0], x[:, 1], o, z, z, z, -u[:, 0] * x[:, 0], -u[:, 0] * x[:, 1], -u[:, 0]], 1)
+    a2 = np.stack([z, z, z, x[:, 0], x[:, 1], o, -u[:, 1] * x[:, 0], -u[:, 1] * x[:, 1], -u[:, 1]], 1)
+    h = np.linalg.svd(np.concatenate([a1, a2]))[2][-1].reshape(3, 3)
+    h = np.linalg.inv(td) @ h @ ts
+    return h / h[2, 2]
+
+
+@pytest.mark.parametrize("n", [8, 300])
+def test_float32_dlt_matches_float64_svd_dlt(n):
+    hs, src, dst, _ = _pairs(11, 6, n, 0.0)
+    res = find_homography(mx.array(src, mx.float32), mx.array(dst, mx.float32), method="dlt")
+    for b in range(len(hs)):
+        assert _mean_error(np.array(res.H[b]), _dlt_float64(src[b], dst[b]), src[b]) < 2e-3
+
+
 def test_weights_select_points_like_a_subset():
     hs, src, dst, inl = _pairs(3, 1, 60, 0.3)
     w = inl.astype(np.float32)

@@ -3,11 +3,13 @@
 The homography is the null vector of the 9x9 normal matrix ``M = A^T W A`` of the DLT system
 (two rows per correspondence, H&Z eq. 4.3), taken as the eigenvector of the smallest eigenvalue
 from ``linalg.eigh`` (cyclic Jacobi, GPU-safe). Why the 9x9 null vector rather than fixing
-``h33 = 1`` and solving the 8x8 normal equations: both square the condition number of A, so in
-float32 their accuracy is alike after Hartley normalization (measured in the tests: sub-0.01 px
-from the float64 solution), but the 8x8 gauge breaks down when the true ``h33`` is near 0, while
-the 9x9 form is gauge-free and its eigenvalue gap ``w[1] / w[8]`` flags degenerate configurations
-(collinear or repeated points give a null space of dimension > 1) without a host sync.
+``h33 = 1`` and solving the 8x8 normal equations: it is exactly H&Z's estimator (the unit-norm
+minimizer of ``|A h|``) and in float32 it reproduces the float64 SVD solution to within 6e-4 px
+(640 x 480 images, 8 to 1000 points, 0.5-2 px noise), while the 8x8 gauge minimizes a different,
+coordinate-dependent objective (3e-3 px away from it, and ill-posed when the true ``h33`` is
+near 0). Both square the condition number of A, which Hartley normalization keeps small. The
+eigenvalue gap ``w[1] / w[8]`` also flags degenerate configurations (collinear or repeated points
+give a null space of dimension > 1) without a host sync.
 """
 
 from __future__ import annotations

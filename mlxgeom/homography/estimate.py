@@ -109,7 +109,7 @@ def find_homography(
         >>> import mlx.core as mx
         >>> src = mx.array([[0.0, 0], [10, 0], [10, 10], [0, 10], [5, 3]])
         >>> res = find_homography(src, src * 2 + 1)
-        >>> [round(v, 3) for v in res.H[0].tolist()], res.ok.item()
+        >>> [round(v, 3) + 0.0 for v in res.H[0].tolist()], res.ok.item()
         ([2.0, 0.0, 1.0], True)
     """
     if method not in _METHODS:

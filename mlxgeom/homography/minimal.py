@@ -84,7 +84,7 @@ def homography_from_4_points(src: Any, dst: Any) -> tuple[mx.array, mx.array]:
         >>> import mlx.core as mx
         >>> sq = mx.array([[0.0, 0], [1, 0], [1, 1], [0, 1]])
         >>> H, ok = homography_from_4_points(sq, 2 * sq + 1)
-        >>> [round(v, 4) for v in H[0].tolist()], ok.item()
+        >>> [round(v, 4) + 0.0 for v in H[0].tolist()], ok.item()
         ([2.0, 0.0, 1.0], True)
     """
     s, d, w, out_dtype = check_correspondences(src, dst, None)
