@@ -97,6 +97,7 @@ def _loss_and_weights(n, k, seed):
     return lambda a, b: mx.sum(linalg.solve_spd(a, b) * w)
 
 
+@pytest.mark.float64
 @pytest.mark.parametrize("n", [1, 3, 6, 8])
 def test_gradient_matches_central_differences(n):
     rng = np.random.default_rng(60 + n)
@@ -133,6 +134,7 @@ def test_gradient_with_broadcast_a_and_masked_failures():
     assert np.all(np.isfinite(g)) and np.all(g[1] == 0)
 
 
+@pytest.mark.float64
 def test_jvp_matches_finite_difference():
     a_np, b_np = spd((2,), 4, seed=80), np.random.default_rng(81).standard_normal((2, 4))
     da_np, db_np = np.random.default_rng(82).standard_normal((2, 2, 4, 4))[0], np.ones((2, 4))

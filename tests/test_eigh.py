@@ -147,6 +147,7 @@ def _central_difference(f, a_np, direction, h):
     return (plus - minus) / (2 * h)
 
 
+@pytest.mark.float64
 @pytest.mark.parametrize("n", [3, 4, 9])
 def test_gradient_matches_central_differences(n):
     rng = np.random.default_rng(20 + n)
@@ -175,6 +176,7 @@ def test_gradient_is_finite_for_repeated_eigenvalues_and_exact_for_w():
     np.testing.assert_allclose(gw, np.broadcast_to(np.eye(4), (2, 4, 4)), atol=1e-6)
 
 
+@pytest.mark.float64
 def test_jvp_matches_vjp():
     a_np = symmetric((2,), 5, seed=31)
     t_np = symmetric((2,), 5, seed=32)
