@@ -122,8 +122,8 @@ def test_camera_batch_crosses_compile_and_vmap():
         return cams, mx.array(rng.uniform(-1, 1, (b, 9, 3)) + [0, 0, 5], dtype=mx.float32)
 
     assert_device_safe(lambda c, X: c.project(X), make)
-    # two Newton steps keep the compile cheap; the graph per step is the default's
-    assert_device_safe(lambda c, X: c.reproject_depth(X[..., 2].reshape(-1, 3, 3), c, iterations=2), make)
+    # one Newton step keeps the compile cheap; the graph per step is the default's
+    assert_device_safe(lambda c, X: c.reproject_depth(X[..., 2].reshape(-1, 3, 3), c, iterations=1), make)
     cams, X = make(3)
     per = mx.vmap(lambda c, x: c.project(x).pixels)(cams, X)
     np.testing.assert_allclose(np.array(per), np.array(cams.project(X).pixels), atol=1e-4)

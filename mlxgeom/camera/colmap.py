@@ -284,9 +284,8 @@ def colmap_params_to_opencv(model: str, params: np.ndarray) -> tuple[np.ndarray,
     p = np.asarray(params, dtype=np.float64)
     if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
         intr = np.array([p[0], p[0], p[1], p[2]])
-        dist = {"SIMPLE_PINHOLE": np.zeros(0), "SIMPLE_RADIAL": np.array([p[3], 0, 0, 0]),
-                "RADIAL": np.array([p[3], p[4], 0, 0])}[model]
-        return intr, dist, "opencv"
+        radial = np.zeros(0) if model == "SIMPLE_PINHOLE" else np.r_[p[3:], np.zeros(7 - len(p))]
+        return intr, radial, "opencv"
     return p[:4].copy(), p[4:].copy(), "fisheye" if model == "OPENCV_FISHEYE" else "opencv"
 
 
