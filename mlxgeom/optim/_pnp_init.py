@@ -40,17 +40,19 @@ def _outer_sum(a: mx.array, b: mx.array, w: mx.array) -> mx.array:
     return mx.sum((w[..., None, None] * a[..., :, None]) * b[..., None, :], axis=-3)
 
 
-def absolute_orientation(pw: mx.array, pc: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+def absolute_orientation(pw: mx.array, pc: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """Rotation and translation minimising ``sum_i w_i ||pc_i - (R pw_i + t)||^2``.
 
     Kabsch/Horn (Horn, JOSA A 4:629, 1987): R is the rotation nearest to
-    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``.
+    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``. The third output is
+    ``det H > 0``: False when the best fit would be a reflection (for PnP, image points
+    that only points behind the camera explain).
     """
     mw, mc = _centroid(pw, w), _centroid(pc, w)
     h = _outer_sum(pc - mc[..., None, :], pw - mw[..., None, :], w)
     r = linalg.project_to_so3(h)
     t = mc - linalg.matmul(r, mw[..., None])[..., 0]
-    return r, t
+    return r, t, linalg.det(h) > 0
 
 
 def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -178,16 +180,16 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
         pc = linalg.matmul(alphas, cc)
         depth = mx.sum(w * pc[..., 2], axis=-1)
         pc = mx.where((depth < 0)[..., None, None], -pc, pc)
-        r, t = absolute_orientation(pw, pc, w)
+        r, t, proper = absolute_orientation(pw, pc, w)
         err = _sq_reprojection(r, t, pw, xn, w)
         err = mx.where(mx.isfinite(err), err, mx.inf)
         if best is None:
-            best = (r, t, err)
+            best = (r, t, err, proper)
         else:
             take = err < best[2]
             best = (mx.where(take[..., None, None], r, best[0]), mx.where(take[..., None], t, best[1]),
-                    mx.where(take, err, best[2]))
-    return best[0], best[1], spread & (mx.sum(w, axis=-1) >= 4)
+                    mx.where(take, err, best[2]), mx.where(take, proper, best[3]))
+    return best[0], best[1], spread & best[3] & (mx.sum(w, axis=-1) >= 4)
 
 
 def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:

@@ -263,8 +263,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
         # Known from shapes alone: every problem is under-determined.
         pose, ok = mx.broadcast_to(mx.eye(4, dtype=pw.dtype), (*batch, 4, 4)), mx.zeros(batch, dtype=mx.bool_)
         return _finish(pose, ok, pw, uv, k, w, None, w > 0, out)
-    pose, ok = initial_pose(pw, uv, k, w, method)
-    pose = mx.stop_gradient(pose)
+    # The closed form is a constant for autodiff (its eigen-decompositions need no VJP).
+    pose, ok = initial_pose(*(mx.stop_gradient(a) for a in (pw, uv, k, w)), method)
     hessian = None
     if refine or method == "iterative":
         lm = refine_pnp(pose, pw, uv, k, w, loss=loss, loss_scale=loss_scale, max_iters=max_iters)

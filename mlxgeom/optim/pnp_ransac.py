@@ -113,12 +113,13 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         return _finish(pose, mx.zeros(batch, dtype=mx.bool_), pw, uv, k, w, None, w > 0, out)
     key = mx.random.key(0) if key is None else key
     idx, distinct = _sample(key, batch, num_hypotheses, sample_size, n)
-    ws = _gather(w[..., None], idx)[..., 0]
-    kh = mx.broadcast_to(k[..., None, :, :], (*batch, num_hypotheses, 3, 3))
-    poses, hyp_ok = initial_pose(_gather(pw, idx), _gather(uv, idx), kh, ws, method)
+    # Hypothesis generation and scoring are constants for autodiff; the refit is not.
+    pw0, uv0, k0, w0 = (mx.stop_gradient(a) for a in (pw, uv, k, w))
+    ws = _gather(w0[..., None], idx)[..., 0]
+    kh = mx.broadcast_to(k0[..., None, :, :], (*batch, num_hypotheses, 3, 3))
+    poses, hyp_ok = initial_pose(_gather(pw0, idx), _gather(uv0, idx), kh, ws, method)
     hyp_ok = hyp_ok & distinct & mx.all(ws > 0, axis=-1)
-    pose, ok = _best_hypothesis(poses, hyp_ok, pw, uv, k, w, thr2)
-    pose = mx.stop_gradient(pose)
+    pose, ok = _best_hypothesis(poses, hyp_ok, pw0, uv0, k0, w0, thr2)
     hessian = None
     inl = _inliers(pose, pw, uv, k, w, thr2)
     for _ in range(refit_rounds if refine else 0):

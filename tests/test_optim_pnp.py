@@ -1,0 +1,230 @@
+"""Batched PnP (EPnP, DLT, LM refinement, RANSAC) against ground truth and live OpenCV."""
+
+from __future__ import annotations
+
+import cv2
+import mlx.core as mx
+import numpy as np
+import pytest
+from helpers import assert_device_safe
+from scipy.spatial.transform import Rotation
+
+from mlxgeom import camera, lie
+from mlxgeom.optim import solve_pnp, solve_pnp_ransac
+
+K_NP = np.array([[800.0, 0.0, 320.0], [0.0, 780.0, 240.0], [0.0, 0.0, 1.0]])
+DEPTH = 6.0  # scene scale: distance of the points from the camera
+
+
+def _scene(batch: int, n: int, seed: int, noise: float = 0.0, outliers: float = 0.0):
+    """Random poses, points in a box in front of each camera, their pixels (float64)."""
+    rng = np.random.default_rng(seed)
+    rot = Rotation.random(batch, random_state=seed).as_matrix()
+    t = rng.normal(size=(batch, 3)) * 0.5 + [0.0, 0.0, DEPTH]
+    pc = rng.uniform(-1, 1, size=(batch, n, 3)) * [2.0, 1.5, 1.5] + [0.0, 0.0, DEPTH]
+    pw = np.einsum("bji,bnj->bni", rot, pc - t[:, None])  # R^T (pc - t)
+    uv = (pc[..., :2] / pc[..., 2:]) @ K_NP[:2, :2].T + K_NP[:2, 2] + noise * rng.normal(size=(batch, n, 2))
+    bad = rng.random((batch, n)) < outliers
+    uv[bad] = rng.uniform([0, 0], [640, 480], size=(int(bad.sum()), 2))
+    return pw, uv, rot, t, bad
+
+
+def _f32(a: np.ndarray) -> mx.array:
+    return mx.array(np.asarray(a, dtype=np.float32))
+
+
+def _pose_errors(pose: mx.array, rot: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.array(pose).astype(np.float64)
+    r_err = np.linalg.norm(Rotation.from_matrix(p[:, :3, :3] @ rot.transpose(0, 2, 1)).as_rotvec(), axis=-1)
+    return r_err, np.linalg.norm(p[:, :3, 3] - t, axis=-1)
+
+
+def _cv_rms(pw: np.ndarray, uv: np.ndarray, flags: int) -> np.ndarray:
+    out = []
+    for b in range(pw.shape[0]):
+        _, rv, tv = cv2.solvePnP(pw[b], uv[b], K_NP, None, flags=flags)
+        proj, _ = cv2.projectPoints(pw[b], rv, tv, K_NP, None)
+        out.append(np.sqrt(np.mean(np.sum((proj[:, 0] - uv[b]) ** 2, axis=-1))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("method", ["epnp", "dlt", "iterative"])
+def test_noise_free_correspondences_recover_the_pose(method):
+    pw, uv, rot, t, _ = _scene(12, 30, seed=1)
+    res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method=method)
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    assert bool(mx.all(res.ok))
+    assert r_err.max() <= 1e-4 and t_err.max() <= 1e-4 * DEPTH
+    assert float(res.reprojection_error.max()) < 1e-2
+
+
+def test_rvec_tvec_follow_opencv_conventions():
+    pw, uv, rot, t, _ = _scene(3, 20, seed=2)
+    res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP))
+    for b in range(3):
+        _, rv, tv = cv2.solvePnP(pw[b], uv[b], K_NP, None, flags=cv2.SOLVEPNP_ITERATIVE)
+        np.testing.assert_allclose(np.array(res.rvec[b]), rv[:, 0], atol=1e-4)
+        np.testing.assert_allclose(np.array(res.tvec[b]), tv[:, 0], atol=1e-4 * DEPTH)
+        np.testing.assert_allclose(cv2.Rodrigues(np.array(res.rvec[b]).astype(np.float64))[0], np.array(res.pose[b, :3, :3]), atol=1e-5)
+
+
+def test_one_pixel_noise_reprojection_within_one_percent_of_opencv_iterative():
+    pw, uv, *_ = _scene(16, 50, seed=3, noise=1.0)
+    res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method="iterative")
+    ratio = np.array(res.reprojection_error) / _cv_rms(pw, uv, cv2.SOLVEPNP_ITERATIVE)
+    assert bool(mx.all(res.ok))
+    assert ratio.max() <= 1.01, ratio.max()
+
+
+def test_ransac_recovers_pose_and_inliers_with_30_percent_outliers():
+    pw, uv, rot, t, bad = _scene(4, 60, seed=4, noise=0.5, outliers=0.3)
+    res = solve_pnp_ransac(_f32(pw), _f32(uv), _f32(K_NP), threshold=4.0, num_hypotheses=64)
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    assert bool(mx.all(res.ok))
+    assert r_err.max() < 5e-3 and t_err.max() < 5e-3 * DEPTH
+    # Random "outliers" can land within the threshold by chance; nearly all labels agree.
+    assert (np.array(res.inliers) == ~bad).mean() > 0.97
+    assert float(res.reprojection_error.max()) < 1.0
+
+
+def test_huber_loss_recovers_most_poses_with_30_percent_outliers():
+    """Without RANSAC the robust loss starts from an outlier-corrupted EPnP pose, so it can
+    fall into a wrong basin; measured 7/8 recovered here (RANSAC: 8/8 above)."""
+    pw, uv, rot, t, _ = _scene(8, 60, seed=5, noise=0.5, outliers=0.3)
+    plain = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method="iterative")
+    robust = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method="iterative", loss="huber", loss_scale=2.0, max_iters=30)
+    r_plain, _ = _pose_errors(plain.pose, rot, t)
+    r_err, t_err = _pose_errors(robust.pose, rot, t)
+    recovered = (r_err < 1e-2) & (t_err < 1e-2 * DEPTH)
+    assert recovered.mean() >= 0.75
+    assert np.median(r_err) < 0.2 * np.median(r_plain)
+
+
+def test_ransac_with_robust_refit_loss():
+    pw, uv, rot, t, _ = _scene(3, 50, seed=13, noise=1.0, outliers=0.3)
+    res = solve_pnp_ransac(_f32(pw), _f32(uv), _f32(K_NP), num_hypotheses=48, loss="cauchy", loss_scale=2.0)
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    assert bool(mx.all(res.ok)) and r_err.max() < 1e-2 and t_err.max() < 1e-2 * DEPTH
+
+
+def test_success_rate_on_1000_random_problems():
+    pw, uv, rot, t, _ = _scene(1000, 20, seed=6, noise=1.0)
+    res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method="iterative")
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    success = np.array(res.ok) & (r_err < 2e-2) & (t_err < 2e-2 * DEPTH)
+    print(f"\nPnP success rate over 1000 random problems (20 points, 1 px noise): {success.mean():.3f}")
+    assert success.mean() >= 0.99
+
+
+def test_degenerate_problems_are_flagged_without_touching_the_others():
+    pw, uv, rot, t, _ = _scene(5, 12, seed=7)
+    pw[1, :, 2] = 0.3  # coplanar world points: EPnP and DLT cannot use them
+    pw[2, 3, 0] = np.nan  # a NaN point is ignored; the rest still determine the pose
+    uv[3] = np.nan  # nothing usable at all
+    mask = np.ones((5, 12), bool)
+    mask[4, 3:] = False  # 3 points: fewer than needed
+    for method in ("epnp", "dlt", "iterative"):
+        res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method=method, mask=mx.array(mask))
+        ok = np.array(res.ok)
+        assert ok.tolist() == [True, False, True, False, False], (method, ok)
+        for arr in (res.pose, res.rvec, res.tvec):
+            assert np.all(np.isfinite(np.array(arr)))
+        r_err, t_err = _pose_errors(res.pose[mx.array([0, 2])], rot[[0, 2]], t[[0, 2]])
+        assert r_err.max() < 1e-4 and t_err.max() < 1e-4 * DEPTH
+        np.testing.assert_array_equal(np.array(res.pose[1]), np.eye(4))
+
+
+def test_points_only_explained_from_behind_the_camera_are_flagged():
+    pw, uv, *_ = _scene(2, 20, seed=8)
+    rng = np.random.default_rng(8)
+    behind = rng.uniform(-1, 1, (20, 3)) + [0.0, 0.0, -DEPTH]
+    uv[1] = (behind[:, :2] / behind[:, 2:]) @ K_NP[:2, :2].T + K_NP[:2, 2]
+    pw[1] = behind
+    for method in ("epnp", "dlt", "iterative"):
+        res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method=method)
+        assert np.array(res.ok).tolist() == [True, False], method
+
+
+def test_fewer_points_than_any_method_needs_gives_flags_not_errors():
+    pw, uv, *_ = _scene(2, 3, seed=9)
+    for method in ("epnp", "dlt"):
+        res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP), method=method)
+        assert not bool(mx.any(res.ok)) and np.all(np.isfinite(np.array(res.pose)))
+    res = solve_pnp_ransac(_f32(pw), _f32(uv), _f32(K_NP))
+    assert not bool(mx.any(res.ok))
+
+
+def test_covariance_matches_monte_carlo_spread():
+    pw, uv0, rot, t, _ = _scene(1, 40, seed=10)
+    rng = np.random.default_rng(10)
+    reps = 300
+    uv = uv0 + rng.normal(size=(reps, 40, 2))
+    res = solve_pnp(_f32(np.broadcast_to(pw, (reps, 40, 3))), _f32(uv), _f32(K_NP), method="iterative")
+    truth = np.eye(4)
+    truth[:3, :3], truth[:3, 3] = rot[0], t[0]
+    # Left perturbation: T_est = exp(e) T_true.
+    e = np.array(lie.se3_log(lie.se3_compose(res.pose, _f32(np.linalg.inv(truth)))))
+    empirical = np.cov(e.T)
+    predicted = np.array(res.covariance).mean(axis=0)
+    ratio = np.diag(predicted) / np.diag(empirical)
+    assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+    np.testing.assert_allclose(predicted, predicted.T, rtol=1e-4, atol=1e-12)
+
+
+def test_gradient_of_pose_wrt_pixels_matches_finite_differences():
+    """Unrolled LM iterations (the EPnP start is a constant) vs central differences."""
+    pw, uv, *_ = _scene(1, 12, seed=11, noise=0.5)
+    pwm, kk = _f32(pw), _f32(K_NP)
+    weights = _f32(np.random.default_rng(11).normal(size=6))
+
+    def objective(pix: mx.array) -> mx.array:
+        res = solve_pnp(pwm, pix, kk, method="iterative", max_iters=5)
+        return mx.sum(mx.concatenate([res.tvec, res.rvec], -1)[0] * weights)
+
+    pix = _f32(uv)
+    grad = np.array(mx.grad(objective)(pix))[0]
+    eps = 0.25
+    for i, j in [(0, 0), (3, 1), (7, 0), (11, 1)]:
+        d = np.zeros((1, 12, 2), np.float32)
+        d[0, i, j] = eps
+        fd = (float(objective(pix + _f32(d))) - float(objective(pix - _f32(d)))) / (2 * eps)
+        np.testing.assert_allclose(grad[i, j], fd, rtol=3e-2, atol=2e-5)
+
+
+def test_camera_with_distortion_is_undistorted_first():
+    pw, _, rot, t, _ = _scene(2, 25, seed=12)
+    pose = np.tile(np.eye(4), (2, 1, 1))
+    pose[:, :3, :3], pose[:, :3, 3] = rot, t
+    cam = camera.Camera(_f32(K_NP), pose=_f32(pose), dist=_f32([0.1, -0.05, 0.001, 0.002]))
+    px, _, _ = cam.project(_f32(pw))
+    res = solve_pnp(_f32(pw), px, camera.Camera(_f32(K_NP), dist=_f32([0.1, -0.05, 0.001, 0.002])))
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    assert bool(mx.all(res.ok)) and r_err.max() < 1e-4 and t_err.max() < 1e-4 * DEPTH
+
+
+@pytest.mark.parametrize("method", ["epnp", "dlt"])
+def test_solve_pnp_is_device_safe_and_compiles_at_two_batch_sizes(method):
+    def make(b: int):
+        pw, uv, *_ = _scene(b, 10, seed=b, noise=0.5)
+        return _f32(pw), _f32(uv), _f32(K_NP)
+
+    assert_device_safe(lambda a, b, c: tuple(solve_pnp(a, b, c, method=method, max_iters=3)), make)
+
+
+def test_ransac_is_device_safe_and_compiles_at_two_batch_sizes():
+    def make(b: int):
+        pw, uv, *_ = _scene(b, 12, seed=b, noise=0.5, outliers=0.2)
+        return _f32(pw), _f32(uv), _f32(K_NP)
+
+    assert_device_safe(lambda a, b, c: tuple(solve_pnp_ransac(a, b, c, num_hypotheses=8, max_iters=2, refit_rounds=1)), make)
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match=r"\(\*, N, 3\)|\(\*, n, 3\)"):
+        solve_pnp(mx.zeros((5, 2)), mx.zeros((5, 2)), mx.eye(3))
+    with pytest.raises(ValueError, match="same N"):
+        solve_pnp(mx.zeros((5, 3)), mx.zeros((6, 2)), mx.eye(3))
+    with pytest.raises(ValueError, match="method"):
+        solve_pnp(mx.zeros((5, 3)), mx.zeros((5, 2)), mx.eye(3), method="p3p")
+    with pytest.raises(ValueError, match="sample_size"):
+        solve_pnp_ransac(mx.zeros((5, 3)), mx.zeros((5, 2)), mx.eye(3), sample_size=3)
