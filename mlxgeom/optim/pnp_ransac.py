@@ -65,7 +65,7 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
                      num_hypotheses: int = 128, sample_size: int = 5, method: str = "epnp",
                      refine: bool = True, refit_rounds: int = 2, loss: Union[RobustLoss, str, None] = None,
                      loss_scale: float = 2.0, max_iters: int = 10, min_inliers: int = 6,
-                     key: mx.array | None = None) -> PnPResult:
+                     mask: Any = None, key: mx.array | None = None) -> PnPResult:
     """Robust PnP for many problems at once: batched RANSAC/MSAC on the device.
 
     For every problem, ``num_hypotheses`` minimal sets of ``sample_size`` correspondences
@@ -84,6 +84,7 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         method: minimal solver, ``"epnp"`` or ``"dlt"``.
         refine, refit_rounds, loss, loss_scale, max_iters: the inlier refit.
         min_inliers: problems with fewer inliers get ``ok == False``.
+        mask: optional (*, N) bool, correspondences that exist (padding of ragged problems).
         key: ``mx.random.key``; default ``mx.random.key(0)`` (deterministic).
 
     Returns:
@@ -105,7 +106,7 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         raise ValueError(f"sample_size: {method} needs at least {_MIN_SAMPLE[method]} points, got {sample_size}")
     if num_hypotheses < 1 or threshold <= 0:
         raise ValueError("num_hypotheses must be >= 1 and threshold > 0")
-    pw, uv, k, w, out = _prepare(points_3d, pixels, camera_or_k, None)
+    pw, uv, k, w, out = _prepare(points_3d, pixels, camera_or_k, mask)
     batch, n = pw.shape[:-2], pw.shape[-2]
     thr2 = float(threshold) ** 2
     if n < max(sample_size, min_inliers):
