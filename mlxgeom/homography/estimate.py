@@ -15,8 +15,8 @@ from .refine import lm_refine
 from .result import HomographyResult
 
 _METHODS = ("dlt", "ransac", "lm")
-# Local optimisation after RANSAC: refit on the inliers, re-select the inliers, this many times.
-_REFITS = 2
+# Local optimisation after RANSAC: DLT refits on the inliers (each re-selects them); LM follows.
+_REFITS = 1
 
 
 def _fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -72,7 +72,7 @@ def find_homography(
     confidence: float = 0.995,
     max_trials: int = 1024,
     min_inliers: int = 8,
-    iterations: int = 10,
+    iterations: int = 5,
     error: str = "reprojection",
     key: mx.array | None = None,
 ) -> HomographyResult:
@@ -85,7 +85,7 @@ def find_homography(
       ``cv2.findHomography(method=0)``, which refines its DLT the same way).
     - ``"ransac"``: ``max_trials`` four-point hypotheses per pair drawn with ``mx.random`` from
       ``key``, solved in closed form and MSAC-scored in parallel; the best is refit by DLT on its
-      inliers (twice, re-selecting inliers) and refined by LM on them (like ``cv2.RANSAC``).
+      inliers and refined by LM on the re-selected inliers (like ``cv2.RANSAC``).
 
     Args:
         src, dst: (*, N, 2) pixel correspondences; batch dims broadcast.
