@@ -141,32 +141,55 @@ def _product(a: mx.array, b: mx.array) -> mx.array:
     return out
 
 
-def _one_norm(a: mx.array) -> mx.array:
-    """(*) max column sum of |a| (the matrix 1-norm the thresholds refer to)."""
-    return mx.max(mx.sum(mx.abs(a), axis=-2), axis=-1)
+# A block is (X,) for X itself or (X, L) for the 2n x 2n matrix [[X, L], [0, X]]. Sums,
+# products and polynomials of the latter keep that shape, so exp([[X, L], [0, X]]) =
+# [[exp X, L(X, L)], [0, exp X]] costs three n x n products per 2n x 2n product.
+Block = tuple[mx.array, ...]
 
 
-def _taylor(a: mx.array, degree_index: mx.array) -> mx.array:
-    """T_m(a) with m = _DEGREES[degree_index] per matrix; five products for every m."""
-    n = a.shape[-1]
-    eye = mx.eye(n, dtype=a.dtype)
-    a2 = _product(a, a)
-    a3 = _product(a2, a)
-    a6 = _product(a3, a3)
-    powers = (eye, a, a2, a3, a6)
-    coef = mx.take(mx.array(coefficient_table(), dtype=a.dtype), degree_index, axis=0)
-
-    def combo(row: int) -> mx.array:
-        terms = [coef[..., row, j, None, None] * p for j, p in enumerate(powers)]
-        return sum(terms[1:], terms[0])
-
-    z = _product(combo(0), combo(4)) + combo(3)
-    return combo(1) + _product(combo(2) + z, z)
+def _mul(p: Block, q: Block) -> Block:
+    x = _product(p[0], q[0])
+    if len(p) == 1:
+        return (x,)
+    return (x, _product(p[0], q[1]) + _product(p[1], q[0]))
 
 
-def _scale_and_square(a: mx.array, norm: mx.array, max_squarings: int) -> mx.array:
-    """exp(a) by T_m(a / 2^s)^(2^s), m and s chosen per matrix from its 1-norm ``norm``."""
-    thetas = _THETAS[a.dtype]
+def _add(p: Block, q: Block) -> Block:
+    return tuple(u + v for u, v in zip(p, q))
+
+
+def _where(mask: mx.array, p: Block, q: Block | float) -> Block:
+    q = q if isinstance(q, tuple) else (q,) * len(p)
+    return tuple(mx.where(mask, u, v) for u, v in zip(p, q))
+
+
+def _one_norm(p: Block) -> mx.array:
+    """(*) max column sum of |block| (the matrix 1-norm the thresholds refer to)."""
+    cols = sum(mx.sum(mx.abs(x), axis=-2) for x in p)
+    return mx.max(cols, axis=-1)
+
+
+def _taylor(p: Block, degree_index: mx.array) -> Block:
+    """T_m(p) with m = _DEGREES[degree_index] per matrix; five products for every m."""
+    eye = mx.eye(p[0].shape[-1], dtype=p[0].dtype)
+    p2 = _mul(p, p)
+    p3 = _mul(p2, p)
+    powers = (p, p2, p3, _mul(p3, p3))
+    coef = mx.take(mx.array(coefficient_table(), dtype=eye.dtype), degree_index, axis=0)
+
+    def combo(row: int) -> Block:
+        c = [coef[..., row, j, None, None] for j in range(5)]
+        out = tuple(sum(c[j + 1] * q[i] for j, q in enumerate(powers)) for i in range(len(p)))
+        return (out[0] + c[0] * eye,) + out[1:]
+
+    z = _add(_mul(combo(0), combo(4)), combo(3))
+    return _add(combo(1), _mul(_add(combo(2), z), z))
+
+
+def _scale_and_square(p: Block, norm: mx.array, max_squarings: int) -> Block:
+    """exp(p) by T_m(p / 2^s)^(2^s), m and s chosen per matrix from its 1-norm ``norm``."""
+    dtype = p[0].dtype
+    thetas = _THETAS[dtype]
     # The norm only picks m and s (piecewise constant): no gradient flows through it.
     norm = mx.stop_gradient(norm)
     degree_index = sum((norm > t).astype(mx.int32) for t in thetas[:-1])
@@ -174,45 +197,52 @@ def _scale_and_square(a: mx.array, norm: mx.array, max_squarings: int) -> mx.arr
     need = norm > thetas[-1]
     ratio = mx.where(need, norm, thetas[-1]) / thetas[-1]
     s_real = mx.where(need, mx.ceil(mx.log2(ratio)), 0.0)
-    covered = s_real <= max_squarings
+    covered = (s_real <= max_squarings)[..., None, None]
     s = mx.clip(s_real, 0, max_squarings).astype(mx.int32)
     # Exact powers of two from a table, so scaling adds no rounding.
-    scale = mx.take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=a.dtype), s)
-    e = _taylor(a * scale[..., None, None], degree_index)
+    scale = mx.take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=dtype), s)[..., None, None]
+    e = _taylor(tuple(x * scale for x in p), degree_index)
     s = s[..., None, None]
     for k in range(max_squarings):
         # Past its own s a matrix already holds exp(A): the extra square may overflow,
         # but where() drops it and sends it a zero cotangent against a finite e.
-        e = mx.where(k < s, _product(e, e), e)
-    return mx.where(covered[..., None, None], e, mx.nan)
+        e = _where(k < s, _mul(e, e), e)
+    return _where(covered, e, mx.nan)
 
 
-def _trace_shift(a: mx.array, max_squarings: int) -> tuple[mx.array, mx.array, mx.array]:
-    """``(a - mu I, mu, its 1-norm)`` with mu <= 0 and exp(a) = e^mu exp(a - mu I).
+def _trace_shift(p: Block) -> tuple[Block, mx.array, mx.array]:
+    """``(p - mu I, mu, its 1-norm)`` with mu <= 0 and exp(p) = e^mu exp(p - mu I).
 
     A Taylor sum for a matrix with strongly negative eigenvalues cancels (e^-x from
     terms of size e^x); removing the negative mean of the eigenvalues (trace / n,
     Higham 2005, sec. 2) avoids most of it. Used for trace / n <= -1 only, where the
     loss shows, when it does not raise the 1-norm, and clamped to -32 so that e^-mu
-    stays far from overflow. Elsewhere mu = 0 and a is returned unchanged.
+    stays far from overflow. Elsewhere mu = 0 and p is returned unchanged.
     """
-    n = a.shape[-1]
-    eye = mx.eye(n, dtype=a.dtype)
-    mean = mx.sum(mx.diagonal(a, 0, -2, -1), axis=-1) / n
+    x = p[0]
+    n = x.shape[-1]
+    eye = mx.eye(n, dtype=x.dtype)
+    mean = mx.sum(mx.diagonal(x, 0, -2, -1), axis=-1) / n
     mu = mx.clip(mean, -_SHIFT_LIMIT, 0.0)[..., None, None]
-    norm, shifted_norm = _one_norm(a), _one_norm(a - mu * eye)
+    norm, shifted_norm = _one_norm(p), _one_norm((x - mu * eye,) + p[1:])
     useful = (mean <= -1.0) & (shifted_norm <= norm)
     mu = mx.where(useful[..., None, None], mu, 0.0)
-    return a - mu * eye, mu, mx.where(useful, shifted_norm, norm)
+    return (x - mu * eye,) + p[1:], mu, mx.where(useful, shifted_norm, norm)
+
+
+def _expm_block(p: Block, max_squarings: int) -> Block:
+    """exp of a block, plain mx ops (autodiff works through it)."""
+    shifted, mu, norm = _trace_shift(p)
+    e = _scale_and_square(shifted, norm, max_squarings)
+    # e^mu as 1 / e^-mu: a 1x1 Taylor sum of positive terms keeps full relative accuracy.
+    budget = math.ceil(math.log2(_SHIFT_LIMIT / _THETAS[mu.dtype][-1]))
+    grow = _scale_and_square((-mu,), -mu[..., 0, 0], budget)[0]
+    return tuple(x / grow for x in e)
 
 
 def _expm(a: mx.array, max_squarings: int) -> mx.array:
     """exp(a) for (*, n, n) float32/float64, plain mx ops (autodiff works through it)."""
-    shifted, mu, norm = _trace_shift(a, max_squarings)
-    e = _scale_and_square(shifted, norm, max_squarings)
-    # e^mu as 1 / e^-mu: a 1x1 Taylor sum of positive terms keeps full relative accuracy.
-    budget = math.ceil(math.log2(_SHIFT_LIMIT / _THETAS[a.dtype][-1]))
-    return e / _scale_and_square(-mu, -mu[..., 0, 0], budget)
+    return _expm_block((a,), max_squarings)[0]
 
 
 def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
@@ -221,16 +251,12 @@ def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
     e is scaled to the 1-norm max(||x||_1, 1), so the block's norm stays within twice
     x's and one extra squaring covers it.
     """
-    n = x.shape[-1]
-    enorm = _one_norm(e)
+    enorm = _one_norm((e,))
     nonzero = enorm > 0
-    gain = mx.maximum(_one_norm(x), 1.0) / mx.where(nonzero, enorm, 1.0)
+    gain = mx.maximum(_one_norm((x,)), 1.0) / mx.where(nonzero, enorm, 1.0)
     gain = mx.where(nonzero, gain, 1.0)[..., None, None]
     x, e = mx.broadcast_arrays(x, e * gain)
-    top = mx.concatenate([x, e], axis=-1)
-    bottom = mx.concatenate([mx.zeros_like(x), x], axis=-1)
-    block = _expm(mx.concatenate([top, bottom], axis=-2), max_squarings + 1)
-    return block[..., :n, n:] / gain
+    return _expm_block((x, e), max_squarings + 1)[1] / gain
 
 
 @lru_cache(maxsize=None)
