@@ -23,7 +23,8 @@ F32_BOUND = 2e-5
 F64_BOUND = 1e-12
 # Measured maxima over the sampled matrices at 1-norms 30..1e3 (this file's seeds and
 # a wider offline sweep of n = 2..9), with a 2-3x margin.
-LARGE_BOUND = {"float32": {"skew": 1e-3, "stable": 5e-3}, "float64": {"skew": 1e-11, "stable": 1e-10}}
+# Measured: float32 3.5e-4 (skew) / 1.3e-4 (stable), float64 4.5e-13 / 6.1e-13.
+LARGE_BOUND = {"float32": {"skew": 1e-3, "stable": 1e-3}, "float64": {"skew": 2e-12, "stable": 2e-12}}
 
 
 def _rel(e: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -18,7 +18,12 @@ Batching without branches:
   whatever mix of degrees it holds.
 - Squarings: a static number ``max_squarings`` of them, each applied only where that
   matrix needs it (``mx.where``), so an easy matrix beside a hard one is neither
-  over-scaled nor over-squared.
+  over-scaled nor over-squared. A matrix whose 1-norm needs more than the budget gets
+  NaN (its own entries only) rather than a silently inaccurate result.
+- Trace shift (Higham, SIAM J. Matrix Anal. Appl. 26:1179, 2005, sec. 2): where the mean
+  eigenvalue trace(A)/n is <= -1, exp(A) = e^mu exp(A - mu I) with mu = trace(A)/n
+  (clamped to -32), which avoids the Taylor sum's cancellation for strongly negative
+  spectra (a 1x1 exp(-10) loses 5e-5 in float32 without it).
 
 Products go through :func:`mlxgeom.linalg.matmul` (exact float32, no TF32 on CUDA).
 For n > 16 its (*, n, n, n) broadcast would be memory-heavy, so the inner dimension is
@@ -26,7 +31,9 @@ cut into blocks of 8 and the partial products are added: (*, n, 8, n) at a time.
 
 Gradient: the VJP is the Frechet derivative ``L(A^T, G)``, read off the upper-right
 block of ``exp([[A^T, G], [0, A^T]])`` (Mathias, SIAM J. Matrix Anal. Appl. 17:610-620,
-1996); the JVP is the upper-right block of ``exp([[A, E], [0, A]])``.
+1996); the JVP is the upper-right block of ``exp([[A, E], [0, A]])``. That block matrix
+is evaluated by the same algorithm (its own norm picks m and s) but carried as the pair
+(X, L) of ``[[X, L], [0, X]]``: a 2n x 2n product costs three n x n products.
 """
 
 from __future__ import annotations
@@ -297,7 +304,10 @@ def matrix_exp(a: Any, *, max_squarings: int = DEFAULT_MAX_SQUARINGS) -> mx.arra
     Returns:
         (*, n, n) ``exp(A)`` in the input's float dtype. Differentiable: the VJP is the
         Frechet derivative via the 2n x 2n block exponential (Mathias 1996). NaN or inf
-        entries give a non-finite result for their own matrix only.
+        entries give a non-finite result for their own matrix only. Measured accuracy
+        (Frobenius relative error vs a float64 / long-double reference): <= 2e-5 in
+        float32 and <= 1e-12 in float64 for 1-norms up to 10; up to 1e3, about 4e-4
+        (float32) and 4e-13 (float64) for skew-symmetric matrices.
 
     Example:
         >>> import mlx.core as mx
