@@ -90,13 +90,13 @@ def test_analytic_jacobian_matches_autodiff():
 def test_se3_right_update_aligns_point_sets():
     """Poses on SE(3) with retract(T, d) = T exp(d): recovers T from point pairs."""
     rng = np.random.default_rng(3)
-    xi = mx.array(rng.normal(size=(5, 6)) * 0.7, dtype=mx.float32)
+    xi = mx.array(rng.normal(size=(5, 6)) * 0.5, dtype=mx.float32)
     truth = lie.se3_exp(xi)
     p = mx.array(rng.normal(size=(5, 12, 3)), dtype=mx.float32)
     q = lie.se3_act(truth[:, None], p)
     retract = lambda T, d: lie.se3_compose(T, lie.se3_exp(d))
     res = levenberg_marquardt(lambda T: (lie.se3_act(T[:, None], p) - q).reshape(5, -1),
-                              mx.broadcast_to(mx.eye(4), (5, 4, 4)), retract=retract, dof=6, max_iters=25)
+                              mx.broadcast_to(mx.eye(4), (5, 4, 4)), retract=retract, dof=6, max_iters=10)
     np.testing.assert_allclose(np.array(res.x), np.array(truth), atol=2e-5)
     assert bool(mx.all(res.converged))
 
@@ -148,7 +148,7 @@ def test_unrolled_gradient_of_solution_matches_finite_differences():
     y0 = 2.0 / (1 + 0.8 * np.linspace(0.0, 3.0, 20)) + 0.1 + 0.02 * np.sin(np.arange(20))
 
     def solution_sum(y: mx.array) -> mx.array:
-        res = levenberg_marquardt(_exp_residual(t, y), mx.array([[1.5, 1.0, 0.0]]), max_iters=25, gtol=0.0, xtol=0.0, ftol=0.0)
+        res = levenberg_marquardt(_exp_residual(t, y), mx.array([[1.5, 1.0, 0.0]]), max_iters=12, gtol=0.0, xtol=0.0, ftol=0.0)
         return mx.sum(res.x * mx.array([1.0, -2.0, 0.5]))
 
     y = mx.array(y0[None], dtype=mx.float32)
@@ -156,8 +156,8 @@ def test_unrolled_gradient_of_solution_matches_finite_differences():
     eps = 1e-2
     fd = np.array([(float(solution_sum(y + eps * mx.array(np.eye(20)[i][None], dtype=mx.float32)))
                     - float(solution_sum(y - eps * mx.array(np.eye(20)[i][None], dtype=mx.float32)))) / (2 * eps)
-                   for i in range(0, 20, 4)])
-    np.testing.assert_allclose(g[::4], fd, rtol=2e-2, atol=2e-3)
+                   for i in range(0, 20, 7)])
+    np.testing.assert_allclose(g[::7], fd, rtol=2e-2, atol=2e-3)
 
 
 def test_device_safe_and_compiles_at_two_batch_sizes_autodiff():
@@ -206,6 +206,6 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="block_size"):
         levenberg_marquardt(lambda x: x, mx.zeros((2, 3)), block_size=2)
     with pytest.raises(TypeError):
-        levenberg_marquardt(lambda x: x, mx.zeros((2, 3), dtype=mx.int32))
+        levenberg_marquardt(lambda x: x, np.zeros((2, 3), dtype=np.complex64))
     with pytest.raises(ValueError, match="jacobian"):
         levenberg_marquardt(lambda x: x, mx.zeros((2, 3)), jacobian="numeric")

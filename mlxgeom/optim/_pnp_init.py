@@ -74,14 +74,16 @@ def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.a
 def _epnp_mtm(alphas: mx.array, xn: mx.array, w: mx.array) -> mx.array:
     """``M^T M`` (*, 12, 12) of EPnP's 2N x 12 system (Lepetit et al. 2009, eq. 7)."""
     x, y = xn[..., 0], xn[..., 1]
-    one, zero = mx.ones_like(x), mx.zeros_like(x)
-    # Per point, the two rows are alpha (x) [1, 0, -x] and alpha (x) [0, 1, -y], so
-    # M^T M = sum_i (alpha_i alpha_i^T) (x) B_i with B_i = sum of the rows' outer products.
-    b = mx.stack([one, zero, -x, zero, one, -y, -x, -y, x * x + y * y], axis=-1)
-    b = b.reshape(*b.shape[:-1], 3, 3)
-    aa = alphas[..., :, None] * alphas[..., None, :]
-    blocks = mx.sum((w[..., None, None, None, None] * aa[..., :, None, :, None]) * b[..., None, :, None, :], axis=-5)
-    return blocks.reshape(*blocks.shape[:-4], 12, 12)
+    # Per point the two rows are alpha (x) [1, 0, -x] and alpha (x) [0, 1, -y], so the
+    # (j, k) 3x3 block of M^T M is sum_i w_i a_ij a_ik [[1, 0, -x], [0, 1, -y], [-x, -y, x^2 + y^2]]:
+    # four weighted 4x4 moment matrices of the alphas give all of it.
+    coef = mx.stack([w, w * x, w * y, w * (x * x + y * y)], axis=-1)  # (*, N, 4)
+    mom = mx.sum(coef[..., :, :, None, None] * (alphas[..., :, None, :, None] * alphas[..., :, None, None, :]), axis=-4)
+    s1, sx, sy, sr = (mom[..., c, :, :] for c in range(4))
+    zero = mx.zeros_like(s1)
+    b = mx.stack([mx.stack([s1, zero, -sx], -1), mx.stack([zero, s1, -sy], -1), mx.stack([-sx, -sy, sr], -1)], -2)
+    # b is (*, 4, 4, 3, 3) indexed (j, k, a, b): reorder to (j, a, k, b) -> 12 x 12.
+    return b.transpose(*range(b.ndim - 4), -4, -2, -3, -1).reshape(*b.shape[:-4], 12, 12)
 
 
 def _l_matrix(null: mx.array) -> mx.array:
@@ -166,7 +168,9 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     """EPnP (Lepetit, Moreno-Noguer, Fua, IJCV 81, 2009): 4 control points, the null space
     of the 12x12 ``M^T M`` from ``linalg.eigh``, betas from the N = 1, 2, 3 linearisations
     refined by Gauss-Newton; the candidate with the least reprojection error wins.
-    Needs >= 4 non-coplanar points (``ok`` is False for coplanar ones).
+    Needs >= 4 non-coplanar points (``ok`` is False for coplanar ones, and when the
+    3D-3D alignment of the winner needs a reflection: image points that only points
+    behind the camera explain).
     """
     ctrl, alphas, spread = _control_points(pw, w)
     _, vecs = linalg.eigh(_epnp_mtm(alphas, xn, w))

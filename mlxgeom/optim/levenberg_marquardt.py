@@ -30,6 +30,7 @@ from typing import Any, Callable, NamedTuple, Union
 import mlx.core as mx
 
 from .. import linalg
+from .._checks import as_float, cast_out
 from .losses import RobustLoss, get_loss
 
 Retract = Callable[[mx.array, mx.array], mx.array]
@@ -131,9 +132,13 @@ def _finite_cost(cost: mx.array) -> mx.array:
 def _normal_equations(r: mx.array, jac: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n), summed elementwise (no TF32)."""
     wj = jac * w[..., None]
-    a = mx.sum(wj[..., :, :, None] * jac[..., :, None, :], axis=-3)
+    n = jac.shape[-1]
+    # One reduction per entry of the upper triangle keeps the temporaries at (*, m) instead
+    # of a (*, m, n, n) broadcast, and stays exact float32 (no TF32 matmul).
+    upper = {(i, j): mx.sum(wj[..., i] * jac[..., j], axis=-1) for i in range(n) for j in range(i, n)}
+    a = mx.stack([upper[(min(i, j), max(i, j))] for i in range(n) for j in range(n)], axis=-1)
     g = mx.sum(wj * r[..., None], axis=-2)
-    return a, g
+    return a.reshape(*a.shape[:-1], n, n), g
 
 
 def _solve_damped(a: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array]:
@@ -192,7 +197,8 @@ def levenberg_marquardt(
         residual_fn: ``x (*batch, *param) -> r (*batch, m)``; problem b's residuals must
             depend on x[b] only. Any arrays it closes over are differentiable inputs.
         x0: (*batch, *param) initial parameters; with the default vector retraction,
-            (*batch, n).
+            (*batch, n). float32/float64 kept, float16/bfloat16 solved in float32 and x
+            returned in their dtype, integers promoted to float32, complex -> TypeError.
         jacobian: ``"autodiff"`` (``dof`` forward-mode passes, see :func:`batched_jacobian`)
             or a callable ``x -> J (*batch, m, dof)``, the derivative of the residuals with
             respect to ``h`` at ``h = 0`` of ``residual_fn(retract(x, h))``.
@@ -216,9 +222,7 @@ def levenberg_marquardt(
         >>> [round(v, 4) for v in res.x[:, 0].tolist()], res.converged.tolist()
         ([1.4142, 1.4142], [True, True])
     """
-    x = x0 if isinstance(x0, mx.array) else mx.array(x0)
-    if not mx.issubdtype(x.dtype, mx.floating):
-        raise TypeError(f"x0: expected a floating-point array, got {x.dtype}")
+    x, out_dtype = as_float(x0, "x0")
     if retract is None:
         if x.ndim < 1:
             raise ValueError(f"x0: expected shape (*, n), got {tuple(x.shape)}")
@@ -295,5 +299,5 @@ def levenberg_marquardt(
     r, jac = linearize(x, batch_shape)
     final_cost, w = _weighted(r, block_size, loss_obj)
     hessian, _ = _normal_equations(r, jac, w)
-    return LMResult(x=x, cost=final_cost, initial_cost=initial_cost, iterations=iterations,
+    return LMResult(x=cast_out(x, out_dtype), cost=final_cost, initial_cost=initial_cost, iterations=iterations,
                     converged=status > 0, status=status, damping=mu, hessian=hessian)

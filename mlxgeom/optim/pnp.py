@@ -30,8 +30,9 @@ class PnPResult(NamedTuple):
         pose: (*, 4, 4) world-to-camera.
         rvec: (*, 3) axis-angle of R (as ``cv2.solvePnP``).
         tvec: (*, 3) translation.
-        ok: (*) bool: enough non-coplanar points, a finite pose and every used point in
-            front of the camera. Where False, pose is the identity.
+        ok: (*) bool: enough non-coplanar points, a finite pose, every used point in
+            front of the camera, and (EPnP) no reflection needed to explain the image.
+            Where False, pose is the identity and the errors are inf.
         reprojection_error: (*) RMS pixel distance over the used points.
         covariance: (*, 6, 6) covariance of the left perturbation ``[rho, phi]`` in the
             camera frame, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
