@@ -173,10 +173,9 @@ def test_device_safe_and_compiles_at_two_batch_sizes_autodiff():
     assert_device_safe(fn, make)
 
 
-def test_device_safe_and_compiles_on_se3_with_analytic_jacobian():
-    """SE(3), right update. (Autodiff through se3_exp inside mx.compile hits an MLX 0.32.4
-    compile error, IndexError '_Map_base::at', so the compiled SE(3) check uses the closed-form
-    Jacobian d(T exp(d) p)/dd = R [I, -[p]x]; the autodiff SE(3) path is checked eagerly above.)"""
+@pytest.mark.parametrize("analytic", [False, True])
+def test_device_safe_and_compiles_on_se3(analytic):
+    """SE(3), right update, autodiff or the closed-form Jacobian d(T exp(d) p)/dd = R [I, -[p]x]."""
     rng = np.random.default_rng(5)
 
     def make(b: int):
@@ -193,7 +192,8 @@ def test_device_safe_and_compiles_on_se3_with_analytic_jacobian():
 
         retract = lambda T, d: lie.se3_compose(T, lie.se3_exp(d))
         res = levenberg_marquardt(lambda T: (lie.se3_act(T[:, None], p) - q).reshape(b, -1),
-                                  mx.broadcast_to(mx.eye(4), (b, 4, 4)), jacobian=jac, retract=retract, dof=6,
+                                  mx.broadcast_to(mx.eye(4), (b, 4, 4)), jacobian=jac if analytic else "autodiff",
+                                  retract=retract, dof=6,
                                   max_iters=4, loss="huber")
         return tuple(res)
 

@@ -83,7 +83,7 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
 
     ``J[..., :, k] = d/dt residual_fn(retract(x, t e_k))`` at ``t = 0``: since problem b
     depends only on x[b], one JVP with the same one-hot tangent for every problem gives
-    column k of all the Jacobians, so ``dof`` passes suffice.
+    column k of all the Jacobians; the ``dof`` JVPs run as one ``mx.vmap``-ed pass.
 
     Args:
         residual_fn: x -> (*batch, m).
@@ -103,17 +103,20 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
                 [0, 4]]], dtype=float32)
     """
     zero = mx.zeros((*batch_shape, dof), dtype=x.dtype)
-    eye = mx.eye(dof, dtype=x.dtype)
+    eye = mx.eye(dof, dtype=x.dtype).reshape(dof, *([1] * len(batch_shape)), dof)
+    tangents = mx.broadcast_to(eye, (dof, *batch_shape, dof))
 
     def through_retract(d: mx.array) -> mx.array:
         return residual_fn(retract(x, d))
 
-    r, cols = None, []
-    for k in range(dof):
-        out, tangent = mx.jvp(through_retract, [zero], [mx.broadcast_to(eye[k], zero.shape)])
-        r = out[0]
-        cols.append(tangent[0])
-    return r, mx.stack(cols, axis=-1)
+    def column(t: mx.array) -> mx.array:
+        return mx.jvp(through_retract, [zero], [t])[1][0]
+
+    # vmap over the tangents runs the dof JVPs as one vectorised pass. (A Python loop of
+    # mx.jvp calls also works eagerly, but under mx.compile with se3_exp retractions it
+    # hits an MLX 0.32.4 compile error, IndexError "_Map_base::at".)
+    jac = mx.vmap(column, in_axes=0, out_axes=-1)(tangents)
+    return through_retract(zero), jac
 
 
 def _weighted(r: mx.array, block: int, loss: RobustLoss | None) -> tuple[mx.array, mx.array]:
