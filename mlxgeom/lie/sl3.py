@@ -59,8 +59,9 @@ def _sqrt(a: mx.array, iters: int) -> mx.array:
     return y
 
 
-def _frob_dist_to_eye(a: mx.array) -> mx.array:
-    return _frob_norm(a - mx.eye(3, dtype=a.dtype))
+def _near_eye(a: mx.array) -> mx.array:
+    d = mx.stop_gradient(a) - mx.eye(3, dtype=a.dtype)
+    return _frob_sq(d) <= _THETA**2
 
 
 def _gregory(a: mx.array) -> mx.array:
@@ -80,19 +81,21 @@ def _log_ex(h: mx.array) -> tuple[mx.array, mx.array]:
     ok = mx.ones(x.shape[:-2], dtype=mx.bool_)
     tol = float(mx.finfo(x.dtype).eps) ** 0.5
     for iters in _ROOT_ITERS:
-        done = _frob_dist_to_eye(x) <= _THETA
+        done = _near_eye(x)
         root = _sqrt(x, iters)
-        miss = _frob_norm(linalg.matmul(root, root) - x) > tol * _frob_norm(x)
+        # Masks compare squared norms of stopped values: a sqrt at 0 would put 0 * inf = NaN into gradients.
+        r, xs = mx.stop_gradient(root), mx.stop_gradient(x)
+        miss = _frob_sq(linalg.matmul(r, r) - xs) > tol**2 * _frob_sq(xs)
         ok = ok & (done | ~miss)
         x = mx.where(done[..., None, None], x, root)
         roots = roots + mx.where(done, 0.0, 1.0)
-    ok = ok & (_frob_dist_to_eye(x) <= _THETA)
+    ok = ok & _near_eye(x)
     log = mx.power(2.0, roots)[..., None, None] * _gregory(x)
     return _vee(log), ok
 
 
-def _frob_norm(a: mx.array) -> mx.array:
-    return mx.sqrt(mx.sum(a * a, axis=(-2, -1)))
+def _frob_sq(a: mx.array) -> mx.array:
+    return mx.sum(a * a, axis=(-2, -1))
 
 
 def _tangent(x, name: str = "x") -> tuple[mx.array, mx.Dtype]:
