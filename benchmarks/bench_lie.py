@@ -1,111 +1,81 @@
-"""SO(3)/SE(3) kernels: mlxgeom (compiled) vs scipy Rotation vs a compiled copy of the output.
+"""SO(3)/SE(3) maps: mlxgeom (compiled) vs scipy Rotation (CPU), mlx3d, and on a GPU PyTorch
+closed forms, torch.linalg.matrix_exp, kornia and PyPose, with a compiled copy of the output
+as the bandwidth ceiling. One markdown table per op, ratios from the same run.
 
-Prints a markdown table of median milliseconds (after warm-up, ``mx.eval`` around results)
-and ratios to the copy (the bandwidth ceiling). A column for the ``mlx3d`` package appears
-only if it imports. Usage: ``python benchmarks/bench_lie.py [--max-batch 1048576]``.
+    python benchmarks/bench_lie.py [--max-batch N] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 from typing import Any, Callable
 
 import mlx.core as mx
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from mlxgeom import lie
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+from timing import compiled_copy, machine, table, time_ms  # noqa: E402
 
-try:  # optional peer; not a dependency
-    import mlx3d  # type: ignore
+from mlxgeom import lie  # noqa: E402
 
-    _MLX3D = mlx3d
-except Exception:  # noqa: BLE001
-    _MLX3D = None
-
-
-def _time(fn: Callable[[], Any], repeats: int) -> float:
-    for _ in range(2):
-        mx.eval(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        mx.eval(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+ON_GPU = mx.default_device() == mx.gpu
 
 
-def _time_np(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def _inputs(b: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(b)
+    phi = (rng.standard_normal((b, 3)) * 0.8).astype(np.float32)
+    xi = (rng.standard_normal((b, 6)) * 0.8).astype(np.float32)
+    return {"phi": phi, "xi": xi, "r": Rotation.from_rotvec(phi).as_matrix().astype(np.float32),
+            "t": np.array(lie.se3_exp(mx.array(xi))), "p": rng.standard_normal((b, 3)).astype(np.float32)}
 
 
-def _cases(b: int) -> dict[str, tuple[Callable, list[mx.array], Callable[[], Any] | None, Callable | None]]:
-    rng = np.random.default_rng(0)
-    phi_np = rng.standard_normal((b, 3)).astype(np.float32)
-    xi = mx.array(rng.standard_normal((b, 6)).astype(np.float32))
-    phi = mx.array(phi_np)
-    r = lie.so3_exp(phi)
-    t = lie.se3_exp(xi)
-    p = mx.array(rng.standard_normal((b, 3)).astype(np.float32))
-    mx.eval(r, t)
-    rot = Rotation.from_rotvec(phi_np.astype(np.float64))
-    r_np = rot.as_matrix()
-    p_np = np.array(p).astype(np.float64)
-    mlx3d_so3 = mlx3d_se3 = None
-    if _MLX3D is not None:
-        so3_map = getattr(_MLX3D, "so3_exp_map", None)
-        se3_map = getattr(_MLX3D, "se3_exp_map", None)
-        mlx3d_so3 = (lambda: so3_map(phi)) if so3_map else None
-        mlx3d_se3 = (lambda: se3_map(xi)) if se3_map else None
+def _ops(x: dict[str, np.ndarray]) -> dict[str, tuple[Callable, list[mx.array], dict[str, Callable[[], Any]]]]:
+    m = {k: mx.array(v) for k, v in x.items()}
+    rot = Rotation.from_matrix(x["r"].astype(np.float64))
+    cpu_ref = (lambda d: d) if not ON_GPU else (lambda d: {})
     return {
-        "so3_exp": (lie.so3_exp, [phi], lambda: Rotation.from_rotvec(phi_np).as_matrix(), mlx3d_so3),
-        "so3_log": (lie.so3_log, [r], lambda: Rotation.from_matrix(r_np).as_rotvec(), None),
-        "se3_exp closed_form": (lie.se3_exp, [xi], None, mlx3d_se3),
-        "se3_exp matrix_exp": (lambda x: lie.se3_exp(x, method="matrix_exp"), [xi], None, None),
-        "se3_log": (lie.se3_log, [t], None, None),
-        "se3_compose": (lie.se3_compose, [t, t], None, None),
-        "so3_compose": (lie.so3_compose, [r, r], lambda: (rot * rot).as_matrix(), None),
-        "se3_act": (lie.se3_act, [t, p], None, None),
-        "so3_act": (lie.so3_act, [r, p], lambda: rot.apply(p_np), None),
+        "so3_exp": (lie.so3_exp, [m["phi"]], {**cpu_ref({"scipy": lambda: Rotation.from_rotvec(x["phi"]).as_matrix()}),
+                                              **peers.so3_exp(x["phi"])}),
+        "so3_log": (lie.so3_log, [m["r"]], {**cpu_ref({"scipy": lambda: rot.as_rotvec()}), **peers.so3_log(x["r"])}),
+        "se3_exp": (lie.se3_exp, [m["xi"]], {"mlxgeom matrix_exp path": mx.compile(
+            lambda v: lie.se3_exp(v, method="matrix_exp")), **peers.se3_exp(x["xi"])}),
+        "se3_log": (lie.se3_log, [m["t"]], peers.se3_log(x["t"])),
+        "se3_compose": (lie.se3_compose, [m["t"], m["t"]], {}),
+        "so3_act": (lie.so3_act, [m["r"], m["p"]], cpu_ref({"scipy": lambda: rot.apply(x["p"])})),
+        "se3_act": (lie.se3_act, [m["t"], m["p"]], {}),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max-batch", type=int, default=4 * 2**20 if mx.default_device() == mx.gpu else 2**20)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-batch", type=int, default=(1 << 22) if ON_GPU else (1 << 20))
+    parser.add_argument("--out", help="also append the tables to this file")
     args = parser.parse_args()
-    batches = [b for b in (1, 1024, 65536, 2**20, 4 * 2**20) if b <= args.max_batch]
-    copy = mx.compile(lambda x: x + 0)
-    print(f"device: {mx.default_device()}, mlx {mx.__version__}, float32, median of {args.repeats}")
-    cols = "| op | B | mlxgeom ms | copy ms | mlxgeom / copy | scipy ms | scipy / mlxgeom |"
-    cols += " mlx3d ms |" if _MLX3D is not None else ""
-    print(cols)
-    print("|" + "---|" * (cols.count("|") - 1))
+    batches = [b for b in (1, 1024, 65536, 1 << 20, 1 << 22) if b <= args.max_batch]
+    rows: dict[str, list[dict[str, Any]]] = {}
     for b in batches:
-        for name, (fn, fargs, sp, m3) in _cases(b).items():
+        x = _inputs(b)
+        for name, (fn, fargs, others) in _ops(x).items():
             compiled = mx.compile(fn)
-            ms = _time(lambda: compiled(*fargs), args.repeats)
             out = compiled(*fargs)
             mx.eval(out)
-            cms = _time(lambda: copy(out), args.repeats)
-            row = f"| {name} | {b} | {ms:.3f} | {cms:.3f} | {ms / cms:.1f} |"
-            if sp is not None:
-                sms = _time_np(sp, max(3, args.repeats // 2))
-                row += f" {sms:.3f} | {sms / ms:.1f} |"
-            else:
-                row += " - | - |"
-            if _MLX3D is not None:
-                row += f" {_time(m3, args.repeats):.3f} |" if m3 is not None else " - |"
-            print(row, flush=True)
+            row: dict[str, Any] = {"B": b, "copy": time_ms(compiled_copy(out)), "mlxgeom": time_ms(lambda: compiled(*fargs))}
+            for label, peer in others.items():
+                call = (lambda p=peer: p(*fargs)) if label.startswith("mlxgeom") else peer
+                row[label] = time_ms(call, repeats=5, budget_s=10)
+            rows.setdefault(name, []).append(row)
+    text = f"### lie on {machine()}\n"
+    for name, r in rows.items():
+        cols = sorted({c for row in r for c in row}, key=lambda c: list(r[-1]).index(c) if c in r[-1] else 99)
+        text += table(f"{name}, float32", [{c: row.get(c) for c in cols} for row in r], ref="copy")
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -32,12 +33,19 @@ def machine() -> str:
 
 
 def _sync(out: Any) -> None:
-    if isinstance(out, mx.array) or (isinstance(out, (list, tuple)) and out and isinstance(out[0], mx.array)):
-        mx.eval(out)
-    elif hasattr(out, "device") and hasattr(out, "is_cuda") and out.is_cuda:
-        import torch
-
+    """Wait for ``out``: MLX arrays (in any tree) are evaluated, CUDA torch work is synchronised."""
+    mx.eval([x for x in _leaves(out) if isinstance(x, mx.array)])
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def _leaves(tree: Any) -> list[Any]:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    if isinstance(tree, dict):
+        return [leaf for t in tree.values() for leaf in _leaves(t)]
+    return [tree]
 
 
 def time_ms(fn: Callable[[], Any], repeats: int = 10, warmup: int = 2, budget_s: float = 20.0) -> float:
