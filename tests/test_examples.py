@@ -1,0 +1,106 @@
+"""Smoke runs of the user-facing entry points: the CLI demo and info, the example scripts and
+the batch-reprojection notebook, each in a subprocess at its small size, with outputs in tmp."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SCENE = ROOT / "data" / "scene"
+
+
+def run(args: list[str], cwd: Path, timeout: float = 60.0, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python args...`` with this interpreter; fail with its output when it fails."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def assert_png(path: Path) -> None:
+    from PIL import Image
+
+    assert path.is_file(), f"missing {path}"
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width > 100 and img.height > 50
+
+
+def test_info_prints_versions_backend_and_device(tmp_path: Path) -> None:
+    out = run(["-m", "mlxgeom", "info"], tmp_path).stdout
+    assert "mlxgeom" in out and "mlx" in out and "backend:" in out
+    assert "default device:" in out and "GPU path active:" in out
+
+
+def test_demo_small_writes_figures_and_a_report_that_checks_out(tmp_path: Path) -> None:
+    out_dir = tmp_path / "demo"
+    out = run(["-m", "mlxgeom", "demo", "--small", "--out", str(out_dir)], tmp_path).stdout
+    for name in ("overlays.png", "error_heatmaps.png", "timing.png", "pose_refinement.png"):
+        assert_png(out_dir / name)
+    report = (out_dir / "report.txt").read_text()
+    assert str(out_dir.resolve()) in out and "9/9" in out
+    assert report in out.replace("\r", "")
+    # The report's numbers must say the pipeline worked, not only that it ran.
+    line = next(ln for ln in report.splitlines() if ln.startswith("geometry vs cv2.projectPoints"))
+    assert float(line.split("max ")[1].split(" px")[0]) < 0.01
+    assert "half_pixel=False (used)" in report
+
+
+def test_demo_pipeline_functions_agree_with_opencv_and_recover_poses(tmp_path: Path) -> None:
+    from mlxgeom import demo
+
+    res = demo.run_demo(str(SCENE), str(tmp_path / "d"), small=True, progress=False)
+    s = res.stats
+    assert s["opencv_max_px"] < 0.01
+    assert s["projections"] > 50_000
+    for name, in_image, visible, med_all, med_vis, frac in s["photometric"]:
+        assert visible <= in_image and med_vis < 3.0 and frac > 0.8, name
+    r = s["refine"]
+    assert np.all(r["rot_before"] > 1.9) and np.all(r["pos_before"] > 0.049)
+    assert np.all(r["rot_after"] < 0.1) and np.all(r["pos_after"] < 0.01)
+    assert r["photometric_mean"]["refined"] < 0.5 * r["photometric_mean"]["perturbed"]
+
+
+def test_unproject_pixels_example_writes_a_ply(tmp_path: Path) -> None:
+    ply = tmp_path / "cloud.ply"
+    out = run([str(EXAMPLES / "unproject_pixels.py"), "--small", "--out", str(ply)], tmp_path).stdout
+    head = ply.read_bytes()[:400].decode("ascii", errors="replace")
+    assert head.startswith("ply\nformat binary_little_endian 1.0")
+    count = int(head.split("element vertex ")[1].split()[0])
+    assert count > 10_000 and ply.stat().st_size >= count * 15
+    assert "vs Camera.unproject" in out
+
+
+def test_pose_optimisation_example_runs_small(tmp_path: Path) -> None:
+    png = tmp_path / "poses.png"
+    run([str(EXAMPLES / "pose_optimisation.py"), "--small", "--out", str(png)], tmp_path)
+    assert_png(png)
+
+
+def test_homography_stitch_example_runs_small(tmp_path: Path) -> None:
+    png = tmp_path / "stitched.png"
+    run([str(EXAMPLES / "homography_stitch.py"), "--small", "--out", str(png)], tmp_path)
+    assert_png(png)
+
+
+def test_batch_reprojection_notebook_runs_without_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    nb = nbformat.read(EXAMPLES / "batch_reprojection.ipynb", as_version=4)
+    assert all(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook with its outputs"
+    # The kernel inherits the environment: every 4th pixel, and this checkout's mlxgeom.
+    monkeypatch.setenv("MLXGEOM_NOTEBOOK_STRIDE", "4")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
