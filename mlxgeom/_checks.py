@@ -116,3 +116,17 @@ def broadcast_batch(*shapes: Sequence[int], names: Sequence[str]) -> tuple[int, 
     except ValueError:
         desc = ", ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes))
         raise ValueError(f"batch shapes do not broadcast: {desc}") from None
+
+
+def rhs_as_matrix(a: mx.array, b: mx.array) -> tuple[mx.array, bool, tuple[int, ...]]:
+    """Right-hand side of ``A x = b`` as (*, n, k), whether b was vectors, and the batch shape.
+
+    ``b`` is a batch of vectors (*, n) when ``b.ndim == a.ndim - 1`` and its last size is n,
+    otherwise a batch of matrices (*, n, k); batch dims broadcast with a's.
+    """
+    n = a.shape[-1]
+    if b.ndim == a.ndim - 1 and b.shape[-1] == n:
+        return b[..., None], True, broadcast_batch(a.shape[:-2], b.shape[:-1], names=("a", "b"))
+    if b.ndim >= 2 and b.shape[-2] == n:
+        return b, False, broadcast_batch(a.shape[:-2], b.shape[:-2], names=("a", "b"))
+    raise ValueError(f"b: expected shape (*, {n}) or (*, {n}, k) to match a {tuple(a.shape)}, got {tuple(b.shape)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .._checks import as_floats, broadcast_batch, cast_out, check_square
+from .._checks import as_floats, cast_out, check_square, rhs_as_matrix
 
 
 def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
@@ -114,8 +114,8 @@ def solve_spd_ex(a, b) -> tuple[mx.array, mx.array]:
 
     Args:
         a: (*, n, n) symmetric positive definite, any n >= 1 (intended n <= ~16).
-        b: (*, n) vectors when ``b.ndim == a.ndim - 1``, else (*, n, k); batch dims
-            broadcast with a's.
+        b: (*, n) vectors when ``b.ndim == a.ndim - 1`` and its last size is n, else
+            (*, n, k); batch dims broadcast with a's.
 
     Returns:
         ``(x, ok)``: x with b's trailing shape and the broadcast batch shape; ok (*) bool.
@@ -127,17 +127,10 @@ def solve_spd_ex(a, b) -> tuple[mx.array, mx.array]:
         ([0.5, 0.0], True)
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
-    n = check_square(a, None, "a")
-    vector = b.ndim == a.ndim - 1
-    if vector and b.shape[-1:] == (n,):
-        batch = broadcast_batch(a.shape[:-2], b.shape[:-1], names=("a", "b"))
-        x, ok = _solve_spd_core(a, b[..., None])
-        return cast_out(x[..., 0], out), mx.broadcast_to(ok, batch)
-    if not vector and b.ndim >= 2 and b.shape[-2] == n:
-        batch = broadcast_batch(a.shape[:-2], b.shape[:-2], names=("a", "b"))
-        x, ok = _solve_spd_core(a, b)
-        return cast_out(x, out), mx.broadcast_to(ok, batch)
-    raise ValueError(f"b: expected shape (*, {n}) or (*, {n}, k) to match a {tuple(a.shape)}, got {tuple(b.shape)}")
+    check_square(a, None, "a")
+    rhs, vector, batch = rhs_as_matrix(a, b)
+    x, ok = _solve_spd_core(a, rhs)
+    return cast_out(x[..., 0] if vector else x, out), mx.broadcast_to(ok, batch)
 
 
 def solve_spd(a, b) -> mx.array:

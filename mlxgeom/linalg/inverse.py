@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_square
+from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
 from . import inverse_cuda
 from .products import matmul
 
@@ -208,12 +208,7 @@ def solve(a, b) -> mx.array:
         array([0.5, 0.25], dtype=float32)
     """
     (a, b), out = as_floats(a, b, names=("a", "b"))
-    n = _check(a, "a")
-    vector = b.ndim == a.ndim - 1 and b.shape[-1] == n
-    if vector:
-        broadcast_batch(a.shape[:-2], b.shape[:-1], names=("a", "b"))
-        return cast_out(matmul(_inverse(a), b[..., None])[..., 0], out)
-    if not vector and b.ndim >= 2 and b.shape[-2] == n:
-        broadcast_batch(a.shape[:-2], b.shape[:-2], names=("a", "b"))
-        return cast_out(matmul(_inverse(a), b), out)
-    raise ValueError(f"b: expected shape (*, {n}) or (*, {n}, k) to match a {tuple(a.shape)}, got {tuple(b.shape)}")
+    _check(a, "a")
+    rhs, vector, _ = rhs_as_matrix(a, b)
+    x = matmul(_inverse(a), rhs)
+    return cast_out(x[..., 0] if vector else x, out)
