@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="print versions, backend and device")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo(args.data, args.out, args.small)
+        try:
+            demo(args.data, args.out, args.small)
+        except FileNotFoundError as e:
+            print(f"mlxgeom demo: {e}", file=sys.stderr)
+            return 2
     else:
         info()
     return 0

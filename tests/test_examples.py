@@ -104,3 +104,10 @@ def test_batch_reprojection_notebook_runs_without_errors(tmp_path: Path, monkeyp
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
+
+
+def test_demo_without_data_says_where_to_point_it(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mlxgeom", "demo", "--data", str(tmp_path / "none"), "--out",
+                           str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and "--data" in proc.stderr
