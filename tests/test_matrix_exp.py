@@ -260,6 +260,7 @@ def test_vjp_matches_central_differences(n):
     direction = rng.standard_normal(a.shape)
     _, (vjp,) = mx.vjp(matrix_exp, [mx.array(a, dtype=mx.float64)], [mx.array(g, dtype=mx.float64)])
     # <G, dexp(A)[D]> = <vjp, D>, per matrix.
+    assert vjp.shape == a.shape
     fd = np.sum(g * _central_difference(matrix_exp, a, direction), axis=(-2, -1))
     ad = np.sum(np.array(vjp) * direction, axis=(-2, -1))
     np.testing.assert_allclose(ad, fd, rtol=1e-7)
@@ -273,6 +274,7 @@ def test_jvp_matches_central_differences(n):
     direction = rng.standard_normal(a.shape)
     _, (jvp,) = mx.jvp(matrix_exp, [mx.array(a, dtype=mx.float64)], [mx.array(direction, dtype=mx.float64)])
     fd = _central_difference(matrix_exp, a, direction)
+    assert jvp.shape == fd.shape
     np.testing.assert_allclose(np.array(jvp), fd, rtol=1e-7, atol=1e-7 * np.abs(fd).max())
 
 
