@@ -27,13 +27,13 @@ def info() -> None:
     print(f"backend: {_backend()}; default device: {mx.default_device()}; GPU path active: {gpu}")
 
 
-def demo(data: str, out: str, small: bool = False) -> None:
+def demo(data: str, out: str, small: bool = False, compiled: bool | None = None) -> None:
     """Run the batch-reprojection demo (:mod:`mlxgeom.demo`) and say where its files are."""
     from . import demo as pipeline
 
     info()
     t0 = time.perf_counter()
-    result = pipeline.run_demo(data, out, small=small)
+    result = pipeline.run_demo(data, out, small=small, compiled=compiled)
     print()
     print(result.report, end="")
     print()
@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--data", default=DEFAULT_DATA, help="the data/scene folder (default: %(default)s)")
     d.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: ./%(default)s)")
     d.add_argument("--small", action="store_true", help="every 4th pixel, fewer timing runs (CI)")
+    d.add_argument("--compile", dest="compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time an mx.compile-d projection (default: on the CPU unless --small; its first "
+                        "call compiles, which takes tens of seconds with CUDA)")
     sub.add_parser("info", help="print versions, backend and device")
     args = parser.parse_args(argv)
     if args.command == "demo":
         try:
-            demo(args.data, args.out, args.small)
+            demo(args.data, args.out, args.small, args.compiled)
         except FileNotFoundError as e:
             print(f"mlxgeom demo: {e}", file=sys.stderr)
             return 2
