@@ -110,4 +110,4 @@ def test_demo_without_data_says_where_to_point_it(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mlxgeom", "demo", "--data", str(tmp_path / "none"), "--out",
                            str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 2 and "--data" in proc.stderr
+    assert proc.returncode == 2 and "--data" in proc.stderr, (proc.returncode, proc.stderr[-2000:])
