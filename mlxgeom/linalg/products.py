@@ -1,14 +1,17 @@
-"""Products of small matrices written as broadcast multiply-and-sum.
+"""Products of small matrices written as sums of outer products.
 
 On CUDA, MLX runs float32 ``matmul`` in TF32 by default (``MLX_ENABLE_TF32=1``), which
 keeps about 10 mantissa bits: far too few for poses and inverses. For the fixed small
-sizes of geometry (n <= ~10), a broadcast product summed over the shared axis is exact
-float32 arithmetic on every backend and fuses under ``mx.compile``.
+sizes of geometry, the product as a sum of k rank-one (column x row) terms is exact float32
+arithmetic on every backend and is purely elementwise, so ``mx.compile`` fuses it with its
+neighbours (a broadcast product reduced with ``mx.sum`` would materialise (*, n, k, m) first).
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
+
+_UNROLL = 16
 
 
 def matmul(a: mx.array, b: mx.array) -> mx.array:
@@ -28,4 +31,10 @@ def matmul(a: mx.array, b: mx.array) -> mx.array:
     """
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul: inner sizes differ, a {tuple(a.shape)} and b {tuple(b.shape)}")
-    return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    k = a.shape[-1]
+    if k > _UNROLL:
+        return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    acc = a[..., :, 0:1] * b[..., 0:1, :]
+    for j in range(1, k):
+        acc = acc + a[..., :, j : j + 1] * b[..., j : j + 1, :]
+    return acc
