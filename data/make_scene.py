@@ -10,7 +10,8 @@ Deterministic (fixed seeds). Writes, under data/scene/:
   text model (OPENCV camera model, world-to-camera poses, 3D points with their tracks);
 - ``depth_00.npy``: float32 z-depth in metres of view 0 (0 where no surface was hit);
 - ``matches.npz``: per view, noisy 2D-3D matches with 30 % outliers and their labels
-  (``view_XX_points3d``, ``view_XX_pixels``, ``view_XX_inlier``).
+  (``view_XX_points3d``, ``view_XX_pixels``, ``view_XX_inlier``), pixels in OpenCV's
+  convention (centre of the top-left pixel at (0, 0)); the COLMAP files use COLMAP's (0.5, 0.5).
 
 This is an offline data script: it renders with numpy and OpenCV on the CPU.
 """
@@ -167,7 +168,7 @@ def main() -> None:
         obs = []
         for j, (pid, xy) in enumerate(zip(visible, noisy)):
             tracks[int(pid)].append((view + 1, j))
-            obs.append(f"{xy[0]:.4f} {xy[1]:.4f} {pid + 1}")
+            obs.append(f"{xy[0] + 0.5:.4f} {xy[1] + 0.5:.4f} {pid + 1}")  # COLMAP: pixel centres at +0.5
         q = rotation_to_quaternion_wxyz(r)
         image_lines.append(f"{view + 1} {' '.join(f'{x:.12f}' for x in (*q, *t))} 1 {name}\n{' '.join(obs)}")
         inlier = rng.uniform(size=len(visible)) >= OUTLIER_RATIO
@@ -181,7 +182,8 @@ def main() -> None:
 
 def write_colmap(k, image_lines, points, tracks, colors) -> None:
     sparse = os.path.join(OUT, "sparse")
-    params = f"{k[0, 0]} {k[1, 1]} {k[0, 2]} {k[1, 2]} " + " ".join(f"{d}" for d in DIST)
+    # COLMAP puts the centre of the top-left pixel at (0.5, 0.5), OpenCV at (0, 0).
+    params = f"{k[0, 0]} {k[1, 1]} {k[0, 2] + 0.5} {k[1, 2] + 0.5} " + " ".join(f"{d}" for d in DIST)
     with open(os.path.join(sparse, "cameras.txt"), "w") as f:
         f.write("# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n")
         f.write(f"# Number of cameras: 1\n1 OPENCV {WIDTH} {HEIGHT} {params}\n")

@@ -6,7 +6,7 @@ ones whose matches are made the same way. Every problem is solved in one batched
 ``solve_pnp_ransac`` draws minimal sets, solves them by EPnP, scores all hypotheses on the
 device, then refits each pose by Levenberg-Marquardt over ``se3_exp`` updates
 (``T <- se3_exp(h) T``) with a Huber loss. Lens distortion is removed through the
-``camera.Camera`` passed in. Without ``data/scene`` the scene is generated from a seed.
+``camera.Camera`` passed in.
 
 Prints per-view errors and writes a top-down PNG (PIL) of true vs recovered cameras.
 
@@ -31,49 +31,14 @@ MATCHES = 150  # correspondences per virtual camera
 
 
 def load_scene() -> dict:
-    """Intrinsics, distortion, true poses, 3D points and the real views' matches."""
-    with open(os.path.join(SCENE, "sparse", "cameras.txt")) as f:
-        params = [float(v) for v in next(l for l in f if not l.startswith("#")).split()[4:]]
-    fx, fy, cx, cy, *dist = params
-    poses = []
-    with open(os.path.join(SCENE, "sparse", "images.txt")) as f:
-        lines = [l for l in f if not l.startswith("#")]
-    for line in lines[::2]:
-        q = np.array([float(v) for v in line.split()[1:8]])
-        pose = np.eye(4)
-        pose[:3, :3] = np.array(lie.quaternion_to_matrix(mx.array(q[:4], dtype=mx.float32)))
-        pose[:3, 3] = q[4:]
-        poses.append(pose)
-    with open(os.path.join(SCENE, "sparse", "points3D.txt")) as f:
-        points = np.array([[float(v) for v in l.split()[1:4]] for l in f if not l.startswith("#")])
+    """Intrinsics (OpenCV pixel convention), distortion, true poses, 3D points and the real views' matches."""
+    model = camera.colmap.read_model(os.path.join(SCENE, "sparse"), ext=".txt")
+    cams, _ = camera.colmap.model_to_cameras(model)
+    points = np.stack([model.points3D[k].xyz for k in sorted(model.points3D)])
     m = np.load(os.path.join(SCENE, "matches.npz"))
-    views = [(m[f"view_{i:02d}_points3d"], m[f"view_{i:02d}_pixels"], m[f"view_{i:02d}_inlier"]) for i in range(len(poses))]
-    k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
-    return {"K": k, "dist": np.array(dist), "poses": np.array(poses), "points": points, "views": views}
-
-
-def synthetic_scene(seed: int) -> dict:
-    """A deterministic stand-in: points on the walls and floor of a 6 x 5 x 3 m room."""
-    rng = np.random.default_rng(seed)
-    n = 3000
-    face = rng.integers(0, 3, n)
-    u, v = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
-    points = np.stack([np.where(face == 1, 3.0, 6 * u - 3), np.where(face == 2, 2.5, np.where(face == 1, 5 * u - 2.5, 5 * v - 2.5)),
-                       np.where(face == 0, 0.0, 3 * v)], -1)
-    poses = []
-    for i in range(8):
-        a = -np.pi / 2 + 0.4 * (i - 3.5) / 3.5
-        centre = np.array([-2.0 + 0.3 * i, -1.5, 1.5])
-        fwd = np.array([np.cos(a + np.pi / 2), np.sin(a + np.pi / 2), -0.3])
-        fwd /= np.linalg.norm(fwd)
-        right = np.cross(fwd, [0, 0, 1.0])
-        right /= np.linalg.norm(right)
-        rot = np.stack([right, np.cross(fwd, right), fwd])
-        pose = np.eye(4)
-        pose[:3, :3], pose[:3, 3] = rot, -rot @ centre
-        poses.append(pose)
-    k = np.array([[520.0, 0, 319.5], [0, 520.0, 239.5], [0, 0, 1]])
-    return {"K": k, "dist": np.array([-0.08, 0.02, 0.001, -0.0005]), "poses": np.array(poses), "points": points, "views": []}
+    views = [(m[f"view_{i:02d}_points3d"], m[f"view_{i:02d}_pixels"], m[f"view_{i:02d}_inlier"]) for i in range(len(model.images))]
+    return {"K": np.array(cams.K[0]).astype(np.float64), "dist": np.array(cams.dist[0]).astype(np.float64),
+            "poses": np.array(cams.pose).astype(np.float64), "points": points, "views": views}
 
 
 def virtual_views(scene: dict, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -164,7 +129,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     count = 16 if args.small else args.cameras
-    scene = load_scene() if os.path.isdir(SCENE) else synthetic_scene(args.seed)
+    scene = load_scene()
 
     t0 = time.perf_counter()
     truth_v, pw_v, uv_v, mask_v, inl_v = virtual_views(scene, count, args.seed)

@@ -56,9 +56,7 @@ def main() -> None:
     stride = 4 if args.small else 1
 
     model = camera.colmap.read_model(os.path.join(args.data, "sparse"), ext=".txt")
-    # data/make_scene.py wrote OpenCV pixel centres (cx = 319.5) into cameras.txt, not COLMAP's
-    # half-pixel-shifted ones: no 0.5 px shift on reading.
-    cams, image_ids = camera.colmap.model_to_cameras(model, half_pixel=False)
+    cams, image_ids = camera.colmap.model_to_cameras(model)
     cam = cams.select(0)
     depth = np.load(os.path.join(args.data, "depth_00.npy"))
     image = np.asarray(Image.open(os.path.join(args.data, "images", model.images[int(image_ids[0])].name)).convert("RGB"))

@@ -93,7 +93,11 @@ class Scene:
 
 
 def observation_offsets(model: camera.colmap.ColmapModel, cams: camera.Camera, ids: np.ndarray) -> np.ndarray:
-    """Mean signed residual (2,) and RMS of ``project(points3D) - observed xy`` over all tracks."""
+    """Mean signed residual (2,) and RMS of ``project(points3D) - observed xy`` over all tracks.
+
+    ``cams`` use OpenCV pixel centres (``model_to_cameras``' default conversion); COLMAP's
+    observations sit 0.5 px further, so they are shifted back before comparing.
+    """
     pids, xyz, _, _ = camera.colmap.model_points(model, dtype=mx.float32)
     row = {int(p): n for n, p in enumerate(pids)}
     res = []
@@ -102,7 +106,7 @@ def observation_offsets(model: camera.colmap.ColmapModel, cams: camera.Camera, i
         keep = im.point3D_ids >= 0
         sel = mx.array(np.array([row[int(p)] for p in im.point3D_ids[keep]], dtype=np.int32))
         px = np.array(cams.select(b).project(xyz[sel]).pixels, dtype=np.float64)
-        res.append(px - im.xys[keep])
+        res.append(px - (im.xys[keep] - 0.5))
     r = np.concatenate(res)
     return np.r_[r.mean(0), np.sqrt((r ** 2).sum(-1).mean())]
 
@@ -115,23 +119,15 @@ def load_scene(data_dir: str = DEFAULT_DATA) -> Scene:
     if not os.path.isdir(sparse):
         raise FileNotFoundError(f"no COLMAP model in {sparse!r}: pass --data pointing at mlxgeom's data/scene folder")
     model = camera.colmap.read_model(sparse, ext=".txt")
-    # data/make_scene.py wrote OpenCV pixel centres (cx = 319.5, observations from
-    # cv2.projectPoints) straight into cameras.txt / images.txt instead of COLMAP's
-    # (0.5, 0.5)-centred convention, so the default half-pixel shift would move every
-    # projection by -0.5 px. half_pixel=False keeps cx = 319.5; observation_offsets
-    # measures both choices and the report prints them.
-    cams, ids = camera.colmap.model_to_cameras(model, half_pixel=False)
-    shifted, _ = camera.colmap.model_to_cameras(model, half_pixel=True)
+    cams, ids = camera.colmap.model_to_cameras(model)
     off = observation_offsets(model, cams, ids)
-    off_shifted = observation_offsets(model, shifted, ids)
     names = [model.images[int(i)].name for i in ids]
     images = np.stack([np.asarray(Image.open(os.path.join(data_dir, "images", n)).convert("RGB")) for n in names])
     depth = np.load(os.path.join(data_dir, "depth_00.npy")).astype(np.float32)
     points = np.array([model.points3D[k].xyz for k in sorted(model.points3D)], dtype=np.float64).reshape(-1, 3)
     mp, mx_, mm, mi = _load_matches(os.path.join(data_dir, "matches.npz"), len(names))
     return Scene(cams, images, depth, points, names, mp, mx_, mm, mi,
-                 {"dx": off[0], "dy": off[1], "rms": off[2],
-                  "dx_half_pixel": off_shifted[0], "dy_half_pixel": off_shifted[1], "rms_half_pixel": off_shifted[2]})
+                 {"dx": off[0], "dy": off[1], "rms": off[2]})
 
 
 def _load_matches(path: str, views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -596,8 +592,7 @@ def format_report(stats: dict, scene: Scene, timing: dict, runs: int, stride: in
         f"scene: {len(scene.names)} views {scene.depth.shape[1]}x{scene.depth.shape[0]}, OpenCV distortion, "
         f"{len(scene.points)} COLMAP points",
         f"COLMAP observations vs projected points3D: mean offset ({o['dx']:+.3f}, {o['dy']:+.3f}) px, RMS "
-        f"{o['rms']:.3f} px with half_pixel=False (used); ({o['dx_half_pixel']:+.3f}, {o['dy_half_pixel']:+.3f}) px, "
-        f"RMS {o['rms_half_pixel']:.3f} px with the default half-pixel shift (1 px noise: RMS ~1.41 expected)",
+        f"{o['rms']:.3f} px (1 px noise per axis: RMS ~1.41 expected)",
         "",
         f"unprojected {stats['points']:,} pixels of view 0 with depth ({sampling}), reprojected "
         f"into {len(scene.names) - 1} views in one batched call: {stats['projections']:,} land inside the images",
