@@ -50,7 +50,9 @@ def test_demo_small_writes_figures_and_a_report_that_checks_out(tmp_path: Path) 
     # The report's numbers must say the pipeline worked, not only that it ran.
     line = next(ln for ln in report.splitlines() if ln.startswith("geometry vs cv2.projectPoints"))
     assert float(line.split("max ")[1].split(" px")[0]) < 0.01
-    assert "half_pixel=False (used)" in report
+    line = next(ln for ln in report.splitlines() if ln.startswith("COLMAP observations"))
+    dx, dy = (float(v) for v in line.split("offset (")[1].split(")")[0].split(","))
+    assert abs(dx) < 0.05 and abs(dy) < 0.05
 
 
 def test_demo_pipeline_functions_agree_with_opencv_and_recover_poses(tmp_path: Path) -> None:
