@@ -118,7 +118,7 @@ def euler_to_matrix(angles, seq: str) -> mx.array:
     "XYZ" (intrinsic): R = Rx(a0) Ry(a1) Rz(a2); "xyz" (extrinsic): R = Rz(a2) Ry(a1) Rx(a0).
 
     >>> R = euler_to_matrix(mx.array([0.0, 0.0, 1.5707964]), "xyz")
-    >>> [round(v, 5) for v in R[1].tolist()]
+    >>> [round(v, 5) + 0.0 for v in R[1].tolist()]
     [1.0, 0.0, 0.0]
     """
     axes, intrinsic = _parse_seq(seq)

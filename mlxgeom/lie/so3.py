@@ -173,7 +173,7 @@ def so3_exp(phi) -> mx.array:
     (float32 max error ~2e-7, float64 ~1e-15). Gradients are exact, also at phi = 0.
 
     >>> R = so3_exp(mx.array([0.0, 0.0, 1.5707964]))
-    >>> [round(v, 5) for v in R[0].tolist()]
+    >>> [round(v, 5) + 0.0 for v in R[0].tolist()]
     [0.0, -1.0, 0.0]
     """
     phi, out = _vector(phi, "phi")

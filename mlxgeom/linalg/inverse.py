@@ -145,9 +145,9 @@ def inv(a) -> mx.array:
 
     Example:
         >>> import mlx.core as mx
-        >>> inv(mx.array([[2.0, 0.0], [0.0, 4.0]]))
-        array([[0.5, 0],
-               [0, 0.25]], dtype=float32)
+        >>> a = mx.array([[2.0, 1.0], [1.0, 3.0]])
+        >>> inv(a).tolist() == [[0.6000000238418579, -0.20000000298023224], [-0.20000000298023224, 0.4000000059604645]]
+        True
     """
     a, out = as_float(a, "a")
     _check(a, "a")
