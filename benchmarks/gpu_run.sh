@@ -30,11 +30,7 @@ case "${1:-tests}" in
     exit $status
     ;;
   bench)
-    for b in bench_linalg bench_lie bench_camera bench_homography bench_optim; do
-      [ -f "benchmarks/$b.py" ] || continue
-      timeout 240 python3 "benchmarks/$b.py" --out "$out/gpu_tables.md" >/dev/null 2>"$out/$b.err" \
-        || echo "$b failed: $(tail -n 3 "$out/$b.err")"
-    done
+    BENCH_TIMEOUT=240 bash benchmarks/run_all.sh "$out/gpu_tables.md"
     cat "$out/gpu_tables.md"
     ;;
 esac
