@@ -9,16 +9,21 @@ neighbours (a broadcast product reduced with ``mx.sum`` would materialise (*, n,
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
+
+from .._checks import as_float
 
 _UNROLL = 16
 
 
-def matmul(a: mx.array, b: mx.array) -> mx.array:
+def matmul(a: Any, b: Any) -> mx.array:
     """Batched product of small matrices in full float32 (no TF32), with broadcasting.
 
     Args:
-        a: (*, n, k).
+        a: (*, n, k); an ``mx.array`` keeps its dtype, numpy arrays and lists are converted
+            as everywhere (:func:`mlxgeom._checks.as_float`).
         b: (*, k, m); batch dims broadcast against a's.
 
     Returns:
@@ -29,8 +34,10 @@ def matmul(a: mx.array, b: mx.array) -> mx.array:
         >>> matmul(mx.eye(3), mx.ones((2, 3, 1))).shape
         (2, 3, 1)
     """
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: inner sizes differ, a {tuple(a.shape)} and b {tuple(b.shape)}")
+    a = a if isinstance(a, mx.array) else as_float(a, "a")[0]
+    b = b if isinstance(b, mx.array) else as_float(b, "b")[0]
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: expected a (*, n, k) and b (*, k, m), got a {tuple(a.shape)} and b {tuple(b.shape)}")
     k = a.shape[-1]
     if k > _UNROLL:
         return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
