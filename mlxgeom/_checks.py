@@ -130,3 +130,26 @@ def rhs_as_matrix(a: mx.array, b: mx.array) -> tuple[mx.array, bool, tuple[int, 
     if b.ndim >= 2 and b.shape[-2] == n:
         return b, False, broadcast_batch(a.shape[:-2], b.shape[:-2], names=("a", "b"))
     raise ValueError(f"b: expected shape (*, {n}) or (*, {n}, k) to match a {tuple(a.shape)}, got {tuple(b.shape)}")
+
+
+def argmax(x: mx.array, axis: int = -1) -> mx.array:
+    """``mx.argmax`` that also takes an empty batch (MLX refuses any zero-size input).
+
+    Only shapes are inspected: with no element at all the result is an empty uint32 array of
+    the reduced shape, which is what the reduction means there.
+    """
+    if x.size == 0:
+        return mx.zeros(_reduced_shape(x, axis), dtype=mx.uint32)
+    return mx.argmax(x, axis=axis)
+
+
+def argmin(x: mx.array, axis: int = -1) -> mx.array:
+    """``mx.argmin`` that also takes an empty batch (see :func:`argmax`)."""
+    if x.size == 0:
+        return mx.zeros(_reduced_shape(x, axis), dtype=mx.uint32)
+    return mx.argmin(x, axis=axis)
+
+
+def _reduced_shape(x: mx.array, axis: int) -> tuple[int, ...]:
+    axis = axis % x.ndim
+    return tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])

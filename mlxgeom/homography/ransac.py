@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .._checks import argmax
 from .minimal import four_point_normalized
 
 # Elements of the (pairs, trials, points) score tensor evaluated per round (bounds peak memory).
@@ -107,7 +108,7 @@ def best_hypothesis(
         e2 = transfer_sq_error(h, xn, un)
         gain = mx.where(valid[:, None, :], mx.maximum(thr2[:, None, None] - e2, 0), 0)
         score = mx.where(nondeg & oriented, mx.sum(gain, axis=-1), -1.0)
-        j = mx.argmax(score, axis=-1)
+        j = argmax(score, axis=-1)
         s = mx.take_along_axis(score, j[:, None], axis=-1)[:, 0]
         hj = mx.take_along_axis(h, j[:, None, None, None], axis=1)[:, 0]
         better = s > best_score

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import argmax, as_float, as_floats, cast_out, check_trailing
 from . import _scalar as sc
 
 
@@ -114,7 +114,7 @@ def _quaternion_wxyz(r: mx.array) -> mx.array:
         ],
         axis=-2,
     )
-    best = mx.stop_gradient(mx.argmax(d, axis=-1))[..., None, None]
+    best = mx.stop_gradient(argmax(d, axis=-1))[..., None, None]
     q = mx.take_along_axis(cands, best, axis=-2)[..., 0, :]
     q = mx.where(q[..., :1] < 0, -q, q)
     return q / mx.sqrt(mx.sum(q * q, axis=-1, keepdims=True))

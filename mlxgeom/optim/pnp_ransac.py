@@ -7,6 +7,7 @@ from typing import Any, Union
 
 import mlx.core as mx
 
+from .._checks import argmin
 from .losses import RobustLoss
 from .pnp import PnPResult, _finish, _prepare, initial_pose, refine_pnp, reprojection_residuals
 
@@ -51,7 +52,7 @@ def _best_hypothesis(poses: mx.array, hyp_ok: mx.array, pw: mx.array, uv: mx.arr
     e2 = mx.where(mx.isfinite(e2) & in_front, e2, thr2)
     cost = mx.sum(w[..., None, :] * mx.minimum(e2, thr2), axis=-1)
     cost = mx.where(hyp_ok, cost, mx.inf)
-    best = mx.argmin(cost, axis=-1)
+    best = argmin(cost, axis=-1)
     pose = mx.take_along_axis(poses, best[..., None, None, None], axis=-3)[..., 0, :, :]
     return pose, mx.take_along_axis(hyp_ok, best[..., None], axis=-1)[..., 0]
 
