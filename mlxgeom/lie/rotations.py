@@ -49,8 +49,12 @@ def _from_wxyz(q: mx.array, order: str) -> mx.array:
 
 def _quaternion_to_matrix(q: mx.array) -> mx.array:
     # s = 2 / |q|^2 makes the formula valid for non-unit q; a zero q gives the identity.
+    # Double where: 2 / max(n2, tiny) would put -2 / tiny^2 = -inf (times a zero cotangent:
+    # NaN) into the gradient at q = 0.
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    s = 2.0 / mx.maximum(mx.sum(q * q, axis=-1), mx.finfo(q.dtype).smallest_normal)
+    n2 = mx.sum(q * q, axis=-1)
+    nonzero = n2 >= mx.finfo(q.dtype).smallest_normal
+    s = mx.where(nonzero, 2.0 / mx.where(nonzero, n2, 1.0), 0.0)
     xx, yy, zz, xy, xz, yz = s * x * x, s * y * y, s * z * z, s * x * y, s * x * z, s * y * z
     wx, wy, wz = s * w * x, s * w * y, s * w * z
     m = mx.stack(
