@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_trailing
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -99,8 +99,10 @@ class MatrixLieGroup:
     @classmethod
     def interpolate(cls: type[G], a: G, b: G, t: Any) -> G:
         """Geodesic ``a exp(t log(a^-1 b))``; t scalar or (*) broadcast with the batch."""
-        t, _ = as_float(t, "t")
-        return a.rplus(t[..., None] * b.rminus(a))
+        # Computed in the compute dtype of all three inputs, returned in their promoted dtype.
+        (ma, mb, t), out = as_floats(a.matrix, b.matrix, t, names=("a", "b", "t"))
+        a, b = cls(ma), cls(mb)
+        return cls(cast_out(a.rplus(t[..., None] * b.rminus(a)).matrix, out))
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -162,6 +164,13 @@ class _InverseJacobians:
         return cls._inverse_jacobians[1](tangent)
 
 
+def _so3_adjoint(r: Any) -> mx.array:
+    """Ad(R) = R on so(3) (rotation vectors), with the shape check every verb makes."""
+    r, out = as_float(r, "R")
+    check_trailing(r, (3, 3), "R")
+    return cast_out(r, out)
+
+
 class _SO3(NamedTuple):
     matrix: mx.array
 
@@ -180,7 +189,7 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
     matrix_size: ClassVar[int] = 3
     tangent_dim: ClassVar[int] = 3
     _ops: ClassVar[_Ops] = _Ops(
-        so3.so3_exp, so3.so3_log, so3.so3_inverse, so3.so3_compose, so3.so3_act, lambda r: r,
+        so3.so3_exp, so3.so3_log, so3.so3_inverse, so3.so3_compose, so3.so3_act, _so3_adjoint,
         so3.so3_left_jacobian, so3.so3_right_jacobian,
     )
     _inverse_jacobians: ClassVar[tuple] = (so3.so3_left_jacobian_inv, so3.so3_right_jacobian_inv)
