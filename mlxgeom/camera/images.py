@@ -14,7 +14,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from .._checks import as_float, broadcast_batch, cast_out, check_trailing
+from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
 from .projection import distort_points, pixel_grid
 
 
@@ -34,9 +34,13 @@ def undistort_map(K: Any, dist: Any, size: tuple[int, int], K_new: Any = None,
         ((3, 4, 2), [3.0, 2.0])
     """
     width, height = int(size[0]), int(size[1])
-    grid = pixel_grid(height, width).reshape(height * width, 2)
     K_new = K if K_new is None else K_new
+    # The grid is float32 (integers beyond 2048 are not exact in float16): the map takes the
+    # cameras' dtype, not the promotion with the grid's.
+    _, out = as_floats(*[x for x in (K, dist, K_new) if x is not None], names=("K", "dist", "K_new"))
+    grid = pixel_grid(height, width).reshape(height * width, 2)
     px, ok = distort_points(grid, K, dist, model, K_new)
+    px = cast_out(px, out)
     return px.reshape(*px.shape[:-2], height, width, 2), ok.reshape(*ok.shape[:-1], height, width)
 
 
@@ -81,7 +85,8 @@ def remap(image: Any, map_uv: Any, fill: float = 0.0) -> mx.array:
     for du, dv, wgt in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
         ui, vi = u0 + du, v0 + dv
         inside = (ui >= 0) & (ui <= w - 1) & (vi >= 0) & (vi <= h - 1)
-        idx = (mx.clip(vi, 0, h - 1) * w + mx.clip(ui, 0, w - 1)).astype(mx.int32)
+        # The tap index is piecewise constant in the map: the gradient flows through the weights.
+        idx = mx.stop_gradient((mx.clip(vi, 0, h - 1) * w + mx.clip(ui, 0, w - 1)).astype(mx.int32))
         tap = mx.take_along_axis(flat, idx[..., None], axis=-2)
         acc = acc + wgt[..., None] * mx.where(inside[..., None], tap, fill)
     res = acc.reshape(*batch, ho, wo, c)
