@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, broadcast_batch, check_trailing
+from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from . import projection as P
 from .intrinsics import crop_intrinsics, intrinsics_matrix, scale_intrinsics
 
@@ -75,15 +75,23 @@ class Camera(_CameraArrays):
             cls = FisheyeCamera if model == "fisheye" else Camera
         if pose is not None and hasattr(pose, "matrix"):
             pose = pose.matrix  # a lie.SE3
-        pose = mx.eye(4) if pose is None else pose
-        dist = mx.zeros((0,)) if dist is None else dist
-        size = mx.zeros((2,)) if size is None else size
-        (K, pose, dist, size), _ = as_floats(K, pose, dist, size, names=("K", "pose", "dist", "size"))
+        # The dtype comes from the arrays given; the defaults follow it.
+        given = {k: v for k, v in (("K", K), ("pose", pose), ("dist", dist), ("size", size)) if v is not None}
+        arrays, out = as_floats(*given.values(), names=list(given))
+        conv = dict(zip(given, arrays))
+        dt = conv["K"].dtype
+        K = conv["K"]
+        pose = conv.get("pose", mx.eye(4, dtype=dt))
+        dist = conv.get("dist", mx.zeros((0,), dtype=dt))
+        size = conv.get("size", mx.zeros((2,), dtype=dt))
         pose = _homogeneous(pose)
         P._check_camera(K, pose, dist if dist.shape[-1] else None, cls.model)
         check_trailing(size, (2,), "size")
         broadcast_batch(K.shape[:-2], pose.shape[:-2], dist.shape[:-1], size.shape[:-1],
                         names=("K", "pose", "dist", "size"))
+        # Stored in the callers' dtype (float16 stays float16): every method goes through the
+        # functional core, which computes in float32 and casts back (dtype policy, _checks.py).
+        K, pose, dist, size = (cast_out(x, out) for x in (K, pose, dist, size))
         return super().__new__(cls, K, pose, dist, size)
 
     # ----- construction -------------------------------------------------------------
@@ -285,8 +293,8 @@ class Camera(_CameraArrays):
             [50.0, 50.0]
         """
         sy = sx if sy is None else sy
-        (sxa, sya), _ = as_floats(sx, sy, names=("sx", "sy"))
-        size = self.size * mx.stack(mx.broadcast_arrays(sxa, sya), axis=-1)
+        (size, sxa, sya), out = as_floats(self.size, sx, sy, names=("size", "sx", "sy"))
+        size = cast_out(size * mx.stack(mx.broadcast_arrays(sxa, sya), axis=-1), out)
         return type(self)(scale_intrinsics(self.K, sx, sy), self.pose, self.dist, size)
 
     def crop(self, left: Any, top: Any, width: Any, height: Any) -> "Camera":
