@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import mlx.core as mx
@@ -120,7 +122,9 @@ def find_homography(
         raise ValueError("need max_trials >= 1, 0 < confidence < 1 and threshold > 0")
     s, d, w, out_dtype = check_correspondences(src, dst, weights)
     batch, n = s.shape[:-2], s.shape[-2]
-    s, d, w = s.reshape(-1, n, 2), d.reshape(-1, n, 2), w.reshape(-1, n)
+    # Explicit size: MLX cannot infer -1 when N = 0.
+    b = math.prod(batch)
+    s, d, w = s.reshape(b, n, 2), d.reshape(b, n, 2), w.reshape(b, n)
     valid = (w > 0) & mx.all(mx.isfinite(s), -1) & mx.all(mx.isfinite(d), -1)
     w = mx.where(valid, w, 0)
     s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)

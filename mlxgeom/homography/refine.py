@@ -12,6 +12,8 @@ per pair, with a fixed number of iterations.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import mlx.core as mx
@@ -169,10 +171,11 @@ def refine_homography(
         raise ValueError(f"H: expected shape (*, 3, 3), got {tuple(h0.shape)}")
     batch = broadcast_batch(s.shape[:-2], h0.shape[:-2], names=["src/dst", "H"])
     n = s.shape[-2]
-    s = mx.broadcast_to(s, batch + (n, 2)).reshape(-1, n, 2)
-    d = mx.broadcast_to(d, batch + (n, 2)).reshape(-1, n, 2)
-    w = mx.broadcast_to(w, batch + (n,)).reshape(-1, n)
-    h0 = mx.broadcast_to(h0.astype(s.dtype), batch + (3, 3)).reshape(-1, 3, 3)
+    b = math.prod(batch)  # explicit: MLX cannot infer -1 when N = 0
+    s = mx.broadcast_to(s, batch + (n, 2)).reshape(b, n, 2)
+    d = mx.broadcast_to(d, batch + (n, 2)).reshape(b, n, 2)
+    w = mx.broadcast_to(w, batch + (n,)).reshape(b, n)
+    h0 = mx.broadcast_to(h0.astype(s.dtype), batch + (3, 3)).reshape(b, 3, 3)
     valid = (w > 0) & mx.all(mx.isfinite(s), -1) & mx.all(mx.isfinite(d), -1)
     w = mx.where(valid, w, 0)
     s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)
