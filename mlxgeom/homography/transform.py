@@ -23,7 +23,8 @@ def perspective_transform_ex(points: Any, H: Any) -> tuple[mx.array, mx.array]:
     Returns:
         ``(mapped, valid)``: mapped (*, N, d) = ``(H [p; 1])[:d] / (H [p; 1])[d]``; valid (*, N) bool,
         False where ``|w| <= FLT_EPSILON`` (the point maps to infinity), and there ``mapped`` is 0,
-        as in ``cv2.perspectiveTransform``. Gradients are finite everywhere.
+        as in ``cv2.perspectiveTransform``, or NaN where ``w`` is NaN (a NaN input). Gradients
+        are finite everywhere.
 
     Example:
         >>> import mlx.core as mx
@@ -44,14 +45,16 @@ def perspective_transform_ex(points: Any, H: Any) -> tuple[mx.array, mx.array]:
     w = out[..., d]
     valid = mx.abs(w) > _W_EPS
     mapped = safe_div(out[..., :d], w[..., None], valid[..., None])
+    # A NaN input stays NaN (in its own entry) instead of passing for a point at infinity.
+    mapped = mx.where(mx.isnan(w)[..., None], w[..., None], mapped)
     return cast_out(mapped, out_dtype), valid
 
 
 def perspective_transform(points: Any, H: Any) -> mx.array:
     """``cv2.perspectiveTransform``: (*, N, d) points through (*, d + 1, d + 1) matrices, d in {2, 3}.
 
-    Points that map to infinity (``|w| <= FLT_EPSILON``) come out as 0, as in OpenCV; use
-    :func:`perspective_transform_ex` to get the validity mask.
+    Points that map to infinity (``|w| <= FLT_EPSILON``) come out as 0, as in OpenCV (NaN inputs
+    stay NaN); use :func:`perspective_transform_ex` to get the validity mask.
 
     Example:
         >>> import mlx.core as mx
