@@ -121,7 +121,7 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
 
 def _weighted(r: mx.array, block: int, loss: RobustLoss | None) -> tuple[mx.array, mx.array]:
     """Cost (*batch) and per-residual IRLS weights (*batch, m) of residuals (*batch, m)."""
-    s = mx.sum(mx.square(r.reshape(*r.shape[:-1], -1, block)), axis=-1)
+    s = mx.sum(mx.square(r.reshape(*r.shape[:-1], r.shape[-1] // block, block)), axis=-1)
     if loss is None:
         return 0.5 * mx.sum(s, axis=-1), mx.ones_like(r)
     w = mx.repeat(loss.weight(s), block, axis=-1)
@@ -158,8 +158,7 @@ def _solve_damped(a: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.
 
 
 def _param_norm(x: mx.array, batch_ndim: int) -> mx.array:
-    flat = x.reshape(*x.shape[:batch_ndim], -1)
-    return mx.sqrt(mx.sum(flat * flat, axis=-1))
+    return mx.sqrt(mx.sum(x * x, axis=tuple(range(batch_ndim, x.ndim))))
 
 
 def _expand(mask: mx.array, x: mx.array) -> mx.array:
