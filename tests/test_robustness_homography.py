@@ -56,10 +56,6 @@ QUAD_COLLINEAR = np.array([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [0.0, 300
 TO_INFINITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, -100.0]])  # w = 0 on the line x = 100
 
 
-# Not fixed by this campaign (needs a degeneracy test inside refine.py, see ROBUSTNESS.md).
-REFINE_DEGENERACY = ("refine_homography checks only '>= 4 usable points': collinear src/dst keep ok True "
-                     "although the docstring promises ok False for degenerate input as in find_homography")
-
 
 def correspondence_cases(extra: bool = True) -> dict[str, tuple[list, str]]:
     cases = {
@@ -99,8 +95,7 @@ def _specs() -> list[Spec]:
              specials={"to_infinity": ([np.array([100.0, 5.0]), TO_INFINITY], "flagged")}),
         Spec("refine_homography", lambda h0, s, h: homography.refine_homography(h0, s, _dst(s, h), iterations=2),
              [Arg((3, 3), const(np.eye(3))), SRC, H], mask=lambda r: r[1],
-             specials={"collinear": ([None, COLLINEAR], "flagged"), "singular_start": ([np.zeros((3, 3))], "any")},
-             known={"special:collinear": REFINE_DEGENERACY}),
+             specials={"collinear": ([None, COLLINEAR], "flagged"), "singular_start": ([np.zeros((3, 3))], "any")}),
         Spec("decompose_homography", homography.decompose_homography, [Arg((3, 3), plane_homographies), Arg((3, 3), const(K0))],
              mask=lambda r: r.valid[..., 0],
              specials={"pure_rotation": ([np.eye(3)], "valid"), "singular_H": ([np.diag([1.0, 1.0, 0.0])], "flagged"),

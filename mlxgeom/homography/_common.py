@@ -20,6 +20,22 @@ def safe_div(a: mx.array, b: mx.array, valid: mx.array) -> mx.array:
     return mx.where(valid, a / mx.where(valid, b, 1), 0)
 
 
+def spread_ok(points: mx.array, w: mx.array, ratio: float = 1e-5) -> mx.array:
+    """False where the weighted points (*, N, 2) lie on one line (or one point) to working precision.
+
+    With the weighted 2x2 covariance C, ``det C > ratio * trace(C)^2`` bounds the ratio of its
+    eigenvalues (the squared aspect ratio of the point cloud) from below by about ``ratio``.
+    """
+    total = mx.maximum(mx.sum(w, -1, keepdims=True), 1e-30)
+    mean = mx.sum(w[..., None] * points, -2, keepdims=True) / total[..., None]
+    x = points - mean
+    cxx = mx.sum(w * x[..., 0] * x[..., 0], -1)
+    cyy = mx.sum(w * x[..., 1] * x[..., 1], -1)
+    cxy = mx.sum(w * x[..., 0] * x[..., 1], -1)
+    tr = cxx + cyy
+    return (cxx * cyy - cxy * cxy) > ratio * tr * tr
+
+
 def check_correspondences(
     src: Any, dst: Any, weights: Any | None
 ) -> tuple[mx.array, mx.array, mx.array, mx.Dtype]:

@@ -20,7 +20,7 @@ import mlx.core as mx
 
 from .. import lie, linalg
 from .._checks import broadcast_batch, cast_out
-from ._common import check_correspondences, safe_div
+from ._common import check_correspondences, safe_div, spread_ok
 from .dlt import denormalize, hartley_normalization, normalize_points
 from .minimal import finish
 
@@ -180,7 +180,7 @@ def refine_homography(
     w = mx.where(valid, w, 0)
     s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)
     h, hn, cost = lm_refine(h0, s, d, w, iterations, error == "symmetric")
-    enough = mx.sum(valid.astype(mx.int32), -1) >= 4
+    enough = (mx.sum(valid.astype(mx.int32), -1) >= 4) & spread_ok(s, w) & spread_ok(d, w)
     h, ok = finish(h, hn, enough & mx.isfinite(cost))
     terms = mx.sum(w, -1) * (2 if error == "symmetric" else 1)
     rms = mx.sqrt(safe_div(cost, terms, enough & mx.isfinite(cost)))
