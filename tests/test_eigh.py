@@ -198,3 +198,19 @@ def test_eigh_is_device_safe(n):
 
 def test_eigh3_is_device_safe():
     assert_device_safe(linalg.eigh3, lambda b: (mx.array(symmetric((b,), 3, seed=b), dtype=mx.float32),))
+
+
+@pytest.mark.parametrize("n", [4, 7, 12])
+def test_parallel_schedule_used_on_gpus_matches_numpy(n, monkeypatch):
+    """The CPU runs the scalar schedule for every n <= 16; force the GPU's parallel one here."""
+    import importlib
+
+    eigh_module = importlib.import_module("mlxgeom.linalg.eigh")
+    monkeypatch.setitem(eigh_module._SCALAR_MAX_N, "cpu", 3)
+    a_np = symmetric((2, 10), n, seed=40 + n)
+    w, v = linalg.eigh(mx.array(a_np, dtype=mx.float32))
+    w, v = to_np(w), to_np(v)
+    scale = fnorm(a_np)[..., None]
+    assert np.all(np.abs(w - np.linalg.eigvalsh(a_np)) <= 2e-5 * scale)
+    rec = v @ (w[..., :, None] * np.swapaxes(v, -1, -2))
+    assert np.all(fnorm(rec - a_np) <= 2e-5 * scale[..., 0])
