@@ -11,6 +11,7 @@ elementwise ops, small products and ``linalg.eigh``/``solve_spd_ex``.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 from .. import linalg
 
@@ -20,6 +21,8 @@ _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 _PRODUCTS = ((0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3))
 # Planarity threshold on lambda_min / lambda_max of the point covariance.
 _PLANAR_RATIO = {mx.float32: 1e-5, mx.float64: 1e-10}
+# Inverse-iteration steps for the null vectors of the normal matrices.
+_ITERATIONS = 2
 
 
 def _eps(dtype: mx.Dtype) -> float:
@@ -71,19 +74,43 @@ def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.a
     return mx.concatenate([c0[..., None, :], ctrl], axis=-2), alphas, mx.all(spread, axis=-1)
 
 
+def _moments(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+    """``sum_i c_i a_i a_i^T`` (*, 4, p, p) for the four weights ``c`` in ``w (1, x, y, x^2 + y^2)``.
+
+    Only the p (p + 1) / 2 distinct products are formed, with the points on the last
+    (contiguous) axis so that the sum is a plain row reduction.
+    """
+    p = a.shape[-1]
+    x, y = xn[..., 0], xn[..., 1]
+    coef = mx.stack([w, w * x, w * y, w * (x * x + y * y)], axis=-2)  # (*, 4, N)
+    at = a.swapaxes(-1, -2)
+    upper = [(i, j) for i in range(p) for j in range(i, p)]
+    prods = mx.stack([at[..., i, :] * at[..., j, :] for i, j in upper], axis=-2)  # (*, p(p+1)/2, N)
+    packed = mx.sum(coef[..., :, None, :] * prods[..., None, :, :], axis=-1)
+    index = np.zeros((p, p), dtype=np.int32)
+    for k, (i, j) in enumerate(upper):
+        index[i, j] = index[j, i] = k
+    return mx.take(packed, mx.array(index.reshape(-1)), axis=-1).reshape(*packed.shape[:-1], p, p)
+
+
+def _projective_normal_blocks(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+    """(*, 3, 3, p, p) blocks (a, b) of ``sum_i w_i (r1 r1^T + r2 r2^T)`` for the rows
+    ``r1 = [1, 0, -x] (x) a_i`` and ``r2 = [0, 1, -y] (x) a_i`` (block (a, b) = coefficient
+    ``[[1, 0, -x], [0, 1, -y], [-x, -y, x^2 + y^2]]_ab`` times ``a_i a_i^T``)."""
+    mom = _moments(a, xn, w)
+    s1, sx, sy, sr = (mom[..., c, :, :] for c in range(4))
+    zero = mx.zeros_like(s1)
+    return mx.stack([mx.stack([s1, zero, -sx], -3), mx.stack([zero, s1, -sy], -3), mx.stack([-sx, -sy, sr], -3)], -4)
+
+
 def _epnp_mtm(alphas: mx.array, xn: mx.array, w: mx.array) -> mx.array:
     """``M^T M`` (*, 12, 12) of EPnP's 2N x 12 system (Lepetit et al. 2009, eq. 7)."""
-    x, y = xn[..., 0], xn[..., 1]
     # Per point the two rows are alpha (x) [1, 0, -x] and alpha (x) [0, 1, -y], so the
     # (j, k) 3x3 block of M^T M is sum_i w_i a_ij a_ik [[1, 0, -x], [0, 1, -y], [-x, -y, x^2 + y^2]]:
     # four weighted 4x4 moment matrices of the alphas give all of it.
-    coef = mx.stack([w, w * x, w * y, w * (x * x + y * y)], axis=-1)  # (*, N, 4)
-    mom = mx.sum(coef[..., :, :, None, None] * (alphas[..., :, None, :, None] * alphas[..., :, None, None, :]), axis=-4)
-    s1, sx, sy, sr = (mom[..., c, :, :] for c in range(4))
-    zero = mx.zeros_like(s1)
-    b = mx.stack([mx.stack([s1, zero, -sx], -1), mx.stack([zero, s1, -sy], -1), mx.stack([-sx, -sy, sr], -1)], -2)
-    # b is (*, 4, 4, 3, 3) indexed (j, k, a, b): reorder to (j, a, k, b) -> 12 x 12.
-    return b.transpose(*range(b.ndim - 4), -4, -2, -3, -1).reshape(*b.shape[:-4], 12, 12)
+    b = _projective_normal_blocks(alphas, xn, w)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
+    # unknowns are ordered (control point j, coordinate a): reorder to (j, a, k, b) -> 12 x 12
+    return b.transpose(*range(b.ndim - 4), -2, -4, -1, -3).reshape(*b.shape[:-4], 12, 12)
 
 
 def _l_matrix(null: mx.array) -> mx.array:
@@ -173,8 +200,8 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     behind the camera explain).
     """
     ctrl, alphas, spread = _control_points(pw, w)
-    _, vecs = linalg.eigh(_epnp_mtm(alphas, xn, w))
-    null = vecs[..., :, :4].swapaxes(-1, -2).reshape(*vecs.shape[:-2], 4, 4, 3)
+    _, vecs, found = linalg.eigh_smallest(_epnp_mtm(alphas, xn, w), k=4, iterations=_ITERATIONS)
+    null = vecs.swapaxes(-1, -2).reshape(*vecs.shape[:-2], 4, 4, 3)
     lmat = _l_matrix(null)
     rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
     best = None
@@ -193,7 +220,7 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
             take = err < best[2]
             best = (mx.where(take[..., None, None], r, best[0]), mx.where(take[..., None], t, best[1]),
                     mx.where(take, err, best[2]), mx.where(take, proper, best[3]))
-    return best[0], best[1], spread & best[3] & (mx.sum(w, axis=-1) >= 4)
+    return best[0], best[1], spread & found & best[3] & (mx.sum(w, axis=-1) >= 4)
 
 
 def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -208,12 +235,10 @@ def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx
     s = mx.where(s > 0, s, 1.0)
     q = d / s[..., None, None]
     qh = mx.concatenate([q, mx.ones_like(q[..., :1])], axis=-1)
-    z4 = mx.zeros_like(qh)
-    x, y = xn[..., 0:1], xn[..., 1:2]
-    row1 = mx.concatenate([qh, z4, -x * qh], axis=-1)
-    row2 = mx.concatenate([z4, qh, -y * qh], axis=-1)
-    ata = _outer_sum(row1, row1, w) + _outer_sum(row2, row2, w)
-    _, vecs = linalg.eigh(ata)
+    # rows [qh, 0, -x qh] and [0, qh, -y qh]: unknowns ordered (row of P, column of P)
+    b = _projective_normal_blocks(qh, xn, w)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
+    ata = b.transpose(*range(b.ndim - 4), -4, -2, -3, -1).reshape(*b.shape[:-4], 12, 12)
+    _, vecs, found = linalg.eigh_smallest(ata, k=1, iterations=_ITERATIONS)
     p = vecs[..., :, 0].reshape(*vecs.shape[:-2], 3, 4)
     m_n, p4 = p[..., :3], p[..., 3]
     m = m_n / s[..., None, None]
@@ -223,4 +248,4 @@ def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx
     r = linalg.project_to_so3(m / lam[..., None, None])
     t = p4 / lam[..., None]
     _, _, spread = _control_points(pw, w)
-    return r, t, spread & (mx.abs(det) > 0) & (mx.sum(w, axis=-1) >= 6)
+    return r, t, spread & found & (mx.abs(det) > 0) & (mx.sum(w, axis=-1) >= 6)
