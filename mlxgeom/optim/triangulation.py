@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
+from ..camera.projection import MIN_DEPTH
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .levenberg_marquardt import levenberg_marquardt
 from .pnp import normalize_pixels
@@ -18,7 +19,7 @@ class TriangulationResult(NamedTuple):
     Attributes:
         points: (*, 3) world points (zeros where not ok).
         ok: (*) bool: >= 2 views used, the point is finite (not at infinity) and in front
-            of every used camera.
+            of every used camera (depth > ``camera.projection.MIN_DEPTH``, as ``Camera.project``).
         reprojection_error: (*) RMS pixel error over the used views (inf where not ok).
     """
 
@@ -129,7 +130,7 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
 
         x = levenberg_marquardt(residual, mx.stop_gradient(x), max_iters=max_iters, tau=1e-4).x
     res, depth = _view_residuals(x, k, pose, uv)
-    ok = ok & mx.all((depth > 0) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
+    ok = ok & mx.all((depth > MIN_DEPTH) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
     x = mx.where(ok[..., None], x, 0.0)
     rms = mx.sqrt(mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
     return TriangulationResult(cast_out(x, out), ok, cast_out(mx.where(ok, rms, mx.inf), out))
