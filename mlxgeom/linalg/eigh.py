@@ -328,6 +328,5 @@ def eigh3(a) -> tuple[mx.array, mx.array]:
         >>> w.tolist()
         [1.0, 2.0, 3.0]
     """
-    a, _ = as_float(a, "a")
-    check_square(a, (3,), "a")
+    check_square(as_float(a, "a")[0], (3,), "a")
     return eigh(a)
