@@ -95,20 +95,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, nargs="+", default=[1, 64, 1024])
     ap.add_argument("--trials", type=int, default=512, help="static RANSAC hypotheses per pair (mlxgeom)")
+    ap.add_argument("--out", help="also append the tables to this file")
     args = ap.parse_args()
+    lines: list[str] = []
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
     threads = cv2.getNumThreads()
-    print(f"\n{machine()}; OpenCV {cv2.__version__}\n")
-    print(f"#### RANSAC homography, 1000 matches/pair, 40 % outliers, 0.5 px noise; mlxgeom max_trials={args.trials}\n")
-    print("| pairs | mlxgeom ms/pair | cv2 loop ms/pair | cv2 / mlxgeom | mean error px (mlxgeom / cv2) "
-          "| inlier recall % (mlxgeom / cv2) | mlxgeom ok % | first call s (compile) |")
-    print("|---|---|---|---|---|---|---|---|")
+    emit(f"\n### homography on {machine()}; OpenCV {cv2.__version__}\n")
+    emit(f"#### RANSAC homography, 1000 matches/pair, 40 % outliers, 0.5 px noise; mlxgeom max_trials={args.trials}\n")
+    emit("| pairs | mlxgeom ms/pair | cv2 loop ms/pair | cv2 / mlxgeom | mean error px (mlxgeom / cv2) "
+         "| inlier recall % (mlxgeom / cv2) | mlxgeom ok % | first call s (compile) |")
+    emit("|---|---|---|---|---|---|---|---|")
     for p in args.pairs:
-        print(bench_ransac(p, args.trials), flush=True)
+        emit(bench_ransac(p, args.trials))
     cv2.setNumThreads(threads)
-    print("\n#### warp_perspective, 3840 x 2160 x 3, float32 (mlxgeom) vs uint8 (cv2, all threads)\n")
-    print("| interpolation | mlxgeom ms | cv2 ms | cv2 / mlxgeom | max abs diff, interior (levels) |")
-    print("|---|---|---|---|---|")
-    print(bench_warp())
+    emit("\n#### warp_perspective, 3840 x 2160 x 3, float32 (mlxgeom) vs uint8 (cv2, all threads)\n")
+    emit("| interpolation | mlxgeom ms | cv2 ms | cv2 / mlxgeom | max abs diff, interior (levels) |")
+    emit("|---|---|---|---|---|")
+    emit(bench_warp())
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
