@@ -1,8 +1,9 @@
 """Test configuration. ``MLXGEOM_DEVICE=gpu pytest`` runs the suite on MLX's GPU backend.
 
 MLX has no float64 on the GPU, so in GPU mode a test runs on the CPU device when it uses
-float64 MLX arrays: marked ``float64``, parametrised with ``mx.float64``, or naming
-``mx.float64`` in its body. Everything else runs on the GPU.
+float64 MLX arrays: marked ``float64``, parametrised with ``mx.float64`` (or the input kind
+``"float64"``), or naming ``mx.float64`` in its body. Helpers that build float64 references
+themselves do so under ``helpers.on_cpu()``. Everything else runs on the GPU.
 """
 
 import inspect
@@ -33,7 +34,8 @@ def _uses_float64(request) -> bool:
     if request.node.get_closest_marker("float64"):
         return True
     params = getattr(getattr(request.node, "callspec", None), "params", {})
-    if any(isinstance(v, mx.Dtype) and v == mx.float64 for v in params.values()):
+    if any((isinstance(v, mx.Dtype) and v == mx.float64) or (isinstance(v, str) and v == "float64")
+           for v in params.values()):
         return True
     try:
         return "mx.float64" in inspect.getsource(request.function)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -16,6 +17,11 @@ CPU_ONLY_PRIMITIVES = frozenset({"Inverse", "SVD", "QRF", "Eigh", "Eig", "LUF", 
 ON_GPU = mx.default_device() == mx.gpu
 # float64 exists only on MLX's CPU backend; conftest runs float64 cases on the CPU device.
 FLOAT_DTYPES = [mx.float32, mx.float64]
+
+
+def on_cpu(dtype: mx.Dtype = mx.float64) -> contextlib.AbstractContextManager:
+    """Context for building ``dtype`` references: the CPU device for float64, else a no-op."""
+    return mx.stream(mx.cpu) if dtype == mx.float64 else contextlib.nullcontext()
 
 
 def graph_primitives(fn: Callable[..., Any], *args: Any) -> set[str]:
@@ -46,7 +52,10 @@ def assert_device_safe(fn: Callable[..., Any], make_args: Callable[[int], Sequen
 
     ``make_args(batch)`` builds arguments of batch size ``batch``. The function must hold no
     CPU-only primitive, run under ``mx.compile`` (a host sync inside raises), and give the
-    eager result when the compiled function is called at two batch sizes.
+    eager result when the compiled function is called at two batch sizes. On the GPU the
+    fused kernels of a compiled graph round differently from the eager ops (FMA contraction,
+    reduction order), so there the match is to 1e-4 of each output's magnitude; accuracy
+    itself is checked against float64 references elsewhere.
     """
     found = graph_primitives(fn, *make_args(3)) & CPU_ONLY_PRIMITIVES
     assert not found, f"CPU-only primitives in the graph: {sorted(found)}"
@@ -58,7 +67,9 @@ def assert_device_safe(fn: Callable[..., Any], make_args: Callable[[int], Sequen
         assert len(eager) == len(comp)
         for e, c in zip(eager, comp):
             assert e.shape == c.shape
-            np.testing.assert_allclose(c, e, rtol=1e-5, atol=1e-5, equal_nan=True)
+            scale = float(np.max(np.abs(e[np.isfinite(e)]), initial=1.0)) if e.dtype.kind == "f" else 1.0
+            tol = 1e-4 * max(scale, 1.0) if ON_GPU else 1e-5
+            np.testing.assert_allclose(c, e, rtol=tol if ON_GPU else 1e-5, atol=tol, equal_nan=True)
 
 
 def to_np(x: mx.array) -> np.ndarray:

@@ -16,9 +16,14 @@ EXAMPLES = ROOT / "examples"
 SCENE = ROOT / "data" / "scene"
 
 
+def _pythonpath() -> str:
+    """This checkout first, then whatever the caller had (an MLX installed by path, as on the GPU machine)."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
 def run(args: list[str], cwd: Path, timeout: float = 60.0, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python args...`` with this interpreter; fail with its output when it fails."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})}
     proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
     assert proc.returncode == 0, f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -100,7 +105,7 @@ def test_batch_reprojection_notebook_runs_without_errors(tmp_path: Path, monkeyp
     assert all(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook with its outputs"
     # The kernel inherits the environment: every 4th pixel, and this checkout's mlxgeom.
     monkeypatch.setenv("MLXGEOM_NOTEBOOK_STRIDE", "4")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", _pythonpath())
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
@@ -111,5 +116,5 @@ def test_batch_reprojection_notebook_runs_without_errors(tmp_path: Path, monkeyp
 def test_demo_without_data_says_where_to_point_it(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mlxgeom", "demo", "--data", str(tmp_path / "none"), "--out",
                            str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": _pythonpath()})
     assert proc.returncode == 2 and "--data" in proc.stderr, (proc.returncode, proc.stderr[-2000:])

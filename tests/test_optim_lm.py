@@ -168,7 +168,10 @@ def test_device_safe_and_compiles_at_two_batch_sizes_autodiff():
         return mx.array(t, dtype=mx.float32), mx.array(y, dtype=mx.float32)
 
     def fn(t, y):
-        return tuple(levenberg_marquardt(_exp_residual(t, y), mx.ones((y.shape[0], 3)), max_iters=4, loss="huber"))
+        res = levenberg_marquardt(_exp_residual(t, y), mx.ones((y.shape[0], 3)), max_iters=4, loss="huber")
+        # damping records accept/reject decisions between near-equal float32 costs, which the
+        # fused kernels of a compiled graph may round the other way (seen on CUDA)
+        return tuple(v for k, v in res._asdict().items() if k != "damping")
 
     assert_device_safe(fn, make)
 

@@ -25,6 +25,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from hypothesis import strategies as st
+from helpers import on_cpu
 
 Gen = Callable[[np.random.Generator, tuple], np.ndarray]
 
@@ -411,6 +412,11 @@ kinds = st.sampled_from(["mx32", "numpy", "list", "float64"])
 
 def check_random_batch(spec: Spec, batch: tuple, kind: str, seed: int, nan_at: int | None) -> None:
     """Random batch shape / input kind / NaN position: shapes, dtype, isolation of the NaN entry."""
+    with on_cpu(mx.float64 if kind == "float64" else mx.float32):
+        _check_random_batch(spec, batch, kind, seed, nan_at)
+
+
+def _check_random_batch(spec: Spec, batch: tuple, kind: str, seed: int, nan_at: int | None) -> None:
     vals = make_args(spec, batch, seed=seed)
     n = int(np.prod(batch)) if batch else 1
     bad = None

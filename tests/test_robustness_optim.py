@@ -9,6 +9,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from helpers import ON_GPU
 
 from mlxgeom import lie, optim
 from test_robustness_harness import Arg, Spec, const, define_tests, intrinsics, normal
@@ -114,6 +115,10 @@ for _s in SPECS:
         _s.kinds, _s.wrong_trailing = ("int", "float64", "float16", "bfloat16"), False
     if _s.name == "levenberg_marquardt":
         _s.kinds = ("numpy", "int", "float64")  # the test's residual closure takes mx arrays
+    if _s.name == "solve_pnp_dlt" and ON_GPU:
+        # the float32 DLT is ~0.4 px off on exact data; on CUDA its reductions round differently
+        # per batch shape, which moves that error by up to ~0.005 px between batched calls
+        _s.tol = 2e-2
     if _s.name == "Tukey.rho_weight":
         _s.nan_must_show = False  # rho(inf) = c^2 / 3 is the right, finite value
 globals().update(define_tests(SPECS, hypothesis_examples=3))

@@ -135,7 +135,7 @@ def test_project_to_so3_returns_rotations_and_fixes_reflections():
     ref = Rotation.from_matrix(noisy).as_matrix()
     np.testing.assert_allclose(to_np(linalg.project_to_so3(mx.array(noisy))), ref, atol=1e-5)
     # -R has s = (1, 1, 1) and det -1: no unique nearest rotation, but det must be +1
-    np.testing.assert_allclose(np.linalg.det(to_np(linalg.project_to_so3(mx.array(-r_np)))), 1.0, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.det(to_np(linalg.project_to_so3(mx.array(-r_np)))), 1.0, atol=5e-6)
     refl_np = -r_np * np.array([1.0, 0.8, 0.5])  # distinct singular values: unique answer
     refl = to_np(linalg.project_to_so3(mx.array(refl_np)))
     np.testing.assert_allclose(refl, polar_reference(refl_np), atol=2e-5)
