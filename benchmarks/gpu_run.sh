@@ -30,8 +30,9 @@ case "${1:-tests}" in
     }
     export -f run_one
     export out
-    # test_docs builds the docs site (no GPU code); test_robustness_harness holds no tests.
-    { ls ${FILES:-tests/test_*.py} | grep -vE "tests/test_(docs|robustness_harness).py"; [ -n "${FILES:-}" ] || echo mlxgeom; } \
+    # Largest files first (the longest runs); test_docs builds the docs site (no GPU code),
+    # test_robustness_harness holds no tests; "mlxgeom" is the docstring examples.
+    { ls -S ${FILES:-tests/test_*.py} | grep -vE "tests/test_(docs|robustness_harness).py"; [ -n "${FILES:-}" ] || echo mlxgeom; } \
       | xargs -P "${JOBS:-8}" -I{} bash -c 'run_one {}' | tee "$out/gpu_summary.log"
     # each line must end in pytest's closing "N passed ... in Ts" with nothing failed
     ! grep -vE ": [0-9]+ passed[^,]*(, [0-9]+ (skipped|xfailed|deselected|warnings?))* in " "$out/gpu_summary.log"

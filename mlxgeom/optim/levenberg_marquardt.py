@@ -35,6 +35,8 @@ from .losses import RobustLoss, get_loss
 
 Retract = Callable[[mx.array, mx.array], mx.array]
 JacobianFn = Callable[[mx.array], mx.array]
+#: ``x -> (cost (*batch), A (*batch, n, n), g (*batch, n))``: cost and normal equations at x.
+LinearizeFn = Callable[[mx.array], tuple[mx.array, mx.array, mx.array]]
 
 
 class LMStatus(enum.IntEnum):
@@ -165,6 +167,100 @@ def _expand(mask: mx.array, x: mx.array) -> mx.array:
     return mask.reshape(*mask.shape, *([1] * (x.ndim - mask.ndim)))
 
 
+def _tolerances(dtype: mx.Dtype, xtol: float | None, ftol: float | None) -> tuple[float, float]:
+    f64 = dtype == mx.float64
+    return (1e-10 if f64 else 1e-6) if xtol is None else xtol, (1e-14 if f64 else 1e-7) if ftol is None else ftol
+
+
+def levenberg_marquardt_linearized(
+    linearize: LinearizeFn,
+    x0: mx.array,
+    retract: Retract,
+    batch_shape: tuple[int, ...],
+    *,
+    max_iters: int = 20,
+    tau: float = 1e-3,
+    gtol: float = 0.0,
+    xtol: float | None = None,
+    ftol: float | None = None,
+) -> LMResult:
+    """The loop of :func:`levenberg_marquardt` on a callback that returns the cost and the
+    normal equations, ``linearize(x) -> (F(x), A = J^T W J, g = J^T W r)``.
+
+    For residuals whose normal equations can be summed per residual block without forming J
+    (PnP). ``linearize`` runs once at x0 and once per iteration at the trial point
+    ``retract(x, h)``: an accepted step keeps the trial's ``(F, A, g)`` for the next
+    iteration, so no separate cost pass and no final pass for the Hessian are needed.
+    Gradients flow through ``linearize`` exactly as in :func:`levenberg_marquardt`.
+
+    Args:
+        linearize: ``x (*batch, *param) -> (cost (*batch), A (*batch, n, n), g (*batch, n))``,
+            problem b depending on x[b] only.
+        x0: (*batch, *param) in the compute dtype (float32/float64); x is returned in it.
+        retract: ``(x, h (*batch, n)) -> x'``.
+        batch_shape: the problems' batch shape.
+        max_iters, tau, gtol, xtol, ftol: as in :func:`levenberg_marquardt`.
+
+    Returns:
+        :class:`LMResult`.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> lin = lambda x: (0.5 * mx.sum((x - 3.0) ** 2, -1), mx.broadcast_to(mx.eye(1), (2, 1, 1)), x - 3.0)
+        >>> res = levenberg_marquardt_linearized(lin, mx.array([[1.0], [5.0]]), vector_retract, (2,))
+        >>> [round(v, 4) for v in res.x[:, 0].tolist()], res.converged.tolist()
+        ([3.0, 3.0], [True, True])
+    """
+    if max_iters < 0:
+        raise ValueError(f"max_iters: expected >= 0, got {max_iters}")
+    x = x0
+    xtol, ftol = _tolerances(x.dtype, xtol, ftol)
+    bnd = len(batch_shape)
+    cost_out, a, g = linearize(x)
+    initial_cost = cost_out
+    cost = mx.stop_gradient(_finite_cost(cost_out))
+    failed = ~mx.isfinite(cost)
+    diag_max = mx.max(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
+    mu = mx.stop_gradient(tau * mx.where(mx.isfinite(diag_max) & (diag_max > 0), diag_max, 1.0))
+    nu = mx.full(batch_shape, 2.0, dtype=x.dtype)
+    status = mx.where(failed, int(LMStatus.FAILED), int(LMStatus.MAX_ITERS)).astype(mx.int32)
+    iterations = mx.zeros(batch_shape, dtype=mx.int32)
+    eps = 2.2e-16 if x.dtype == mx.float64 else 1.2e-7
+
+    for _ in range(max_iters):
+        active = status == int(LMStatus.MAX_ITERS)
+        g_small = mx.max(mx.abs(mx.stop_gradient(g)), axis=-1) <= gtol
+        h, h_ok = _solve_damped(a, g, mu)
+        h_small = h_ok & (mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
+                          <= xtol * (_param_norm(mx.stop_gradient(x), bnd) + xtol))
+        x_new = retract(x, h)
+        cost_out_new, a_new, g_new = linearize(x_new)
+        cost_new = _finite_cost(mx.stop_gradient(cost_out_new))
+        hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
+        predicted = 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
+        actual = cost - cost_new
+        gain = actual / mx.where(predicted > 0, predicted, 1.0)
+        accept = active & h_ok & ~h_small & ~g_small & (predicted > 0) & (gain > 0) & mx.isfinite(cost_new)
+        cost_small = accept & (actual <= ftol * cost + eps * eps)
+        x = mx.where(_expand(accept, x), x_new, x)
+        cost = mx.where(accept, cost_new, cost)
+        cost_out = mx.where(accept, cost_out_new, cost_out)
+        a = mx.where(accept[..., None, None], a_new, a)
+        g = mx.where(accept[..., None], g_new, g)
+        shrink = mx.maximum(1.0 / 3.0, 1.0 - (2.0 * mx.minimum(gain, 1.0) - 1.0) ** 3)
+        reject = active & ~accept
+        mu = mx.where(accept, mu * shrink, mx.where(reject, mx.minimum(mu * nu, 1e30), mu))
+        nu = mx.where(accept, 2.0, mx.where(reject, mx.minimum(2.0 * nu, 2.0**20), nu))
+        iterations = iterations + active.astype(mx.int32)
+        new_status = mx.where(g_small, int(LMStatus.GRADIENT),
+                              mx.where(h_small, int(LMStatus.STEP),
+                                       mx.where(cost_small, int(LMStatus.COST), int(LMStatus.MAX_ITERS))))
+        status = mx.where(active, new_status, status).astype(mx.int32)
+
+    return LMResult(x=x, cost=cost_out, initial_cost=initial_cost, iterations=iterations,
+                    converged=status > 0, status=status, damping=mu, hessian=a)
+
+
 def levenberg_marquardt(
     residual_fn: Callable[[mx.array], mx.array],
     x0: Any,
@@ -233,73 +329,25 @@ def levenberg_marquardt(
         raise ValueError("dof: give the tangent dimension (e.g. 6 for SE(3)) when a retract function is used")
     if max_iters < 0:
         raise ValueError(f"max_iters: expected >= 0, got {max_iters}")
+    if not callable(jacobian) and jacobian != "autodiff":
+        raise ValueError(f"jacobian: expected 'autodiff' or a callable, got {jacobian!r}")
     loss_obj = get_loss(loss, loss_scale)
-    f64 = x.dtype == mx.float64
-    xtol = (1e-10 if f64 else 1e-6) if xtol is None else xtol
-    ftol = (1e-14 if f64 else 1e-7) if ftol is None else ftol
-
-    def linearize(xc: mx.array, batch_shape: tuple[int, ...]) -> tuple[mx.array, mx.array]:
-        if callable(jacobian):
-            return residual_fn(xc), jacobian(xc)
-        if jacobian != "autodiff":
-            raise ValueError(f"jacobian: expected 'autodiff' or a callable, got {jacobian!r}")
-        return batched_jacobian(residual_fn, xc, dof, batch_shape, retract)
-
     r = residual_fn(x)
     if r.ndim < 1 or r.shape[-1] % block_size:
         raise ValueError(f"residual_fn: expected residuals of shape (*batch, m) with m a multiple of "
                          f"block_size={block_size}, got {tuple(r.shape)}")
     batch_shape = tuple(r.shape[:-1])
-    bnd = len(batch_shape)
-    if tuple(x.shape[:bnd]) != batch_shape:
+    if tuple(x.shape[:len(batch_shape)]) != batch_shape:
         raise ValueError(f"x0: expected batch shape {batch_shape} (from the residuals), got {tuple(x.shape)}")
 
-    r, jac = linearize(x, batch_shape)
-    cost, w = _weighted(r, block_size, loss_obj)
-    initial_cost = cost
-    cost = mx.stop_gradient(_finite_cost(cost))
-    failed = ~mx.isfinite(cost)
-    a, g = _normal_equations(r, jac, w)
-    diag_max = mx.max(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
-    mu = mx.stop_gradient(tau * mx.where(mx.isfinite(diag_max) & (diag_max > 0), diag_max, 1.0))
-    nu = mx.full(batch_shape, 2.0, dtype=x.dtype)
-    status = mx.where(failed, int(LMStatus.FAILED), int(LMStatus.MAX_ITERS)).astype(mx.int32)
-    iterations = mx.zeros(batch_shape, dtype=mx.int32)
-    eps = 2.2e-16 if f64 else 1.2e-7
+    def linearize(xc: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        if callable(jacobian):
+            rc, jac = residual_fn(xc), jacobian(xc)
+        else:
+            rc, jac = batched_jacobian(residual_fn, xc, dof, batch_shape, retract)
+        cost, w = _weighted(rc, block_size, loss_obj)
+        return (cost, *_normal_equations(rc, jac, w))
 
-    for it in range(max_iters):
-        active = status == int(LMStatus.MAX_ITERS)
-        if it > 0:
-            r, jac = linearize(x, batch_shape)
-            _, w = _weighted(r, block_size, loss_obj)
-            a, g = _normal_equations(r, jac, w)
-        g_small = mx.max(mx.abs(mx.stop_gradient(g)), axis=-1) <= gtol
-        h, h_ok = _solve_damped(a, g, mu)
-        h_small = h_ok & (mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
-                          <= xtol * (_param_norm(mx.stop_gradient(x), bnd) + xtol))
-        x_new = retract(x, h)
-        cost_new, _ = _weighted(mx.stop_gradient(residual_fn(x_new)), block_size, loss_obj)
-        cost_new = _finite_cost(cost_new)
-        hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
-        predicted = 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
-        actual = cost - cost_new
-        gain = actual / mx.where(predicted > 0, predicted, 1.0)
-        accept = active & h_ok & ~h_small & ~g_small & (predicted > 0) & (gain > 0) & mx.isfinite(cost_new)
-        cost_small = accept & (actual <= ftol * cost + eps * eps)
-        x = mx.where(_expand(accept, x), x_new, x)
-        cost = mx.where(accept, cost_new, cost)
-        shrink = mx.maximum(1.0 / 3.0, 1.0 - (2.0 * mx.minimum(gain, 1.0) - 1.0) ** 3)
-        reject = active & ~accept
-        mu = mx.where(accept, mu * shrink, mx.where(reject, mx.minimum(mu * nu, 1e30), mu))
-        nu = mx.where(accept, 2.0, mx.where(reject, mx.minimum(2.0 * nu, 2.0**20), nu))
-        iterations = iterations + active.astype(mx.int32)
-        new_status = mx.where(g_small, int(LMStatus.GRADIENT),
-                              mx.where(h_small, int(LMStatus.STEP),
-                                       mx.where(cost_small, int(LMStatus.COST), int(LMStatus.MAX_ITERS))))
-        status = mx.where(active, new_status, status).astype(mx.int32)
-
-    r, jac = linearize(x, batch_shape)
-    final_cost, w = _weighted(r, block_size, loss_obj)
-    hessian, _ = _normal_equations(r, jac, w)
-    return LMResult(x=cast_out(x, out_dtype), cost=final_cost, initial_cost=initial_cost, iterations=iterations,
-                    converged=status > 0, status=status, damping=mu, hessian=hessian)
+    res = levenberg_marquardt_linearized(linearize, x, retract, batch_shape, max_iters=max_iters, tau=tau,
+                                         gtol=gtol, xtol=xtol, ftol=ftol)
+    return res._replace(x=cast_out(res.x, out_dtype))
