@@ -8,8 +8,12 @@ inputs, so the untaken branch never puts NaN/inf into gradients).
 Branch width ``SMALL_T2 = 1`` (t < 1 rad) is chosen for float32: above it, the closed
 forms lose at most ~20 ulp to cancellation ((t - sin t)/t^3 at t = 1 keeps 0.16/1, and
 the autodiff derivative of sin(t)/t loses ~3 eps/t^2); below it, 12 Taylor terms are
-exact to float64 rounding (the next term is < 1e-19). ``(1 - cos t)/t^2`` is written
-``2 sin^2(t/2)/t^2``, so it has no cancellation at all.
+exact to float64 rounding (the next term is < 1e-19) and 7 to float32's (< 1e-11: the
+terms fall faster than 1/(2k+1)!). ``(1 - cos t)/t^2`` is written ``2 sin^2(t/2)/t^2``, so
+it has no cancellation at all.
+
+Sums over the 3 components are written out (``norm2``): a reduction over a tiny axis is a
+separate kernel, which ``mx.compile`` cannot fuse with its elementwise neighbours.
 
 MLX's float64 ``sin``/``cos`` on the CPU are only float32-accurate (errors ~1.5e-7), so
 float64 inputs use :func:`sin_cos` below: Cody-Waite reduction by pi/2 and Taylor
@@ -26,6 +30,7 @@ import mlx.core as mx
 
 SMALL_T2 = 1.0
 _TERMS = 12
+_TERMS_FLOAT32 = 7
 
 
 def _series_from(coeff) -> tuple[float, ...]:
@@ -73,6 +78,19 @@ def horner(coeffs: tuple[float, ...], x: mx.array) -> mx.array:
     return acc
 
 
+def series(coeffs: tuple[float, ...], t2: mx.array) -> mx.array:
+    """A power series in t2 < SMALL_T2, cut at the terms t2's dtype can resolve."""
+    return horner(coeffs if t2.dtype == mx.float64 else coeffs[:_TERMS_FLOAT32], t2)
+
+
+def norm2(v: mx.array) -> mx.array:
+    """Squared norm over the last axis (*, k) -> (*), as elementwise adds."""
+    acc = v[..., 0] * v[..., 0]
+    for i in range(1, v.shape[-1]):
+        acc = acc + v[..., i] * v[..., i]
+    return acc
+
+
 def sin_cos(t: mx.array) -> tuple[mx.array, mx.array]:
     """(sin t, cos t), accurate to the dtype: MLX's own for float32, polynomials for float64."""
     if t.dtype != mx.float64:
@@ -105,7 +123,7 @@ class Angle(NamedTuple):
 
 def angle_of(phi: mx.array) -> Angle:
     """Angle data of rotation vectors phi (*, 3)."""
-    t2_raw = mx.sum(phi * phi, axis=-1)
+    t2_raw = norm2(phi)
     small = t2_raw < SMALL_T2
     t2 = mx.where(small, SMALL_T2, t2_raw)
     t = mx.sqrt(t2)
@@ -113,8 +131,8 @@ def angle_of(phi: mx.array) -> Angle:
     return Angle(small, mx.where(small, t2_raw, 0.0), t2, t, sh, ch)
 
 
-def _pick(a: Angle, series: tuple[float, ...], closed: mx.array) -> mx.array:
-    return mx.where(a.small, horner(series, a.t2_small), closed)
+def _pick(a: Angle, coeffs: tuple[float, ...], closed: mx.array) -> mx.array:
+    return mx.where(a.small, series(coeffs, a.t2_small), closed)
 
 
 def sin_over_t(a: Angle) -> mx.array:
@@ -151,12 +169,13 @@ def inverse_jacobian_coeff(a: Angle) -> mx.array:
 def half_angle_ratio(n2: mx.array, w: mx.array) -> mx.array:
     """2 atan2(n, w) / n with n = sqrt(n2), w >= 0: the quaternion log's scale factor.
 
-    Series in x^2 = n2 / w^2 below x^2 = 0.01 (9 terms exact to float64), the atan2 form
-    above; at w = 0 (angle pi) the closed form is used and is exact.
+    Series in x^2 = n2 / w^2 below x^2 = 0.01 (9 terms exact to float64, 4 to float32), the
+    atan2 form above; at w = 0 (angle pi) the closed form is used and is exact.
     """
     small = n2 < 0.01 * w * w
     w_s = mx.where(small, w, 1.0)
     x2 = mx.where(small, n2 / (w_s * w_s), 0.0)
     n = mx.sqrt(mx.where(small, 1.0, n2))
     closed = 2.0 * mx.arctan2(n, w) / n
-    return mx.where(small, 2.0 / w_s * horner(ATAN_X[:9], x2), closed)
+    terms = 9 if x2.dtype == mx.float64 else 4
+    return mx.where(small, 2.0 / w_s * horner(ATAN_X[:terms], x2), closed)

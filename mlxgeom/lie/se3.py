@@ -54,8 +54,8 @@ def _exp_closed(xi: mx.array) -> mx.array:
     a = sc.angle_of(phi)
     b = sc.one_minus_cos_over_t2(a)
     t2 = mx.where(a.small, a.t2_small, a.t2)
-    r = so3._hat_poly(1.0 - b * t2, sc.sin_over_t(a)[..., None, None], b, phi)
-    t = so3._hat_poly_apply(sc.sin_over_t(a), b[..., None], sc.t_minus_sin_over_t3(a), phi, rho)
+    r = so3._hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
+    t = so3._hat_poly_apply(sc.sin_over_t(a), b, sc.t_minus_sin_over_t3(a), phi, rho)
     return _from_rt(r, t)
 
 

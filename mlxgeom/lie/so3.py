@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import argmax, as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_trailing
 from . import _scalar as sc
 
 
@@ -48,29 +48,36 @@ def cross(a: mx.array, b: mx.array) -> mx.array:
 
 
 def _hat_poly(c0: mx.array, c1: Any, c2: mx.array, phi: mx.array) -> mx.array:
-    """c0 I + c1 hat(phi) + c2 phi phi^T: every SO(3) closed form has this shape (hat^2 = phi phi^T - t^2 I)."""
-    eye = mx.eye(3, dtype=phi.dtype)
-    outer = phi[..., :, None] * phi[..., None, :]
-    return c0[..., None, None] * eye + c1 * _hat(phi) + c2[..., None, None] * outer
+    """c0 I + c1 hat(phi) + c2 phi phi^T (*, 3, 3) for coefficients (*) (c1 may be a float):
+    every SO(3) closed form has this shape (hat^2 = phi phi^T - t^2 I). Written entry by
+    entry, one stack at the end, so that it fuses into one kernel."""
+    x, y, z = phi[..., 0], phi[..., 1], phi[..., 2]
+    cx, cy, cz = c2 * x, c2 * y, c2 * z
+    sx, sy, sz = c1 * x, c1 * y, c1 * z
+    m = mx.stack([c0 + cx * x, cx * y - sz, cx * z + sy,
+                  cx * y + sz, c0 + cy * y, cy * z - sx,
+                  cx * z - sy, cy * z + sx, c0 + cz * z], axis=-1)
+    return m.reshape(*m.shape[:-1], 3, 3)
 
 
 def _hat_poly_apply(c0: mx.array, c1: Any, c2: mx.array, phi: mx.array, v: mx.array) -> mx.array:
-    """(c0 I + c1 hat(phi) + c2 phi phi^T) v without forming the matrix."""
-    dot = mx.sum(phi * v, axis=-1, keepdims=True)
-    return c0[..., None] * v + c1 * cross(phi, v) + c2[..., None] * dot * phi
+    """(c0 I + c1 hat(phi) + c2 phi phi^T) v (*, 3) without forming the matrix; c0, c1, c2 (*)."""
+    dot = phi[..., 0] * v[..., 0] + phi[..., 1] * v[..., 1] + phi[..., 2] * v[..., 2]
+    c1 = c1[..., None] if isinstance(c1, mx.array) else c1
+    return c0[..., None] * v + c1 * cross(phi, v) + (c2 * dot)[..., None] * phi
 
 
 def _exp(phi: mx.array) -> mx.array:
     a = sc.angle_of(phi)
     b = sc.one_minus_cos_over_t2(a)
     t2 = mx.where(a.small, a.t2_small, a.t2)
-    return _hat_poly(1.0 - b * t2, sc.sin_over_t(a)[..., None, None], b, phi)
+    return _hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
 
 
 def _jacobian(phi: mx.array, sign: float) -> mx.array:
     # J_l = A I + B hat + C phi phi^T (Barfoot eq. 7.37 with hat^2 expanded); J_r flips hat.
     a = sc.angle_of(phi)
-    return _hat_poly(sc.sin_over_t(a), sign * sc.one_minus_cos_over_t2(a)[..., None, None], sc.t_minus_sin_over_t3(a), phi)
+    return _hat_poly(sc.sin_over_t(a), sign * sc.one_minus_cos_over_t2(a), sc.t_minus_sin_over_t3(a), phi)
 
 
 def _jacobian_inv_coeffs(phi: mx.array) -> tuple[mx.array, mx.array]:
@@ -96,33 +103,31 @@ def _quaternion_wxyz(r: mx.array) -> mx.array:
 
     Of the four candidates 4w^2, 4x^2, 4y^2, 4z^2 (which sum to 4 for any R) the largest
     (>= 1) is the square root taken, so no branch divides by a small number. The others are
-    clamped to >= 1 so that their (discarded) gradients stay finite.
+    clamped to >= 1 so that their (discarded) gradients stay finite. The pick is a chain of
+    elementwise selects (the first of equal candidates wins), so it fuses under compile.
     """
     r00, r01, r02 = r[..., 0, 0], r[..., 0, 1], r[..., 0, 2]
     r10, r11, r12 = r[..., 1, 0], r[..., 1, 1], r[..., 1, 2]
     r20, r21, r22 = r[..., 2, 0], r[..., 2, 1], r[..., 2, 2]
-    d = mx.stack([1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22, 1 - r00 - r11 + r22], axis=-1)
-    s = mx.sqrt(mx.maximum(d, 1.0))
-    s0, s1, s2, s3 = s[..., 0], s[..., 1], s[..., 2], s[..., 3]
+    d = (1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22, 1 - r00 - r11 + r22)
+    s = [mx.sqrt(mx.maximum(di, 1.0)) for di in d]
     k = (r21 - r12, r02 - r20, r10 - r01, r01 + r10, r02 + r20, r12 + r21)
-    cands = mx.stack(
-        [
-            mx.stack([s0 * s0, k[0], k[1], k[2]], axis=-1) / (2 * s0[..., None]),
-            mx.stack([k[0], s1 * s1, k[3], k[4]], axis=-1) / (2 * s1[..., None]),
-            mx.stack([k[1], k[3], s2 * s2, k[5]], axis=-1) / (2 * s2[..., None]),
-            mx.stack([k[2], k[4], k[5], s3 * s3], axis=-1) / (2 * s3[..., None]),
-        ],
-        axis=-2,
-    )
-    best = mx.stop_gradient(argmax(d, axis=-1))[..., None, None]
-    q = mx.take_along_axis(cands, best, axis=-2)[..., 0, :]
+    rows = ((s[0] * s[0], k[0], k[1], k[2]), (k[0], s[1] * s[1], k[3], k[4]),
+            (k[1], k[3], s[2] * s[2], k[5]), (k[2], k[4], k[5], s[3] * s[3]))
+    cands = [[c / (2 * si) for c in row] for row, si in zip(rows, s)]
+    q, top = cands[0], mx.stop_gradient(d[0])
+    for di, cand in zip(d[1:], cands[1:]):
+        take = mx.stop_gradient(di) > top
+        q = [mx.where(take, c, qc) for c, qc in zip(cand, q)]
+        top = mx.maximum(top, mx.stop_gradient(di))
+    q = mx.stack(q, axis=-1)
     q = mx.where(q[..., :1] < 0, -q, q)
-    return q / mx.sqrt(mx.sum(q * q, axis=-1, keepdims=True))
+    return q / mx.sqrt(sc.norm2(q))[..., None]
 
 
 def _log_from_quaternion(q: mx.array) -> mx.array:
     v = q[..., 1:]
-    return sc.half_angle_ratio(mx.sum(v * v, axis=-1), q[..., 0])[..., None] * v
+    return sc.half_angle_ratio(sc.norm2(v), q[..., 0])[..., None] * v
 
 
 def _log(r: mx.array) -> mx.array:
@@ -130,7 +135,7 @@ def _log(r: mx.array) -> mx.array:
 
 
 def _act(r: mx.array, p: mx.array) -> mx.array:
-    return mx.sum(r * p[..., None, :], axis=-1)
+    return linalg.matmul(r, p[..., None])[..., 0]
 
 
 def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
