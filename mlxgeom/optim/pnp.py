@@ -17,8 +17,8 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from . import _pnp_init
-from .levenberg_marquardt import levenberg_marquardt
-from .losses import RobustLoss
+from .levenberg_marquardt import levenberg_marquardt_linearized
+from .losses import RobustLoss, get_loss
 
 _MIN_POINTS = {"epnp": 4, "iterative": 4, "dlt": 6}
 
@@ -125,25 +125,69 @@ def _pose_from_rt(r: mx.array, t: mx.array) -> mx.array:
     return mx.concatenate([top, bottom], axis=-2)
 
 
+def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
+    return m[..., i, j][..., None]
+
+
+def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k: mx.array, w: mx.array,
+                          loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
+    """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
+    errors, summed per point without forming J (left update, rows of
+    :func:`_reprojection_jacobian`); points and pixels come transposed, (*, 3, N) and (*, 2, N).
+
+    With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
+    an elementwise (*, N) product of contiguous rows, reduced over N (exact float32).
+    """
+    X, Y, Z = pw_t[..., 0, :], pw_t[..., 1, :], pw_t[..., 2, :]
+    pc = [_per_problem(pose, i, 0) * X + _per_problem(pose, i, 1) * Y + _per_problem(pose, i, 2) * Z
+          + _per_problem(pose, i, 3) for i in range(3)]
+    # Ignored points are zeroed before any product so no overflow (or NaN gradient) reaches A.
+    iz = mx.where(w > 0, 1.0 / _safe_depth(pc[2]), 0.0)
+    x, y = pc[0] * iz, pc[1] * iz
+    fx, sk, cx, fy, cy = (_per_problem(k, i, j) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
+    ru = fx * x + sk * y + cx - pixels_t[..., 0, :]
+    rv = fy * y + cy - pixels_t[..., 1, :]
+    sq = w * (ru * ru + rv * rv)
+    c = w if loss is None else w * loss.weight(sq)
+    xy, x2, y2 = x * y, 1.0 + x * x, 1.0 + y * y
+    # ju = [fx, s] . [jx, jy] and jv = fy jy with jx = [1/z, 0, -x/z, -xy, 1 + x^2, -y],
+    # jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv[0] = 0.
+    ju = [fx * iz, sk * iz, -(fx * x + sk * y) * iz, -(fx * xy + sk * y2), fx * x2 + sk * xy, sk * x - fx * y]
+    jv = [None, fy * iz, -fy * y * iz, -fy * y2, fy * xy, fy * x]
+    cu = [c * v for v in ju]
+    cv = [None if v is None else c * v for v in jv]
+
+    def total(t: mx.array) -> mx.array:
+        return mx.sum(t, axis=-1)
+
+    upper = {}
+    for a in range(6):
+        for b in range(a, 6):
+            t = cu[a] * ju[b]
+            upper[a, b] = total(t if cv[a] is None else t + cv[a] * jv[b])
+    hess = mx.stack([upper[min(a, b), max(a, b)] for a in range(6) for b in range(6)], axis=-1)
+    g = mx.stack([total(cu[0] * ru)] + [total(cu[a] * ru + cv[a] * rv) for a in range(1, 6)], axis=-1)
+    cost = 0.5 * total(sq if loss is None else loss.rho(sq))
+    return cost, hess.reshape(*hess.shape[:-1], 6, 6), g
+
+
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
                loss: Union[RobustLoss, str, None] = None, loss_scale: float = 2.0, max_iters: int = 10):
     """LM refinement of world-to-camera poses on reprojection errors (left update).
 
     Returns the :class:`LMResult` (its ``x`` is the refined (*, 4, 4) pose). Points with
-    ``w == 0`` do not contribute.
+    ``w == 0`` do not contribute. The normal equations are summed per point
+    (:func:`_pnp_normal_equations`), one pass over the points per iteration.
     """
-    sw = mx.sqrt(w)[..., None]
-    batch = pose.shape[:-2]
-    n = pw.shape[-2]
+    loss_obj = get_loss(loss, loss_scale)
+    # Loop-invariant: transposed once so that every per-point row is contiguous.
+    pw_t, pixels_t = mx.contiguous(pw.swapaxes(-1, -2)), mx.contiguous(pixels.swapaxes(-1, -2))
 
-    def residual(p: mx.array) -> mx.array:
-        return (reprojection_residuals(p, pw, pixels, k) * sw).reshape(*batch, 2 * n)
+    def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        return _pnp_normal_equations(p, pw_t, pixels_t, k, w, loss_obj)
 
-    def jacobian(p: mx.array) -> mx.array:
-        return (_reprojection_jacobian(p, pw, k) * sw[..., None]).reshape(*batch, 2 * n, 6)
-
-    return levenberg_marquardt(residual, pose, jacobian=jacobian, retract=_left_retract, dof=6, loss=loss,
-                               loss_scale=loss_scale, block_size=2, max_iters=max_iters, tau=1e-4)
+    return levenberg_marquardt_linearized(linearize, pose, _left_retract, tuple(pose.shape[:-2]),
+                                          max_iters=max_iters, tau=1e-4)
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
