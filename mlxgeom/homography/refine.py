@@ -32,26 +32,34 @@ def _apply(h: mx.array, x: mx.array) -> mx.array:
     return h[:, None, :, 0] * x[..., 0:1] + h[:, None, :, 1] * x[..., 1:2] + h[:, None, :, 2]
 
 
-def _apply_dir(m: mx.array, y: mx.array) -> mx.array:
-    """m y for m (B, K, 3, 3) and homogeneous y (B, N, 3) -> (B, N, K, 3)."""
-    return mx.sum(m[:, None] * y[:, :, None, None, :], axis=-1)
+def _generator_columns(v: tuple) -> tuple:
+    """``G_k v`` for the 8 sl(3) generators in :func:`mlxgeom.lie.sl3_hat`'s order, v = (v0, v1, v2):
+    8 triples of entries, None where the entry is 0 (the generators are sparse)."""
+    v0, v1, v2 = v
+    return ((v2, None, None), (None, v2, None), (v1, None, None), (None, v0, None),
+            (v0, -v1, None), (None, -v1, v2), (None, None, v0), (None, None, v1))
 
 
-def _residual_jacobian(
-    y: mx.array, dy: mx.array, target: mx.array, scale: mx.array
-) -> tuple[mx.array, mx.array, mx.array]:
-    """Residual pi(y) - target (B, N, 2), Jacobian (B, N, 2, 8) from dy = d y / d d (B, N, 8, 3).
+def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.array) -> tuple[list, list]:
+    """Rows of the residual pi(y) - target (2 arrays (B, N)) and of its Jacobian (2 x 8 arrays).
 
-    Both are divided by ``scale`` (B) to return to pixel units; points with |w| ~ 0 are masked.
+    ``y`` (B, N, 3) is homogeneous with ``dy / dd_k = M G_k v``; ``m`` holds M's rows as
+    triples (arrays (B, 1) or floats). By the chain rule row a of the Jacobian is
+    ``alpha_a . (G_k v)`` with ``alpha_a = (M_a - pi_a M_2) / (y_2 scale)``. Everything is
+    divided by ``scale`` (B) to return to pixel units; points with |y_2| ~ 0 get zero rows.
     """
     w = y[..., 2]
     good = mx.abs(w) > 1e-9
-    inv = safe_div(mx.ones_like(w), w, good)
-    p = y[..., :2] * inv[..., None]
-    r = (p - target) / scale[:, None, None]
-    jac = (dy[..., :2] - p[:, :, None, :] * dy[..., 2:3]) * inv[..., None, None]  # (B, N, 8, 2)
-    jac = mx.swapaxes(jac, -1, -2) / scale[:, None, None, None]
-    return mx.where(good[..., None], r, 0), mx.where(good[..., None, None], jac, 0), good
+    inv = safe_div(mx.ones_like(w), w, good) / scale[:, None]
+    cols = _generator_columns(v)
+    res, jac = [], []
+    for a in range(2):
+        p = y[..., a] * inv * scale[:, None]
+        res.append(mx.where(good, (p - target[..., a]) / scale[:, None], 0))
+        alpha = [inv * (m[a][c] - p * m[2][c]) for c in range(3)]
+        row = [sum(alpha[c] * g for c, g in enumerate(col) if g is not None) for col in cols]
+        jac.append([mx.where(good, j, 0) for j in row])
+    return res, jac
 
 
 def _cost(h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool) -> mx.array:
@@ -72,27 +80,21 @@ def _one_cost(h: mx.array, x: mx.array, u: mx.array, w: mx.array, scale: mx.arra
 
 
 def _normal_equations(
-    h: mx.array, gens: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool
+    h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool
 ) -> tuple[mx.array, mx.array]:
-    """Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h."""
-    y = _apply(h, xn)
-    dy = _apply_dir(linalg.matmul(h[:, None], gens[None]), mx.concatenate([xn, mx.ones_like(xn[..., :1])], -1))
-    r, jac, good = _residual_jacobian(y, dy, un, kd)
-    terms = [(r, jac, good)]
+    """Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
+    x3 = (xn[..., 0], xn[..., 1], mx.ones_like(xn[..., 0]))
+    # d(H exp(d) x) / dd_k = H G_k x
+    h_rows = [[h[:, a, c][:, None] for c in range(3)] for a in range(3)]
+    res, jac = _residual_rows(_apply(h, xn), h_rows, x3, un, kd)
     if symmetric:
         hinv, _ = linalg.inv_ex(h)
         z = _apply(hinv, un)
         # (H exp(d))^-1 = exp(-d) H^-1, so dz/dd_k = -G_k z.
-        dz = -_apply_dir(mx.broadcast_to(gens[None], (h.shape[0],) + gens.shape), z)
-        terms.append(_residual_jacobian(z, dz, xn, ks))
-    jtj = mx.zeros(h.shape[:1] + (8, 8), dtype=h.dtype)
-    jtr = mx.zeros(h.shape[:1] + (8,), dtype=h.dtype)
-    for r, jac, good in terms:
-        wm = mx.where(good, w, 0)[..., None, None]
-        jw = jac * wm  # (B, N, 2, 8)
-        jtj = jtj + mx.sum(mx.sum(jw[..., :, :, None] * jac[..., :, None, :], axis=-3), axis=1)
-        jtr = jtr + mx.sum(mx.sum(jw * r[..., None], axis=-2), axis=1)
-    return jtj, jtr
+        minus_eye = [[-1.0 if a == c else 0.0 for c in range(3)] for a in range(3)]
+        res_b, jac_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
+        res, jac = res + res_b, jac + jac_b
+    return linalg.gauss_newton_system(jac, res, w)
 
 
 def lm_normalized(
@@ -101,13 +103,12 @@ def lm_normalized(
     """Run ``iterations`` LM steps from hn (B, 3, 3) in normalized coordinates; return (hn, cost)."""
     fro = mx.sqrt(mx.sum(hn * hn, axis=(-2, -1)))
     hn = safe_div(hn, fro[:, None, None], (fro > 0)[:, None, None])
-    gens = lie.sl3_hat(mx.eye(8, dtype=hn.dtype))
     eye8 = mx.eye(8, dtype=hn.dtype)
     cost = _cost(hn, xn, un, w, ks, kd, symmetric)
     mu = None
     nu = mx.full(cost.shape, 2.0, dtype=hn.dtype)
     for _ in range(iterations):
-        jtj, jtr = _normal_equations(hn, gens, xn, un, w, ks, kd, symmetric)
+        jtj, jtr = _normal_equations(hn, xn, un, w, ks, kd, symmetric)
         if mu is None:
             mu = 1e-3 * mx.max(mx.diagonal(jtj, axis1=-2, axis2=-1), axis=-1) + 1e-12
         step, solved = linalg.solve_spd_ex(jtj + mu[:, None, None] * eye8, -jtr)

@@ -1,4 +1,4 @@
-"""Products of small matrices written as sums of outer products.
+"""Products of small matrices written as sums of outer products, and Gauss-Newton sums.
 
 On CUDA, MLX runs float32 ``matmul`` in TF32 by default (``MLX_ENABLE_TF32=1``), which
 keeps about 10 mantissa bits: far too few for poses and inverses. For the fixed small
@@ -9,7 +9,7 @@ neighbours (a broadcast product reduced with ``mx.sum`` would materialise (*, n,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import mlx.core as mx
 
@@ -45,3 +45,46 @@ def matmul(a: Any, b: Any) -> mx.array:
     for j in range(1, k):
         acc = acc + a[..., :, j : j + 1] * b[..., j : j + 1, :]
     return acc
+
+
+def gauss_newton_system(jacobian: Sequence[Sequence[mx.array]], residual: Sequence[mx.array],
+                        weight: mx.array) -> tuple[mx.array, mx.array]:
+    """``A = sum_i w_i J_i^T J_i`` (*, n, n) and ``g = sum_i w_i J_i^T r_i`` (*, n) over points i.
+
+    Each point i has m residual rows ``r_i`` (m x 1) and a Jacobian ``J_i`` (m x n), given entry
+    by entry as (*, N) arrays: ``jacobian[row][k]`` is d r_row / d x_k and ``residual[row]`` the
+    residual, for N points of * independent problems. The n (n + 1) / 2 + n products are
+    elementwise (exact float32, they fuse with the code that forms the entries) and all of them
+    are summed over N in one reduction, instead of materialising (*, N, m, n) Jacobians and
+    reducing each entry of A separately.
+
+    Args:
+        jacobian: m rows of n arrays (*, N) each (broadcastable).
+        residual: m arrays (*, N).
+        weight: (*, N) per-point weights (IRLS weights, masks).
+
+    Returns:
+        ``(A, g)``: (*, n, n) symmetric and (*, n).
+
+    Example:
+        >>> import mlx.core as mx
+        >>> x = mx.array([[0.0, 1.0, 2.0]])  # fit r = a x + b - y: one row, J = [x, 1]
+        >>> A, g = gauss_newton_system([[x, mx.ones_like(x)]], [x - 1.0], mx.ones_like(x))
+        >>> A.tolist(), g.tolist()
+        ([[[5.0, 3.0], [3.0, 3.0]]], [[2.0, 0.0]])
+    """
+    n = len(jacobian[0])
+    upper = [(i, j) for i in range(n) for j in range(i, n)]
+    entries = []
+    for i, j in upper:
+        entries.append(sum(row[i] * row[j] for row in jacobian))
+    for i in range(n):
+        entries.append(sum(row[i] * r for row, r in zip(jacobian, residual)))
+    shape = mx.broadcast_shapes(weight.shape, *(e.shape for e in entries))
+    stacked = mx.stack([mx.broadcast_to(weight * e, shape) for e in entries], axis=-2)  # (*, E, N)
+    sums = mx.sum(stacked, axis=-1)
+    index = [0] * (n * n)
+    for k, (i, j) in enumerate(upper):
+        index[i * n + j] = index[j * n + i] = k
+    a = mx.take(sums, mx.array(index), axis=-1)
+    return a.reshape(*a.shape[:-1], n, n), sums[..., len(upper):]
