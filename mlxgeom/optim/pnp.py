@@ -216,9 +216,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
-        jac = _reprojection_jacobian(pose, pw, k) * mx.sqrt(w)[..., None, None]
-        jac = jac.reshape(*jac.shape[:-3], jac.shape[-3] * jac.shape[-2], 6)  # no -1: empty batches
-        hessian = mx.sum(jac[..., :, :, None] * jac[..., :, None, :], axis=-3)
+        hessian = _pnp_normal_equations(pose, pw.swapaxes(-1, -2), pixels.swapaxes(-1, -2), k, w, None)[1]
     cov = _covariance(hessian, sq, n_used)
     cov = mx.where(ok[..., None, None], cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
