@@ -6,6 +6,12 @@ Hartley and Zisserman, 2nd ed., Alg. 4.4 / 4.6 (RANSAC, adaptive trial count
 Everything is static: trials are drawn, solved (closed-form four-point solver) and scored in
 rounds of a fixed size, and the best per pair is kept with ``argmax`` and ``where``; no host
 sync, so the whole search runs under ``mx.compile`` on the device.
+
+Scoring is preemptive (Nister, "Preemptive RANSAC for live structure and motion estimation",
+ICCV 2003) when a pair has many more points than a scoring subset: every hypothesis is first
+scored on the same random subset of ``_SUBSET`` valid points, and only the ``_KEEP`` best of
+them are scored on all points. A hypothesis from an uncontaminated sample stands out on the
+subset already, so the winner is the same while the work drops by ~N / _SUBSET.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from .minimal import four_point_normalized
 
 # Elements of the (pairs, trials, points) score tensor evaluated per round (bounds peak memory).
 _ROUND_ELEMENTS = 1 << 25
+# Preemptive scoring: points of the subset that scores every hypothesis, hypotheses kept per pair.
+_SUBSET = 128
+_KEEP = 16
 
 
 def _sorted_insert(sorted_vals: list[mx.array], r: mx.array) -> tuple[mx.array, list[mx.array]]:
@@ -77,6 +86,16 @@ def transfer_sq_error(h: mx.array, x: mx.array, u: mx.array) -> mx.array:
     return mx.where(good & ~mx.isnan(e2), e2, mx.inf)
 
 
+def _msac_score(h: mx.array, good: mx.array, x: mx.array, u: mx.array, valid: mx.array, thr2: mx.array) -> mx.array:
+    """MSAC score (B, T) of hypotheses h (B, T, 3, 3) on points (B, M, 2); -1 where not ``good``."""
+    gain = mx.where(valid[:, None, :], mx.maximum(thr2[:, None, None] - transfer_sq_error(h, x, u), 0), 0)
+    return mx.where(good, mx.sum(gain, axis=-1), -1.0)
+
+
+def _take_points(points: mx.array, idx: mx.array) -> mx.array:
+    return mx.stack([mx.take_along_axis(points[..., c], idx, axis=-1) for c in range(points.shape[-1])], axis=-1)
+
+
 def best_hypothesis(
     xn: mx.array, un: mx.array, w: mx.array, thr2: mx.array, key: mx.array, max_trials: int
 ) -> tuple[mx.array, mx.array]:
@@ -97,23 +116,42 @@ def best_hypothesis(
     valid = w > 0
     order = mx.argsort(mx.where(valid, 0, 1).astype(mx.int32), axis=-1)
     num_valid = mx.sum(valid.astype(mx.int32), axis=-1)
-    per_round = max(1, min(max_trials, _ROUND_ELEMENTS // max(1, b * n)))
+    sample_key, subset_key = mx.random.split(key)
+    preempt = n >= 4 * _SUBSET and max_trials > 2 * _KEEP
+    if preempt:
+        # The same random valid points score every hypothesis of a pair (invalid ones sort last).
+        rank = mx.where(valid, mx.random.uniform(shape=(b, n), key=subset_key), 2.0)
+        sub = mx.argsort(rank, axis=-1)[:, :_SUBSET]
+        xs, us, vs = _take_points(xn, sub), _take_points(un, sub), mx.take_along_axis(valid, sub, axis=-1)
+    else:
+        xs, us, vs = xn, un, valid
+    m = xs.shape[1]
+    per_round = max(1, min(max_trials, _ROUND_ELEMENTS // max(1, b * m)))
     sizes = [per_round] * (max_trials // per_round) + ([max_trials % per_round] if max_trials % per_round else [])
-    keys = mx.random.split(key, len(sizes))
+    keys = mx.random.split(sample_key, len(sizes))
+    hyps, scores = [], []
     best_score = mx.full((b,), -1.0, dtype=xn.dtype)
     best_h = mx.broadcast_to(mx.eye(3, dtype=xn.dtype), (b, 3, 3))
     for i, t in enumerate(sizes):
         idx = sample_quadruples(keys[i], order, num_valid, t)
         h, nondeg, oriented = four_point_normalized(_gather(xn, idx), _gather(un, idx))
-        e2 = transfer_sq_error(h, xn, un)
-        gain = mx.where(valid[:, None, :], mx.maximum(thr2[:, None, None] - e2, 0), 0)
-        score = mx.where(nondeg & oriented, mx.sum(gain, axis=-1), -1.0)
+        score = _msac_score(h, nondeg & oriented, xs, us, vs, thr2)
+        if preempt:
+            hyps.append(h), scores.append(score)
+            continue
         j = argmax(score, axis=-1)
         s = mx.take_along_axis(score, j[:, None], axis=-1)[:, 0]
-        hj = mx.take_along_axis(h, j[:, None, None, None], axis=1)[:, 0]
         better = s > best_score
         best_score = mx.where(better, s, best_score)
-        best_h = mx.where(better[:, None, None], hj, best_h)
+        best_h = mx.where(better[:, None, None], mx.take_along_axis(h, j[:, None, None, None], axis=1)[:, 0], best_h)
+    if preempt:
+        score = mx.concatenate(scores, axis=1)
+        top = mx.stop_gradient(mx.argsort(-score, axis=-1)[:, :_KEEP])
+        h = mx.take_along_axis(mx.concatenate(hyps, axis=1), top[..., None, None], axis=1)
+        full = _msac_score(h, mx.take_along_axis(score, top, axis=-1) >= 0, xn, un, valid, thr2)
+        j = argmax(full, axis=-1)
+        best_score = mx.take_along_axis(full, j[:, None], axis=-1)[:, 0]
+        best_h = mx.take_along_axis(h, j[:, None, None, None], axis=1)[:, 0]
     return best_h, best_score >= 0
 
 
