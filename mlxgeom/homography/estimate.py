@@ -86,7 +86,8 @@ def find_homography(
     - ``"lm"``: ``"dlt"`` followed by ``iterations`` Levenberg-Marquardt steps on SL(3) (like
       ``cv2.findHomography(method=0)``, which refines its DLT the same way).
     - ``"ransac"``: ``max_trials`` four-point hypotheses per pair drawn with ``mx.random`` from
-      ``key``, solved in closed form and MSAC-scored in parallel; the best is refit by DLT on its
+      ``key``, solved in closed form and MSAC-scored in parallel (preemptively for N >= 512: all
+      on a random 128-point subset, the best 16 on every point); the best is refit by DLT on its
       inliers and refined by LM on the re-selected inliers (like ``cv2.RANSAC``).
 
     Args:
