@@ -164,31 +164,63 @@ def _beta_guesses(lmat: mx.array, rho: mx.array) -> list[mx.array]:
 
 
 def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5) -> mx.array:
-    """Gauss-Newton on ``||L b(beta) - rho||^2`` over the four betas (EPnP sec. 3.4)."""
+    """Gauss-Newton on ``||L b(beta) - rho||^2`` over the four betas (EPnP sec. 3.4).
+
+    With ``G[:, k, j] = (1 + [k == j]) L[:, (k, j)]`` the Jacobian of ``L b(beta)`` is
+    ``J = G beta`` (column k = d / d beta_k) and ``L b(beta) = J beta / 2``, so one
+    (*, 6, 4, 4) table built once serves every step.
+    """
+    col = {p: i for i, p in enumerate(_PRODUCTS)}
+    table = mx.stack([mx.stack([(2.0 if k == j else 1.0) * lmat[..., col[min(k, j), max(k, j)]] for j in range(4)], -1)
+                      for k in range(4)], -2)  # (*, 6, 4 (k), 4 (j))
     eye = mx.eye(4, dtype=beta.dtype)
     for _ in range(iters):
-        prods = mx.stack([beta[..., i] * beta[..., j] for i, j in _PRODUCTS], -1)
-        res = mx.sum(lmat * prods[..., None, :], axis=-1) - rho
-        zero = mx.zeros_like(beta[..., 0])
-        # d(beta_i beta_j) / d beta_k = beta_j [i == k] + beta_i [j == k]
-        dprods = mx.stack([mx.stack([(beta[..., j] if i == k else zero) + (beta[..., i] if j == k else zero)
-                                     for k in range(4)], -1) for i, j in _PRODUCTS], -2)  # (*, 10, 4)
-        jac = mx.sum(lmat[..., :, :, None] * dprods[..., None, :, :], axis=-2)
-        a = mx.sum(jac[..., :, :, None] * jac[..., :, None, :], axis=-3)
-        g = mx.sum(jac * res[..., None], axis=-2)
+        jac = linalg.matmul(table, beta[..., None, :, None])[..., 0]  # (*, 6, 4)
+        res = 0.5 * mx.sum(jac * beta[..., None, :], axis=-1) - rho
+        jt = jac.swapaxes(-1, -2)
+        a = linalg.matmul(jt, jac)
+        g = linalg.matmul(jt, res[..., None])[..., 0]
         tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
         step, ok = linalg.solve_spd_ex(a + (1e-6 * tr + 1e-30)[..., None, None] * eye, -g)
         beta = beta + mx.where(ok[..., None] & mx.all(mx.isfinite(step), -1, keepdims=True), step, 0.0)
     return beta
 
 
-def _sq_reprojection(r: mx.array, t: mx.array, pw: mx.array, xn: mx.array, w: mx.array) -> mx.array:
-    pc = linalg.matmul(r[..., None, :, :], pw[..., None])[..., 0] + t[..., None, :]
-    z = pc[..., 2]
-    zs = mx.where(mx.abs(z) > 1e-12, z, 1e-12)
-    e = mx.sum(mx.square(pc[..., :2] / zs[..., None] - xn), axis=-1)
-    e = mx.where(z > 0, e, 1e6)
-    return mx.sum(w * e, axis=-1)
+def _sq_reprojection(r: mx.array, t: mx.array, pw_t: mx.array, xn_t: mx.array, w: mx.array) -> mx.array:
+    """sum_i w_i ||pi(R pw_i + t) - xn_i||^2 (1e6 per point behind the camera) for points and
+    image points given transposed, (*, 3, N) and (*, 2, N), so every row is contiguous."""
+    def entry(m: mx.array, *ij: int) -> mx.array:
+        return m[(..., *ij)][..., None]
+
+    pc = [entry(r, i, 0) * pw_t[..., 0, :] + entry(r, i, 1) * pw_t[..., 1, :] + entry(r, i, 2) * pw_t[..., 2, :]
+          + entry(t, i) for i in range(3)]
+    z = pc[2]
+    iz = 1.0 / mx.where(mx.abs(z) > 1e-12, z, 1e-12)
+    e = mx.square(pc[0] * iz - xn_t[..., 0, :]) + mx.square(pc[1] * iz - xn_t[..., 1, :])
+    return mx.sum(w * mx.where(z > 0, e, 1e6), axis=-1)
+
+
+def _pose_candidates(beta: mx.array, null: mx.array, alphas: mx.array, pw: mx.array,
+                     w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """``absolute_orientation(pw, alphas cc, w)`` for the camera-frame control points
+    ``cc = sum_v beta_v null_v`` of candidates (k, *, 4), without per-point work.
+
+    The camera points ``pc_i = cc^T a_i`` are linear in the barycentric weights, so
+    ``H = cc^T S`` with ``S = sum_i w_i (a_i - abar)(pw_i - mw)^T`` (*, 4, 3), computed
+    once for all candidates; their centroid is ``cc^T abar``. Candidates whose points
+    lie behind the camera on average are mirrored first (``cc -> -cc``).
+    """
+    n = mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None]
+    abar, mw = _centroid(alphas, w), _centroid(pw, w)
+    s = _outer_sum(alphas - abar[..., None, :], pw - mw[..., None, :], w)  # (*, 4, 3)
+    cc = mx.sum(beta[..., :, None, None] * null, axis=-3)  # (k, *, 4, 3)
+    depth = mx.sum(abar * n * cc[..., 2], axis=-1)
+    cc = mx.where((depth < 0)[..., None, None], -cc, cc)
+    h = linalg.matmul(cc.swapaxes(-1, -2), s)
+    r = linalg.project_to_so3(h)
+    mc = linalg.matmul(cc.swapaxes(-1, -2), abar[..., None])[..., 0]
+    t = mc - linalg.matmul(r, mw[..., None])[..., 0]
+    return r, t, linalg.det(h) > 0
 
 
 def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -206,12 +238,8 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
     # The three candidates run as one batch along a new leading axis (fewer, larger ops).
     beta = _refine_betas(mx.stack(_beta_guesses(lmat, rho), axis=0), lmat, rho)
-    cc = mx.sum(beta[..., :, None, None] * null, axis=-3)  # (3, *, 4, 3) camera-frame control points
-    pc = linalg.matmul(alphas, cc)
-    depth = mx.sum(w * pc[..., 2], axis=-1)
-    pc = mx.where((depth < 0)[..., None, None], -pc, pc)
-    r, t, proper = absolute_orientation(pw, pc, w)
-    err = _sq_reprojection(r, t, pw, xn, w)
+    r, t, proper = _pose_candidates(beta, null, alphas, pw, w)
+    err = _sq_reprojection(r, t, pw.swapaxes(-1, -2), xn.swapaxes(-1, -2), w)
     err = mx.where(mx.isfinite(err), err, mx.inf)
     best = (r[0], t[0], err[0], proper[0])
     for i in (1, 2):  # the first candidate with the least error wins
