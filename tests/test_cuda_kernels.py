@@ -4,7 +4,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxgeom import linalg
+from mlxgeom import lie, linalg
+from mlxgeom.lie import lie_cuda, se3, so3
 from mlxgeom.linalg import inverse_cuda
 from mlxgeom.linalg.inverse import _inverse_adjugate
 
@@ -39,3 +40,58 @@ def test_inverse_kernel_handles_batch_dims_strides_and_compile():
     np.testing.assert_allclose(np.array(mx.compile(linalg.inv)(strided)), ref, rtol=1e-4, atol=1e-5)
     grad = mx.grad(lambda x: linalg.inv(x).sum())(a)
     assert np.isfinite(np.array(grad)).all()
+
+
+def _rotation_vectors(batch: int, seed: int) -> mx.array:
+    """Angles 0, 1e-7, across the series/closed-form seam t = 1, up to and just below pi."""
+    rng = np.random.default_rng(seed)
+    axes = rng.normal(size=(batch, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angle = rng.choice([0.0, 1e-7, 0.5, 1.0 - 1e-6, 1.0 + 1e-6, 2.0, np.pi - 1e-4], size=batch) * rng.uniform(0.5, 1.0, batch)
+    return mx.array((axes * angle[:, None]).astype(np.float32))
+
+
+@pytest.mark.parametrize("batch", [1, 255, 1000, 70001])
+def test_exp_kernels_equal_pure_paths(batch):
+    phi = _rotation_vectors(batch, batch)
+    xi = mx.concatenate([mx.random.normal((batch, 3), key=mx.random.key(batch)), phi], axis=-1)
+    assert lie_cuda.exp_enabled(phi)
+    np.testing.assert_allclose(np.array(lie_cuda.so3_exp(phi)), np.array(so3._exp_pure(phi)), atol=2e-6)
+    np.testing.assert_allclose(np.array(lie_cuda.se3_exp(xi)), np.array(se3._exp_pure(xi)), atol=1e-5)
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_act_kernels_equal_pure_paths_for_matched_and_single_transforms(single):
+    xi = mx.random.normal((1 if single else 3001, 6), key=mx.random.key(2))
+    p = 5 * mx.random.normal((3001, 3), key=mx.random.key(3))
+    t = lie.se3_exp(xi)
+    r = t[..., :3, :3]
+    assert lie_cuda.act_enabled(r, p) and lie_cuda.act_enabled(t, p)
+    np.testing.assert_allclose(np.array(lie_cuda.so3_act(r, p)), np.array(so3._act_pure(r, p)), atol=1e-5)
+    np.testing.assert_allclose(np.array(lie_cuda.se3_act(t, p)), np.array(se3._act_pure(t, p)), atol=1e-5)
+
+
+def test_lie_kernels_keep_batch_dims_and_fall_back_when_batches_broadcast():
+    phi = _rotation_vectors(24, 5).reshape(2, 3, 4, 3)
+    assert lie.so3_exp(phi).shape == (2, 3, 4, 3, 3)
+    r = lie.so3_exp(_rotation_vectors(4, 6)).reshape(4, 1, 3, 3)
+    p = mx.random.normal((4, 7, 3), key=mx.random.key(7))
+    assert not lie_cuda.act_enabled(r, p)  # (4, 1) against (4, 7): the pure path broadcasts
+    np.testing.assert_allclose(np.array(lie.so3_act(r, p)), np.array(so3._act_pure(r, p)), atol=1e-6)
+
+
+def test_lie_kernel_gradients_equal_pure_gradients_and_compile_at_two_batch_sizes():
+    w = mx.arange(16, dtype=mx.float32).reshape(4, 4) / 10
+
+    def loss(exp, act):
+        return lambda xi, p: mx.sum(w * exp(xi)) + mx.sum(act(exp(xi), p))
+
+    for batch in (5, 300):
+        xi = mx.concatenate([mx.random.normal((batch, 3), key=mx.random.key(batch)), _rotation_vectors(batch, batch)], -1)
+        p = mx.random.normal((batch, 3), key=mx.random.key(batch + 1))
+        fast = mx.compile(mx.grad(loss(lie.se3_exp, lie.se3_act), argnums=(0, 1)))(xi, p)
+        ref = mx.grad(loss(se3._exp_pure, se3._act_pure), argnums=(0, 1))(xi, p)
+        for f, r in zip(fast, ref):
+            np.testing.assert_allclose(np.array(f), np.array(r), rtol=1e-4, atol=1e-4)
+        jvp = mx.jvp(lie.so3_exp, [xi[:, 3:]], [p])[1][0]
+        np.testing.assert_allclose(np.array(jvp), np.array(mx.jvp(so3._exp_pure, [xi[:, 3:]], [p])[1][0]), atol=1e-4)

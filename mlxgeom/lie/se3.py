@@ -16,7 +16,7 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
 from . import _scalar as sc
-from . import so3
+from . import lie_cuda, so3
 
 
 def _split(xi: mx.array) -> tuple[mx.array, mx.array]:
@@ -50,6 +50,10 @@ def _vee(m: mx.array) -> mx.array:
 
 
 def _exp_closed(xi: mx.array) -> mx.array:
+    return _exp_cuda(xi) if lie_cuda.exp_enabled(xi) else _exp_pure(xi)
+
+
+def _exp_pure(xi: mx.array) -> mx.array:
     rho, phi = _split(xi)
     a = sc.angle_of(phi)
     b = sc.one_minus_cos_over_t2(a)
@@ -57,6 +61,9 @@ def _exp_closed(xi: mx.array) -> mx.array:
     r = so3._hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
     t = so3._hat_poly_apply(sc.sin_over_t(a), b, sc.t_minus_sin_over_t3(a), phi, rho)
     return _from_rt(r, t)
+
+
+_exp_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_exp, _exp_pure)
 
 
 def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
@@ -79,9 +86,16 @@ def _inverse(m: mx.array) -> mx.array:
     return _from_rt(rt, -so3._act(rt, t))
 
 
-def _act(m: mx.array, p: mx.array) -> mx.array:
+def _act_pure(m: mx.array, p: mx.array) -> mx.array:
     r, t = _rt(m)
-    return so3._act(r, p) + t
+    return so3._act_pure(r, p) + t
+
+
+_act_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_act, _act_pure)
+
+
+def _act(m: mx.array, p: mx.array) -> mx.array:
+    return _act_cuda(m, p) if lie_cuda.act_enabled(m, p) else _act_pure(m, p)
 
 
 def _adjoint(m: mx.array) -> mx.array:

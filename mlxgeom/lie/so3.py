@@ -24,6 +24,7 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_float, as_floats, cast_out, check_trailing
 from . import _scalar as sc
+from . import lie_cuda
 
 
 def _hat(phi: mx.array) -> mx.array:
@@ -67,11 +68,18 @@ def _hat_poly_apply(c0: mx.array, c1: Any, c2: mx.array, phi: mx.array, v: mx.ar
     return c0[..., None] * v + c1 * cross(phi, v) + (c2 * dot)[..., None] * phi
 
 
-def _exp(phi: mx.array) -> mx.array:
+def _exp_pure(phi: mx.array) -> mx.array:
     a = sc.angle_of(phi)
     b = sc.one_minus_cos_over_t2(a)
     t2 = mx.where(a.small, a.t2_small, a.t2)
     return _hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
+
+
+_exp_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_exp, _exp_pure)
+
+
+def _exp(phi: mx.array) -> mx.array:
+    return _exp_cuda(phi) if lie_cuda.exp_enabled(phi) else _exp_pure(phi)
 
 
 def _jacobian(phi: mx.array, sign: float) -> mx.array:
@@ -134,8 +142,15 @@ def _log(r: mx.array) -> mx.array:
     return _log_from_quaternion(_quaternion_wxyz(r))
 
 
-def _act(r: mx.array, p: mx.array) -> mx.array:
+def _act_pure(r: mx.array, p: mx.array) -> mx.array:
     return linalg.matmul(r, p[..., None])[..., 0]
+
+
+_act_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_act, _act_pure)
+
+
+def _act(r: mx.array, p: mx.array) -> mx.array:
+    return _act_cuda(r, p) if lie_cuda.act_enabled(r, p) else _act_pure(r, p)
 
 
 def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
