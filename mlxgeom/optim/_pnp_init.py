@@ -39,8 +39,12 @@ def _centroid(p: mx.array, w: mx.array) -> mx.array:
 
 
 def _outer_sum(a: mx.array, b: mx.array, w: mx.array) -> mx.array:
-    """sum_i w_i a_i b_i^T for a (*, N, p), b (*, N, q) -> (*, p, q), exact float32."""
-    return mx.sum((w[..., None, None] * a[..., :, None]) * b[..., None, :], axis=-3)
+    """sum_i w_i a_i b_i^T for a (*, N, p), b (*, N, q) -> (*, p, q), exact float32.
+
+    One (*, N) product and row sum per entry: no (*, N, p, q) temporary."""
+    at, bt = a.swapaxes(-1, -2), b.swapaxes(-1, -2)
+    return mx.stack([mx.stack([mx.sum(w * at[..., i, :] * bt[..., j, :], axis=-1) for j in range(b.shape[-1])], -1)
+                     for i in range(a.shape[-1])], -2)
 
 
 def absolute_orientation(pw: mx.array, pc: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -82,11 +86,12 @@ def _moments(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
     """
     p = a.shape[-1]
     x, y = xn[..., 0], xn[..., 1]
-    coef = mx.stack([w, w * x, w * y, w * (x * x + y * y)], axis=-2)  # (*, 4, N)
+    coef = [w, w * x, w * y, w * (x * x + y * y)]
     at = a.swapaxes(-1, -2)
     upper = [(i, j) for i in range(p) for j in range(i, p)]
-    prods = mx.stack([at[..., i, :] * at[..., j, :] for i, j in upper], axis=-2)  # (*, p(p+1)/2, N)
-    packed = mx.sum(coef[..., :, None, :] * prods[..., None, :, :], axis=-1)
+    prods = [at[..., i, :] * at[..., j, :] for i, j in upper]
+    # one (*, N) product and row sum per moment: no (*, 4, p(p+1)/2, N) temporary
+    packed = mx.stack([mx.stack([mx.sum(c * q, axis=-1) for q in prods], -1) for c in coef], -2)
     index = np.zeros((p, p), dtype=np.int32)
     for k, (i, j) in enumerate(upper):
         index[i, j] = index[j, i] = k
