@@ -52,12 +52,15 @@ def _rotation_vectors(batch: int, seed: int) -> mx.array:
 
 
 @pytest.mark.parametrize("batch", [1, 255, 1000, 70001])
-def test_exp_kernels_equal_pure_paths(batch):
+def test_exp_and_log_kernels_equal_pure_paths(batch):
     phi = _rotation_vectors(batch, batch)
     xi = mx.concatenate([mx.random.normal((batch, 3), key=mx.random.key(batch)), phi], axis=-1)
-    assert lie_cuda.exp_enabled(phi)
+    assert lie_cuda.enabled(phi)
     np.testing.assert_allclose(np.array(lie_cuda.so3_exp(phi)), np.array(so3._exp_pure(phi)), atol=2e-6)
     np.testing.assert_allclose(np.array(lie_cuda.se3_exp(xi)), np.array(se3._exp_pure(xi)), atol=1e-5)
+    r, t = so3._exp_pure(phi), se3._exp_pure(xi)
+    np.testing.assert_allclose(np.array(lie_cuda.so3_log(r)), np.array(so3._log_pure(r)), atol=1e-5)
+    np.testing.assert_allclose(np.array(lie_cuda.se3_log(t)), np.array(se3._log_pure(t)), atol=1e-4)
 
 
 @pytest.mark.parametrize("single", [False, True])
@@ -83,14 +86,14 @@ def test_lie_kernels_keep_batch_dims_and_fall_back_when_batches_broadcast():
 def test_lie_kernel_gradients_equal_pure_gradients_and_compile_at_two_batch_sizes():
     w = mx.arange(16, dtype=mx.float32).reshape(4, 4) / 10
 
-    def loss(exp, act):
-        return lambda xi, p: mx.sum(w * exp(xi)) + mx.sum(act(exp(xi), p))
+    def loss(exp, act, log):
+        return lambda xi, p: mx.sum(w * exp(xi)) + mx.sum(act(exp(xi), p)) + mx.sum(log(exp(xi)) * p[:, :1])
 
     for batch in (5, 300):
         xi = mx.concatenate([mx.random.normal((batch, 3), key=mx.random.key(batch)), _rotation_vectors(batch, batch)], -1)
         p = mx.random.normal((batch, 3), key=mx.random.key(batch + 1))
-        fast = mx.compile(mx.grad(loss(lie.se3_exp, lie.se3_act), argnums=(0, 1)))(xi, p)
-        ref = mx.grad(loss(se3._exp_pure, se3._act_pure), argnums=(0, 1))(xi, p)
+        fast = mx.compile(mx.grad(loss(lie.se3_exp, lie.se3_act, lie.se3_log), argnums=(0, 1)))(xi, p)
+        ref = mx.grad(loss(se3._exp_pure, se3._act_pure, se3._log_pure), argnums=(0, 1))(xi, p)
         for f, r in zip(fast, ref):
             np.testing.assert_allclose(np.array(f), np.array(r), rtol=1e-4, atol=1e-4)
         jvp = mx.jvp(lie.so3_exp, [xi[:, 3:]], [p])[1][0]

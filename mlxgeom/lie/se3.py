@@ -50,7 +50,7 @@ def _vee(m: mx.array) -> mx.array:
 
 
 def _exp_closed(xi: mx.array) -> mx.array:
-    return _exp_cuda(xi) if lie_cuda.exp_enabled(xi) else _exp_pure(xi)
+    return _exp_cuda(xi) if lie_cuda.enabled(xi) else _exp_pure(xi)
 
 
 def _exp_pure(xi: mx.array) -> mx.array:
@@ -74,10 +74,17 @@ def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
     raise ValueError(f"se3_exp: method must be 'closed_form' or 'matrix_exp', got {method!r}")
 
 
-def _log(m: mx.array) -> mx.array:
+def _log_pure(m: mx.array) -> mx.array:
     r, t = _rt(m)
-    phi = so3._log(r)
+    phi = so3._log_pure(r)
     return mx.concatenate([so3._left_jacobian_inv_apply(phi, t), phi], axis=-1)
+
+
+_log_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_log, _log_pure)
+
+
+def _log(m: mx.array) -> mx.array:
+    return _log_cuda(m) if lie_cuda.enabled(m) else _log_pure(m)
 
 
 def _inverse(m: mx.array) -> mx.array:

@@ -79,7 +79,7 @@ _exp_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_exp, _exp_pure)
 
 
 def _exp(phi: mx.array) -> mx.array:
-    return _exp_cuda(phi) if lie_cuda.exp_enabled(phi) else _exp_pure(phi)
+    return _exp_cuda(phi) if lie_cuda.enabled(phi) else _exp_pure(phi)
 
 
 def _jacobian(phi: mx.array, sign: float) -> mx.array:
@@ -138,8 +138,15 @@ def _log_from_quaternion(q: mx.array) -> mx.array:
     return sc.half_angle_ratio(sc.norm2(v), q[..., 0])[..., None] * v
 
 
-def _log(r: mx.array) -> mx.array:
+def _log_pure(r: mx.array) -> mx.array:
     return _log_from_quaternion(_quaternion_wxyz(r))
+
+
+_log_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_log, _log_pure)
+
+
+def _log(r: mx.array) -> mx.array:
+    return _log_cuda(r) if lie_cuda.enabled(r) else _log_pure(r)
 
 
 def _act_pure(r: mx.array, p: mx.array) -> mx.array:
