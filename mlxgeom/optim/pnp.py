@@ -149,24 +149,39 @@ def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k:
     rv = fy * y + cy - pixels_t[..., 1, :]
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
-    xy, x2, y2 = x * y, 1.0 + x * x, 1.0 + y * y
-    # ju = [fx, s] . [jx, jy] and jv = fy jy with jx = [1/z, 0, -x/z, -xy, 1 + x^2, -y],
-    # jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv[0] = 0.
-    ju = [fx * iz, sk * iz, -(fx * x + sk * y) * iz, -(fx * xy + sk * y2), fx * x2 + sk * xy, sk * x - fx * y]
-    jv = [None, fy * iz, -fy * y * iz, -fy * y2, fy * xy, fy * x]
-    cu = [c * v for v in ju]
-    cv = [None if v is None else c * v for v in jv]
+
+    def jac(a: int) -> tuple[mx.array, mx.array | None]:
+        """Row entries (ju_a, jv_a): ju = [fx, s] . [jx, jy], jv = fy jy with jx = [1/z, 0, -x/z,
+        -xy, 1 + x^2, -y], jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv_0 = 0 (None)."""
+        if a == 0:
+            return fx * iz, None
+        if a == 1:
+            return sk * iz, fy * iz
+        if a == 2:
+            return -(fx * x + sk * y) * iz, -fy * y * iz
+        if a == 3:
+            return -(fx * (x * y) + sk * (1.0 + y * y)), -fy * (1.0 + y * y)
+        if a == 4:
+            return fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)
+        return sk * x - fx * y, fy * x
 
     def total(t: mx.array) -> mx.array:
         return mx.sum(t, axis=-1)
 
+    # Every product builds its Jacobian entries afresh, so each fuses into its own kernel from
+    # (x, y, 1/z): nothing per point but those and the residuals stays alive (MLX's CPU buffer
+    # cache is small; at B=10000 this is 1.5x faster than sharing 22 materialised entries).
     upper = {}
     for a in range(6):
         for b in range(a, 6):
-            t = cu[a] * ju[b]
-            upper[a, b] = total(t if cv[a] is None else t + cv[a] * jv[b])
+            (ua, va), (ub, vb) = jac(a), jac(b)
+            upper[a, b] = total(c * (ua * ub if va is None else ua * ub + va * vb))
     hess = mx.stack([upper[min(a, b), max(a, b)] for a in range(6) for b in range(6)], axis=-1)
-    g = mx.stack([total(cu[0] * ru)] + [total(cu[a] * ru + cv[a] * rv) for a in range(1, 6)], axis=-1)
+    grads = []
+    for a in range(6):
+        ua, va = jac(a)
+        grads.append(total(c * (ua * ru if va is None else ua * ru + va * rv)))
+    g = mx.stack(grads, axis=-1)
     cost = 0.5 * total(sq if loss is None else loss.rho(sq))
     return cost, hess.reshape(*hess.shape[:-1], 6, 6), g
 
