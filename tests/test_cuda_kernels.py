@@ -98,3 +98,18 @@ def test_lie_kernel_gradients_equal_pure_gradients_and_compile_at_two_batch_size
             np.testing.assert_allclose(np.array(f), np.array(r), rtol=1e-4, atol=1e-4)
         jvp = mx.jvp(lie.so3_exp, [xi[:, 3:]], [p])[1][0]
         np.testing.assert_allclose(np.array(jvp), np.array(mx.jvp(so3._exp_pure, [xi[:, 3:]], [p])[1][0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("in_axes", [(None, 0), (0, 1), (0, None)])
+def test_lie_kernels_vmap_like_the_pure_paths(in_axes):
+    r = so3._exp_pure(_rotation_vectors(4, 8))
+    pts = mx.random.normal((6, 4, 3), key=mx.random.key(9))
+    a = r if in_axes[0] is None else mx.stack([r] * 5)
+    b = pts if in_axes[1] is None else (mx.stack([pts] * 5) if in_axes[1] == 0 else mx.stack([pts] * 5, axis=1))
+    got = mx.vmap(lie.so3_act, in_axes=in_axes)(a, b)
+    ref = mx.vmap(so3._act_pure, in_axes=in_axes)(a, b)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(np.array(got), np.array(ref), atol=1e-5)
+    phi = _rotation_vectors(30, 10).reshape(5, 6, 3)
+    np.testing.assert_allclose(np.array(mx.vmap(lie.so3_exp, in_axes=1)(phi)), np.array(so3._exp_pure(phi.swapaxes(0, 1))),
+                               atol=2e-6)

@@ -214,16 +214,23 @@ def _launch(op: str, arrays: list[mx.array], names: list[str], trailing: list[in
     return out.reshape(*batch, *out_tail)
 
 
-def with_pure_derivatives(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array]):
-    """``kernel_fn`` forward, differentiated as ``pure_fn`` (same maths): a ``mx.custom_function``."""
+def _listed(x):
+    # With a single input MLX passes the array (or axis) itself rather than a tuple.
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array], trailing: tuple[int, ...],
+              use_kernel: Callable[..., bool]) -> Callable[..., mx.array]:
+    """``pure_fn``, but through ``kernel_fn`` where ``use_kernel(*args)``; differentiated as ``pure_fn``.
+
+    The kernel runs inside a ``mx.custom_function`` whose VJP and JVP are those of ``pure_fn``
+    (the same maths), and whose vmap rule moves the mapped axes to the front (``trailing``
+    gives each argument's element dims, the rest is batch) and dispatches again.
+    """
 
     @mx.custom_function
     def fast(*args):
         return kernel_fn(*args)
-
-    def _listed(x):
-        # With a single input MLX passes the array itself rather than a tuple.
-        return list(x) if isinstance(x, (list, tuple)) else [x]
 
     @fast.vjp
     def fast_vjp(primals, cotangent, output):
@@ -233,7 +240,22 @@ def with_pure_derivatives(kernel_fn: Callable[..., mx.array], pure_fn: Callable[
     def fast_jvp(primals, tangents):
         return tuple(mx.jvp(pure_fn, _listed(primals), _listed(tangents))[1])
 
-    return fast
+    @fast.vmap
+    def fast_vmap(inputs, axes):
+        inputs, axes = _listed(inputs), _listed(axes)
+        ranks = [x.ndim - t - (ax is not None) for x, t, ax in zip(inputs, trailing, axes)]
+        moved = []
+        for x, t, ax, rank in zip(inputs, trailing, axes, ranks):
+            if ax is not None:
+                x = mx.moveaxis(x, ax, 0)
+                x = x.reshape(x.shape[0], *([1] * (max(ranks) - rank)), *x.shape[1:])
+            moved.append(x)
+        return dispatch(*moved), 0
+
+    def dispatch(*args):
+        return fast(*args) if use_kernel(*args) else pure_fn(*args)
+
+    return dispatch
 
 
 def enabled(v: mx.array) -> bool:

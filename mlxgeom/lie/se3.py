@@ -49,10 +49,6 @@ def _vee(m: mx.array) -> mx.array:
     return mx.concatenate([m[..., :3, 3], so3._vee(m[..., :3, :3])], axis=-1)
 
 
-def _exp_closed(xi: mx.array) -> mx.array:
-    return _exp_cuda(xi) if lie_cuda.enabled(xi) else _exp_pure(xi)
-
-
 def _exp_pure(xi: mx.array) -> mx.array:
     rho, phi = _split(xi)
     a = sc.angle_of(phi)
@@ -63,7 +59,7 @@ def _exp_pure(xi: mx.array) -> mx.array:
     return _from_rt(r, t)
 
 
-_exp_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_exp, _exp_pure)
+_exp_closed = lie_cuda.fast_path(lie_cuda.se3_exp, _exp_pure, (1,), lie_cuda.enabled)
 
 
 def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
@@ -80,11 +76,7 @@ def _log_pure(m: mx.array) -> mx.array:
     return mx.concatenate([so3._left_jacobian_inv_apply(phi, t), phi], axis=-1)
 
 
-_log_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_log, _log_pure)
-
-
-def _log(m: mx.array) -> mx.array:
-    return _log_cuda(m) if lie_cuda.enabled(m) else _log_pure(m)
+_log = lie_cuda.fast_path(lie_cuda.se3_log, _log_pure, (2,), lie_cuda.enabled)
 
 
 def _inverse(m: mx.array) -> mx.array:
@@ -98,11 +90,7 @@ def _act_pure(m: mx.array, p: mx.array) -> mx.array:
     return so3._act_pure(r, p) + t
 
 
-_act_cuda = lie_cuda.with_pure_derivatives(lie_cuda.se3_act, _act_pure)
-
-
-def _act(m: mx.array, p: mx.array) -> mx.array:
-    return _act_cuda(m, p) if lie_cuda.act_enabled(m, p) else _act_pure(m, p)
+_act = lie_cuda.fast_path(lie_cuda.se3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
 
 
 def _adjoint(m: mx.array) -> mx.array:

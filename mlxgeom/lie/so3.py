@@ -75,11 +75,7 @@ def _exp_pure(phi: mx.array) -> mx.array:
     return _hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
 
 
-_exp_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_exp, _exp_pure)
-
-
-def _exp(phi: mx.array) -> mx.array:
-    return _exp_cuda(phi) if lie_cuda.enabled(phi) else _exp_pure(phi)
+_exp = lie_cuda.fast_path(lie_cuda.so3_exp, _exp_pure, (1,), lie_cuda.enabled)
 
 
 def _jacobian(phi: mx.array, sign: float) -> mx.array:
@@ -142,22 +138,14 @@ def _log_pure(r: mx.array) -> mx.array:
     return _log_from_quaternion(_quaternion_wxyz(r))
 
 
-_log_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_log, _log_pure)
-
-
-def _log(r: mx.array) -> mx.array:
-    return _log_cuda(r) if lie_cuda.enabled(r) else _log_pure(r)
+_log = lie_cuda.fast_path(lie_cuda.so3_log, _log_pure, (2,), lie_cuda.enabled)
 
 
 def _act_pure(r: mx.array, p: mx.array) -> mx.array:
     return linalg.matmul(r, p[..., None])[..., 0]
 
 
-_act_cuda = lie_cuda.with_pure_derivatives(lie_cuda.so3_act, _act_pure)
-
-
-def _act(r: mx.array, p: mx.array) -> mx.array:
-    return _act_cuda(r, p) if lie_cuda.act_enabled(r, p) else _act_pure(r, p)
+_act = lie_cuda.fast_path(lie_cuda.so3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
 
 
 def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
