@@ -86,12 +86,13 @@ def _moments(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
     """
     p = a.shape[-1]
     x, y = xn[..., 0], xn[..., 1]
-    coef = [w, w * x, w * y, w * (x * x + y * y)]
+    coef = [lambda: w, lambda: w * x, lambda: w * y, lambda: w * (x * x + y * y)]
     at = a.swapaxes(-1, -2)
     upper = [(i, j) for i in range(p) for j in range(i, p)]
-    prods = [at[..., i, :] * at[..., j, :] for i, j in upper]
-    # one (*, N) product and row sum per moment: no (*, 4, p(p+1)/2, N) temporary
-    packed = mx.stack([mx.stack([mx.sum(c * q, axis=-1) for q in prods], -1) for c in coef], -2)
+    # one (*, N) product and row sum per moment, each built afresh so that it fuses alone:
+    # no (*, 4, p(p+1)/2, N) temporary and no shared per-point products kept alive
+    packed = mx.stack([mx.stack([mx.sum(c() * (at[..., i, :] * at[..., j, :]), axis=-1) for i, j in upper], -1)
+                       for c in coef], -2)
     index = np.zeros((p, p), dtype=np.int32)
     for k, (i, j) in enumerate(upper):
         index[i, j] = index[j, i] = k
