@@ -1,13 +1,17 @@
 """CUDA fast paths equal their pure-mx reference paths on the device (skipped without CUDA)."""
 
+import sys
+
 import mlx.core as mx
 import numpy as np
 import pytest
 
 from mlxgeom import lie, linalg
 from mlxgeom.lie import lie_cuda, se3, so3
-from mlxgeom.linalg import inverse_cuda
+from mlxgeom.linalg import inverse_cuda, matrix_exp_cuda
 from mlxgeom.linalg.inverse import _inverse_adjugate
+
+matrix_exp_module = sys.modules["mlxgeom.linalg.matrix_exp"]  # the module (the package exports the function)
 
 pytestmark = pytest.mark.skipif(
     not (mx.cuda.is_available() and mx.default_device() == mx.gpu), reason="needs MLX's CUDA backend"
@@ -113,3 +117,28 @@ def test_lie_kernels_vmap_like_the_pure_paths(in_axes):
     phi = _rotation_vectors(30, 10).reshape(5, 6, 3)
     np.testing.assert_allclose(np.array(mx.vmap(lie.so3_exp, in_axes=1)(phi)), np.array(so3._exp_pure(phi.swapaxes(0, 1))),
                                atol=2e-6)
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_matrix_exp_kernel_equals_pure_path_across_norms_and_shifts(n):
+    rng = np.random.default_rng(n)
+    parts = [rng.normal(size=(300, n, n)) * s for s in (1e-8, 1e-3, 0.5, 3.0, 10.0)]
+    parts += [rng.normal(size=(300, n, n)) - 5 * np.eye(n), rng.normal(size=(50, n, n)) * 1e5]
+    a = mx.array(np.concatenate(parts).astype(np.float32))
+    assert matrix_exp_cuda.enabled(a)
+    fast = np.array(mx.compile(linalg.matrix_exp)(a))
+    ref = np.array(matrix_exp_module._expm(a, matrix_exp_module.DEFAULT_MAX_SQUARINGS))
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))  # 1-norms beyond the budget: NaN
+    ok = np.isfinite(ref).all(axis=(1, 2))
+    rel = np.linalg.norm(fast[ok] - ref[ok], axis=(1, 2)) / np.linalg.norm(ref[ok], axis=(1, 2))
+    assert rel.max() < 2e-5
+
+
+def test_matrix_exp_kernel_keeps_batch_dims_gradients_and_vmap():
+    a = 0.5 * mx.random.normal((3, 70, 4, 4), key=mx.random.key(4))
+    np.testing.assert_allclose(np.array(linalg.matrix_exp(a)), np.array(matrix_exp_module._expm(a, 10)), atol=1e-5)
+    grad = mx.grad(lambda x: mx.sum(linalg.matrix_exp(x) * mx.arange(16.0).reshape(4, 4)))(a)
+    ref = mx.grad(lambda x: mx.sum(matrix_exp_module._expm(x, 10) * mx.arange(16.0).reshape(4, 4)))(a)
+    np.testing.assert_allclose(np.array(grad), np.array(ref), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.array(mx.vmap(linalg.matrix_exp, in_axes=1)(a)),
+                               np.array(linalg.matrix_exp(a.swapaxes(0, 1))), atol=1e-6)

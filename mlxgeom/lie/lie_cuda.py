@@ -1,47 +1,24 @@
 """CUDA fast paths for SO(3)/SE(3) exp, log and the point actions (``mx.fast.cuda_kernel``).
 
 The pure-mx closed forms in ``so3.py`` / ``se3.py`` are the reference and the path on every
-other backend. On CUDA, their fused kernels read the (*, 3, 3) / (*, 4, 4) entries with
-strides and write one plane per entry, several times a same-size copy. These kernels give
-each block 256 elements: the block stages their inputs through shared memory with coalesced
-loads, each thread evaluates one element in registers with the same formulas (the same
-float32 Taylor coefficients below t^2 = 1, the half-angle closed forms above), and the block
-writes the outputs back coalesced (the layout of ``linalg/inverse_cuda.py``). An input with
-a single element (one rotation acting on many points) is read by every thread directly.
-
-Derivatives are those of the pure path (``mx.custom_function`` whose VJP and JVP call
-``mx.vjp`` / ``mx.jvp`` of the reference), so gradients are exactly the reference's.
-Set ``MLXGEOM_CUDA_KERNELS=0`` to disable.
+other backend; on CUDA their fused kernels read (*, 3, 3) / (*, 4, 4) entries with strides and
+write one plane per entry, several times a same-size copy. These kernels evaluate the same
+formulas per element (the same float32 Taylor coefficients below t^2 = 1, the half-angle
+closed forms above) with the staged layout of :mod:`mlxgeom._cuda`, which also gives them the
+pure path's derivatives and a vmap rule.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-from typing import Callable
 
 import mlx.core as mx
 
+from .._cuda import horner, launch, on_cuda
 from . import _scalar as sc
 
-_THREADS = 256
-
-
-def _on_cuda() -> bool:
-    return (os.environ.get("MLXGEOM_CUDA_KERNELS", "1") != "0" and mx.default_device() == mx.gpu
-            and mx.cuda.is_available())
-
-
-def _horner(coeffs: tuple[float, ...], x: str) -> str:
-    expr = f"{coeffs[-1]!r}f"
-    for c in reversed(coeffs[:-1]):
-        expr = f"({expr} * {x} + {c!r}f)"
-    return expr
-
-
 def _series(coeffs: tuple[float, ...]) -> str:
-    return _horner(coeffs[:sc._TERMS_FLOAT32], "t2")
+    return horner(coeffs[:sc._TERMS_FLOAT32], "t2")
 
 
 # A = sin t / t, B = (1 - cos t) / t^2, C = (t - sin t) / t^3 of phi = (x, y, z), as sc.* compute them.
@@ -93,7 +70,7 @@ _LOG = f"""
   float ratio;
   if (n2 < 0.01f * w * w) {{
     const float x2 = n2 / (w * w);
-    ratio = 2.0f / w * {_horner(sc.ATAN_X[:4], "x2")};
+    ratio = 2.0f / w * {horner(sc.ATAN_X[:4], "x2")};
   }} else {{
     const float n = sqrtf(n2);
     ratio = 2.0f * atan2f(n, w) / n;
@@ -150,117 +127,9 @@ _BODIES = {
 }
 
 
-def _stage_in(name: str, k: int) -> str:
-    return f"""
-  for (int j = tid; j < TB * {k}; j += TB) {{
-    const long long g = base * {k} + j;
-    tile[(j / {k}) * {k + 1} + j % {k}] = g < total * {k} ? {name}[g] : 0.0f;
-  }}
-  __syncthreads();
-  float {name}_r[{k}];
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) {name}_r[j] = tile[tid * {k + 1} + j];
-  __syncthreads();
-"""
-
-
-def _read_single(name: str, k: int) -> str:
-    return f"""
-  float {name}_r[{k}];
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) {name}_r[j] = {name}[j];
-"""
-
-
-def _stage_out(k: int) -> str:
-    return f"""
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) tile[tid * {k + 1} + j] = out_r[j];
-  __syncthreads();
-  for (int j = tid; j < TB * {k}; j += TB) {{
-    const long long g = base * {k} + j;
-    if (g < total * {k}) out[g] = tile[(j / {k}) * {k + 1} + j % {k}];
-  }}
-"""
-
-
-@functools.cache
-def _kernel(op: str, inputs: tuple[tuple[str, int, bool], ...], k_out: int):
-    """Kernel for ``op`` with inputs (name, entries, single) (single: one element for all)."""
-    staged = [name for name, _, single in inputs if not single]
-    pad = max([k for _, k, single in inputs if not single] + [k_out]) + 1
-    src = [f"  __shared__ float tile[TB * {pad}];",
-           f"  const long long total = {staged[0]}_shape[0];",
-           "  const long long base = (long long)blockIdx.x * TB;",
-           "  const int tid = threadIdx.x;"]
-    src += [_read_single(n, k) if single else _stage_in(n, k) for n, k, single in inputs]
-    src += [f"  float out_r[{k_out}];", _BODIES[op], _stage_out(k_out)]
-    return mx.fast.cuda_kernel(name=f"mlxgeom_{op}_" + "_".join(f"{n}{int(s)}" for n, _, s in inputs),
-                               input_names=[n for n, _, _ in inputs], output_names=["out"], source="\n".join(src))
-
-
-def _launch(op: str, arrays: list[mx.array], names: list[str], trailing: list[int],
-            out_tail: tuple[int, ...]) -> mx.array:
-    """Run ``op`` on inputs with ``trailing`` element dims each; the last input sets the batch."""
-    batch = tuple(arrays[-1].shape[: arrays[-1].ndim - trailing[-1]])
-    count = math.prod(batch)
-    flat = [a.reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:])) for a, t in zip(arrays, trailing)]
-    single = [f.shape[0] == 1 and count != 1 for f in flat]
-    k_out = math.prod(out_tail)
-    kernel = _kernel(op, tuple((n, f.shape[1], s) for n, f, s in zip(names, flat, single)), k_out)
-    blocks = -(-count // _THREADS)
-    (out,) = kernel(inputs=flat, template=[("TB", _THREADS)], grid=(blocks * _THREADS, 1, 1),
-                    threadgroup=(_THREADS, 1, 1), output_shapes=[(count, k_out)], output_dtypes=[mx.float32])
-    return out.reshape(*batch, *out_tail)
-
-
-def _listed(x):
-    # With a single input MLX passes the array (or axis) itself rather than a tuple.
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array], trailing: tuple[int, ...],
-              use_kernel: Callable[..., bool]) -> Callable[..., mx.array]:
-    """``pure_fn``, but through ``kernel_fn`` where ``use_kernel(*args)``; differentiated as ``pure_fn``.
-
-    The kernel runs inside a ``mx.custom_function`` whose VJP and JVP are those of ``pure_fn``
-    (the same maths), and whose vmap rule moves the mapped axes to the front (``trailing``
-    gives each argument's element dims, the rest is batch) and dispatches again.
-    """
-
-    @mx.custom_function
-    def fast(*args):
-        return kernel_fn(*args)
-
-    @fast.vjp
-    def fast_vjp(primals, cotangent, output):
-        return tuple(mx.vjp(pure_fn, _listed(primals), _listed(cotangent))[1])
-
-    @fast.jvp
-    def fast_jvp(primals, tangents):
-        return tuple(mx.jvp(pure_fn, _listed(primals), _listed(tangents))[1])
-
-    @fast.vmap
-    def fast_vmap(inputs, axes):
-        inputs, axes = _listed(inputs), _listed(axes)
-        ranks = [x.ndim - t - (ax is not None) for x, t, ax in zip(inputs, trailing, axes)]
-        moved = []
-        for x, t, ax, rank in zip(inputs, trailing, axes, ranks):
-            if ax is not None:
-                x = mx.moveaxis(x, ax, 0)
-                x = x.reshape(x.shape[0], *([1] * (max(ranks) - rank)), *x.shape[1:])
-            moved.append(x)
-        return dispatch(*moved), 0
-
-    def dispatch(*args):
-        return fast(*args) if use_kernel(*args) else pure_fn(*args)
-
-    return dispatch
-
-
 def enabled(v: mx.array) -> bool:
     """Whether exp / log of ``v`` (tangents (*, 3) / (*, 6) or matrices) take the kernels."""
-    return v.dtype == mx.float32 and v.size > 0 and _on_cuda()
+    return v.dtype == mx.float32 and v.size > 0 and on_cuda()
 
 
 def act_enabled(m: mx.array, p: mx.array) -> bool:
@@ -269,34 +138,34 @@ def act_enabled(m: mx.array, p: mx.array) -> bool:
     same = tuple(m.shape[:-2]) == tuple(p.shape[:-1])
     single = math.prod(m.shape[:-2]) == 1 and m.ndim - 2 <= p.ndim - 1
     return (m.dtype == mx.float32 and p.dtype == mx.float32 and p.size > 0 and (same or single)
-            and _on_cuda())
+            and on_cuda())
 
 
 def so3_exp(phi: mx.array) -> mx.array:
     """Rotation matrices (*, 3, 3) of float32 rotation vectors (*, 3), by the kernel."""
-    return _launch("so3_exp", [phi], ["phi"], [1], (3, 3))
+    return launch("so3_exp", _BODIES["so3_exp"], [phi], ["phi"], [1], (3, 3))
 
 
 def se3_exp(xi: mx.array) -> mx.array:
     """Poses (*, 4, 4) of float32 twists [rho, phi] (*, 6), by the kernel."""
-    return _launch("se3_exp", [xi], ["phi"], [1], (4, 4))
+    return launch("se3_exp", _BODIES["se3_exp"], [xi], ["phi"], [1], (4, 4))
 
 
 def so3_log(r: mx.array) -> mx.array:
     """Rotation vectors (*, 3) of float32 rotation matrices (*, 3, 3), by the kernel."""
-    return _launch("so3_log", [r], ["m"], [2], (3,))
+    return launch("so3_log", _BODIES["so3_log"], [r], ["m"], [2], (3,))
 
 
 def se3_log(m: mx.array) -> mx.array:
     """Twists [rho, phi] (*, 6) of float32 poses (*, 4, 4), by the kernel."""
-    return _launch("se3_log", [m], ["m"], [2], (6,))
+    return launch("se3_log", _BODIES["se3_log"], [m], ["m"], [2], (6,))
 
 
 def so3_act(r: mx.array, p: mx.array) -> mx.array:
     """R p (*, 3) for float32 R (*, 3, 3) (or one R) and p (*, 3), by the kernel."""
-    return _launch("so3_act", [r, p], ["m", "p"], [2, 1], (3,))
+    return launch("so3_act", _BODIES["so3_act"], [r, p], ["m", "p"], [2, 1], (3,))
 
 
 def se3_act(m: mx.array, p: mx.array) -> mx.array:
     """R p + t (*, 3) for float32 poses (*, 4, 4) (or one pose) and p (*, 3), by the kernel."""
-    return _launch("se3_act", [m, p], ["m", "p"], [2, 1], (3,))
+    return launch("se3_act", _BODIES["se3_act"], [m, p], ["m", "p"], [2, 1], (3,))

@@ -15,6 +15,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
+from .._cuda import fast_path
 from . import _scalar as sc
 from . import lie_cuda, so3
 
@@ -59,7 +60,7 @@ def _exp_pure(xi: mx.array) -> mx.array:
     return _from_rt(r, t)
 
 
-_exp_closed = lie_cuda.fast_path(lie_cuda.se3_exp, _exp_pure, (1,), lie_cuda.enabled)
+_exp_closed = fast_path(lie_cuda.se3_exp, _exp_pure, (1,), lie_cuda.enabled)
 
 
 def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
@@ -76,7 +77,7 @@ def _log_pure(m: mx.array) -> mx.array:
     return mx.concatenate([so3._left_jacobian_inv_apply(phi, t), phi], axis=-1)
 
 
-_log = lie_cuda.fast_path(lie_cuda.se3_log, _log_pure, (2,), lie_cuda.enabled)
+_log = fast_path(lie_cuda.se3_log, _log_pure, (2,), lie_cuda.enabled)
 
 
 def _inverse(m: mx.array) -> mx.array:
@@ -90,7 +91,7 @@ def _act_pure(m: mx.array, p: mx.array) -> mx.array:
     return so3._act_pure(r, p) + t
 
 
-_act = lie_cuda.fast_path(lie_cuda.se3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
+_act = fast_path(lie_cuda.se3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
 
 
 def _adjoint(m: mx.array) -> mx.array:

@@ -25,7 +25,9 @@ Batching without branches:
   (clamped to -32), which avoids the Taylor sum's cancellation for strongly negative
   spectra (a 1x1 exp(-10) loses 5e-5 in float32 without it).
 
-Products go through :func:`mlxgeom.linalg.matmul` (exact float32, no TF32 on CUDA).
+Products go through :func:`mlxgeom.linalg.matmul` (exact float32, no TF32 on CUDA). On
+CUDA, float32 3x3 and 4x4 inputs take the same algorithm as one kernel
+(``matrix_exp_cuda.py``).
 For n > 16 its (*, n, n, n) broadcast would be memory-heavy, so the inner dimension is
 cut into blocks of 8 and the partial products are added: (*, n, 8, n) at a time.
 
@@ -46,6 +48,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_float, cast_out, check_square
+from . import matrix_exp_cuda
 from .products import matmul
 
 DEFAULT_MAX_SQUARINGS = 10
@@ -270,6 +273,8 @@ def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
 def _differentiable_expm(max_squarings: int) -> Any:
     @mx.custom_function
     def expm(a: mx.array) -> mx.array:
+        if matrix_exp_cuda.enabled(a):
+            return matrix_exp_cuda.expm(a, coefficient_table(), _THETAS[mx.float32], max_squarings, _SHIFT_LIMIT)
         return _expm(a, max_squarings)
 
     # With one input and one output, MLX hands the arrays over bare (not in tuples).
@@ -280,6 +285,11 @@ def _differentiable_expm(max_squarings: int) -> Any:
     @expm.jvp
     def expm_jvp(primals: mx.array, tangents: mx.array) -> mx.array:
         return _frechet(primals, tangents, max_squarings)
+
+    @expm.vmap
+    def expm_vmap(a: mx.array, axis: int) -> tuple[mx.array, int]:
+        # Every matrix is independent: the mapped axis is one more batch axis.
+        return expm(mx.moveaxis(a, axis, 0)), 0
 
     return expm
 
