@@ -2,23 +2,17 @@
 
 The pure-mx adjugate in ``inverse.py`` is the reference and the path on every other
 backend. On CUDA it costs several passes over memory (strided entry reads, one plane per
-output entry), 7-30x a same-size copy at large batch. This kernel gives each block 256
-matrices: the block loads them into shared memory with coalesced reads, each thread
-inverts one matrix in registers with the same cofactor formulas, and the block writes the
-results back coalesced, so it runs at about copy speed. Shared rows are padded to n*n + 1
-words so that 16-word matrices do not all land in the same memory bank.
-
-Set ``MLXGEOM_CUDA_KERNELS=0`` to disable it.
+output entry), 7-30x a same-size copy at large batch. This kernel inverts one matrix per
+thread in registers with the same cofactor formulas, in the staged layout of
+:mod:`mlxgeom._cuda` (coalesced loads and stores through shared memory), so it runs at about
+copy speed. Set ``MLXGEOM_CUDA_KERNELS=0`` to disable it.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-
 import mlx.core as mx
 
-_THREADS = 256
+from .._cuda import launch, on_cuda
 
 _COFACTORS = {
     3: """
@@ -55,68 +49,14 @@ _COFACTORS = {
 """,
 }
 
-_SOURCE = """
-  constexpr int M = N * N;
-  constexpr int P = M + 1;
-  __shared__ float tile[TB * P];
-  const long long total = (long long)a_shape[0] * M;
-  const long long base = (long long)blockIdx.x * TB * M;
-  const int tid = threadIdx.x;
-  for (int k = tid; k < TB * M; k += TB) {
-    const long long g = base + k;
-    tile[(k / M) * P + k % M] = g < total ? a[g] : 0.0f;
-  }
-  __syncthreads();
-  float m[M];
-  float r[M];
-  #pragma unroll
-  for (int k = 0; k < M; ++k) m[k] = tile[tid * P + k];
-  COFACTORS
-  __syncthreads();
-  #pragma unroll
-  for (int k = 0; k < M; ++k) tile[tid * P + k] = r[k];
-  __syncthreads();
-  for (int k = tid; k < TB * M; k += TB) {
-    const long long g = base + k;
-    if (g < total) out[g] = tile[(k / M) * P + k % M];
-  }
-"""
-
 
 def enabled(a: mx.array) -> bool:
     """Whether ``a``'s inverse should take the kernel: float32 3x3/4x4 on MLX's CUDA backend."""
-    return (
-        a.dtype == mx.float32
-        and a.shape[-1] in _COFACTORS
-        and a.size > 0
-        and os.environ.get("MLXGEOM_CUDA_KERNELS", "1") != "0"
-        and mx.default_device() == mx.gpu
-        and mx.cuda.is_available()
-    )
-
-
-@functools.cache
-def _kernel(n: int):
-    return mx.fast.cuda_kernel(
-        name=f"mlxgeom_inverse{n}",
-        input_names=["a"],
-        output_names=["out"],
-        source=_SOURCE.replace("COFACTORS", _COFACTORS[n]),
-    )
+    return a.dtype == mx.float32 and a.shape[-1] in _COFACTORS and a.size > 0 and on_cuda()
 
 
 def inverse(a: mx.array) -> mx.array:
     """Inverse of float32 (*, n, n), n in {3, 4}, by the kernel; same formulas as ``inverse.py``."""
     n = a.shape[-1]
-    flat = a.reshape(-1, n * n)
-    batch = flat.shape[0]
-    blocks = -(-batch // _THREADS)
-    (out,) = _kernel(n)(
-        inputs=[flat],
-        template=[("N", n), ("TB", _THREADS)],
-        grid=(blocks * _THREADS, 1, 1),
-        threadgroup=(_THREADS, 1, 1),
-        output_shapes=[flat.shape],
-        output_dtypes=[mx.float32],
-    )
-    return out.reshape(a.shape)
+    body = "  const float* m = a_r;\n  float* r = out_r;\n" + _COFACTORS[n]
+    return launch(f"inverse{n}", body, [a], ["a"], [2], (n, n))
