@@ -92,7 +92,7 @@ def _body(n: int, thetas: tuple[float, ...], max_squarings: int, shift_limit: fl
   const float gz = ({scalar.format(row=0)}) * ({scalar.format(row=4)}) + ({scalar.format(row=3)});
   float grow = ({scalar.format(row=1)}) + (({scalar.format(row=2)}) + gz) * gz;
   for (int q = 0; q < gs; ++q) grow = grow * grow;
-  for (int k = 0; k < {n * n}; ++k) out_r[k] = covered ? e[k] / grow : NAN;
+  for (int k = 0; k < {n * n}; ++k) out_r[k] = covered ? e[k] / grow : __int_as_float(0x7fc00000);  // NaN
 """.replace("N + c]", f"{n} + c]")
 
 
