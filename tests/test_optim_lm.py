@@ -212,3 +212,15 @@ def test_bad_arguments_raise():
         levenberg_marquardt(lambda x: x, np.zeros((2, 3), dtype=np.complex64))
     with pytest.raises(ValueError, match="jacobian"):
         levenberg_marquardt(lambda x: x, mx.zeros((2, 3)), jacobian="numeric")
+
+
+def test_rejected_trial_points_with_nan_residuals_leave_gradients_finite():
+    # From x = 1 the Gauss-Newton step for sqrt(x) = d lands at x < 0 (NaN residual): rejected.
+    def solution(d):
+        res = levenberg_marquardt(lambda x: mx.sqrt(x) - d[:, None], mx.ones((2, 1)), max_iters=30, tau=1e-9)
+        return res.x[:, 0]
+
+    d = mx.array([0.05, 0.3])
+    np.testing.assert_allclose(np.array(solution(d)), np.array(d * d), rtol=1e-4)
+    grad = mx.grad(lambda d: mx.sum(solution(d)))(d)
+    np.testing.assert_allclose(np.array(grad), np.array(2 * d), rtol=1e-3)

@@ -178,6 +178,7 @@ def levenberg_marquardt_linearized(
     retract: Retract,
     batch_shape: tuple[int, ...],
     *,
+    cost_fn: Callable[[mx.array], mx.array] | None = None,
     max_iters: int = 20,
     tau: float = 1e-3,
     gtol: float = 0.0,
@@ -188,14 +189,19 @@ def levenberg_marquardt_linearized(
     normal equations, ``linearize(x) -> (F(x), A = J^T W J, g = J^T W r)``.
 
     For residuals whose normal equations can be summed per residual block without forming J
-    (PnP). ``linearize`` runs once at x0 and once per iteration at the trial point
-    ``retract(x, h)``: an accepted step keeps the trial's ``(F, A, g)`` for the next
-    iteration, so no separate cost pass and no final pass for the Hessian are needed.
-    Gradients flow through ``linearize`` exactly as in :func:`levenberg_marquardt`.
+    (PnP). Without ``cost_fn``, ``linearize`` runs once at x0 and once per iteration at the
+    trial point ``retract(x, h)``: an accepted step keeps the trial's ``(F, A, g)`` for the
+    next iteration, so no separate cost pass and no final pass for the Hessian are needed.
+    That needs residuals that stay finite at any trial point (a rejected trial still sits in
+    the backward graph, behind a zero cotangent, and 0 * inf is NaN). With ``cost_fn``
+    (``x -> F(x)``), trial points are only scored, without gradient, and ``linearize`` runs
+    at the accepted points: one pass more per iteration, safe for any residuals.
+    Gradients flow through ``linearize`` (the unrolled iterations).
 
     Args:
         linearize: ``x (*batch, *param) -> (cost (*batch), A (*batch, n, n), g (*batch, n))``,
             problem b depending on x[b] only.
+        cost_fn: optional ``x -> cost (*batch)`` for scoring trial points (see above).
         x0: (*batch, *param) in the compute dtype (float32/float64); x is returned in it.
         retract: ``(x, h (*batch, n)) -> x'``.
         batch_shape: the problems' batch shape.
@@ -227,15 +233,20 @@ def levenberg_marquardt_linearized(
     iterations = mx.zeros(batch_shape, dtype=mx.int32)
     eps = 2.2e-16 if x.dtype == mx.float64 else 1.2e-7
 
-    for _ in range(max_iters):
+    for it in range(max_iters):
         active = status == int(LMStatus.MAX_ITERS)
+        if cost_fn is not None and it > 0:
+            cost_out, a, g = linearize(x)
         g_small = mx.max(mx.abs(mx.stop_gradient(g)), axis=-1) <= gtol
         h, h_ok = _solve_damped(a, g, mu)
         h_small = h_ok & (mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
                           <= xtol * (_param_norm(mx.stop_gradient(x), bnd) + xtol))
         x_new = retract(x, h)
-        cost_out_new, a_new, g_new = linearize(x_new)
-        cost_new = _finite_cost(mx.stop_gradient(cost_out_new))
+        if cost_fn is None:
+            cost_out_new, a_new, g_new = linearize(x_new)
+            cost_new = _finite_cost(mx.stop_gradient(cost_out_new))
+        else:
+            cost_new = _finite_cost(mx.stop_gradient(cost_fn(x_new)))
         hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
         predicted = 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
         actual = cost - cost_new
@@ -244,9 +255,10 @@ def levenberg_marquardt_linearized(
         cost_small = accept & (actual <= ftol * cost + eps * eps)
         x = mx.where(_expand(accept, x), x_new, x)
         cost = mx.where(accept, cost_new, cost)
-        cost_out = mx.where(accept, cost_out_new, cost_out)
-        a = mx.where(accept[..., None, None], a_new, a)
-        g = mx.where(accept[..., None], g_new, g)
+        if cost_fn is None:
+            cost_out = mx.where(accept, cost_out_new, cost_out)
+            a = mx.where(accept[..., None, None], a_new, a)
+            g = mx.where(accept[..., None], g_new, g)
         shrink = mx.maximum(1.0 / 3.0, 1.0 - (2.0 * mx.minimum(gain, 1.0) - 1.0) ** 3)
         reject = active & ~accept
         mu = mx.where(accept, mu * shrink, mx.where(reject, mx.minimum(mu * nu, 1e30), mu))
@@ -257,6 +269,8 @@ def levenberg_marquardt_linearized(
                                        mx.where(cost_small, int(LMStatus.COST), int(LMStatus.MAX_ITERS))))
         status = mx.where(active, new_status, status).astype(mx.int32)
 
+    if cost_fn is not None and max_iters > 0:
+        cost_out, a, g = linearize(x)
     return LMResult(x=x, cost=cost_out, initial_cost=initial_cost, iterations=iterations,
                     converged=status > 0, status=status, damping=mu, hessian=a)
 
@@ -348,6 +362,10 @@ def levenberg_marquardt(
         cost, w = _weighted(rc, block_size, loss_obj)
         return (cost, *_normal_equations(rc, jac, w))
 
-    res = levenberg_marquardt_linearized(linearize, x, retract, batch_shape, max_iters=max_iters, tau=tau,
-                                         gtol=gtol, xtol=xtol, ftol=ftol)
+    def cost_fn(xc: mx.array) -> mx.array:
+        return _weighted(residual_fn(xc), block_size, loss_obj)[0]
+
+    # User residuals may be non-finite at a rejected trial point: score trials without gradient.
+    res = levenberg_marquardt_linearized(linearize, x, retract, batch_shape, cost_fn=cost_fn, max_iters=max_iters,
+                                         tau=tau, gtol=gtol, xtol=xtol, ftol=ftol)
     return res._replace(x=cast_out(res.x, out_dtype))
