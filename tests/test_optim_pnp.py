@@ -9,8 +9,8 @@ import pytest
 from helpers import assert_device_safe
 from scipy.spatial.transform import Rotation
 
-from mlxgeom import camera, lie
-from mlxgeom.optim import solve_pnp, solve_pnp_ransac
+from mlxgeom import camera, lie, optim
+from mlxgeom.optim import _pnp_init, pnp, solve_pnp, solve_pnp_ransac
 
 K_NP = np.array([[800.0, 0.0, 320.0], [0.0, 780.0, 240.0], [0.0, 0.0, 1.0]])
 DEPTH = 6.0  # scene scale: distance of the points from the camera
@@ -228,3 +228,53 @@ def test_bad_shapes_raise():
         solve_pnp(mx.zeros((5, 3)), mx.zeros((5, 2)), mx.eye(3), method="p3p")
     with pytest.raises(ValueError, match="sample_size"):
         solve_pnp_ransac(mx.zeros((5, 3)), mx.zeros((5, 2)), mx.eye(3), sample_size=3)
+
+
+def test_fused_normal_equations_equal_autodiff_jacobian_products():
+    # J by forward-mode autodiff of the residuals through the left update exp(h) T at h = 0.
+    pw_np, uv_np, rot, t, _ = _scene(3, 20, seed=11, noise=2.0)
+    pw, uv, k = _f32(pw_np), _f32(uv_np), _f32(K_NP)
+    pose0 = np.tile(np.eye(4), (3, 1, 1))
+    pose0[:, :3, :3], pose0[:, :3, 3] = rot, t
+    pose = lie.se3_compose(lie.se3_exp(_f32(np.random.default_rng(1).normal(size=(3, 6)) * 0.05)), _f32(pose0))
+    w = mx.array((np.random.default_rng(2).random((3, 20)) > 0.2).astype(np.float32))
+    loss = optim.Huber(2.0)
+
+    def residual(h):
+        return optim.reprojection_residuals(lie.se3_compose(lie.se3_exp(h), pose), pw, uv, k)
+
+    zero = mx.zeros((3, 6))
+    r = residual(zero)
+    jac = mx.stack([mx.jvp(residual, [zero], [mx.broadcast_to(mx.eye(6)[i], (3, 6))])[1][0] for i in range(6)], -1)
+    sq = w * mx.sum(r * r, -1)
+    c = w * loss.weight(sq)
+    a_ref = mx.sum(c[..., None, None, None] * jac[..., :, None] * jac[..., None, :], axis=(1, 2))
+    g_ref = mx.sum(c[..., None, None] * jac * r[..., None], axis=(1, 2))
+    cost, a, g = pnp._pnp_normal_equations(pose, pw.swapaxes(-1, -2), uv.swapaxes(-1, -2), k, w, loss)
+    np.testing.assert_allclose(np.array(a), np.array(a_ref), rtol=2e-4, atol=1e-2)
+    np.testing.assert_allclose(np.array(g), np.array(g_ref), rtol=2e-4, atol=1e-3)
+    np.testing.assert_allclose(np.array(cost), np.array(0.5 * mx.sum(loss.rho(sq), -1)), rtol=1e-5)
+
+
+def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
+    rng = np.random.default_rng(5)
+    pw = rng.normal(size=(4, 30, 3)).astype(np.float32)
+    w = (rng.random((4, 30)) > 0.1).astype(np.float32)
+    _, alphas, _ = _pnp_init._control_points(mx.array(pw), mx.array(w))
+    null = mx.array(rng.normal(size=(4, 4, 4, 3)).astype(np.float32))
+    beta = mx.array(rng.normal(size=(2, 4, 4)).astype(np.float32))
+    r, t, proper = _pnp_init._pose_candidates(beta, null, alphas, mx.array(pw), mx.array(w))
+    cc = np.einsum("kbv,bvjc->kbjc", np.array(beta), np.array(null))
+    for kk in range(2):
+        for b in range(4):
+            pc = np.array(alphas[b]) @ cc[kk, b]
+            wb = w[b][:, None]
+            mw, mc = (wb * pw[b]).sum(0) / wb.sum(), (wb * pc).sum(0) / wb.sum()
+            if (wb[:, 0] * pc[:, 2]).sum() < 0:  # mirrored in front of the camera first
+                pc, mc = -pc, -mc
+            h = ((pc - mc) * wb).T @ (pw[b] - mw)
+            u, _, vt = np.linalg.svd(h)
+            rot = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+            np.testing.assert_allclose(np.array(r[kk, b]), rot, atol=2e-4)
+            np.testing.assert_allclose(np.array(t[kk, b]), mc - rot @ mw, atol=2e-3)
+            assert bool(proper[kk, b]) == (np.linalg.det(h) > 0)

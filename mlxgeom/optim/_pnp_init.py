@@ -47,21 +47,6 @@ def _outer_sum(a: mx.array, b: mx.array, w: mx.array) -> mx.array:
                      for i in range(a.shape[-1])], -2)
 
 
-def absolute_orientation(pw: mx.array, pc: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """Rotation and translation minimising ``sum_i w_i ||pc_i - (R pw_i + t)||^2``.
-
-    Kabsch/Horn (Horn, JOSA A 4:629, 1987): R is the rotation nearest to
-    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``. The third output is
-    ``det H > 0``: False when the best fit would be a reflection (for PnP, image points
-    that only points behind the camera explain).
-    """
-    mw, mc = _centroid(pw, w), _centroid(pc, w)
-    h = _outer_sum(pc - mc[..., None, :], pw - mw[..., None, :], w)
-    r = linalg.project_to_so3(h)
-    t = mc - linalg.matmul(r, mw[..., None])[..., 0]
-    return r, t, linalg.det(h) > 0
-
-
 def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """EPnP control points (*, 4, 3), barycentric weights (*, N, 4), non-planar mask (*)."""
     c0 = _centroid(pw, w)
@@ -208,8 +193,12 @@ def _sq_reprojection(r: mx.array, t: mx.array, pw_t: mx.array, xn_t: mx.array, w
 
 def _pose_candidates(beta: mx.array, null: mx.array, alphas: mx.array, pw: mx.array,
                      w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """``absolute_orientation(pw, alphas cc, w)`` for the camera-frame control points
-    ``cc = sum_v beta_v null_v`` of candidates (k, *, 4), without per-point work.
+    """Pose of each candidate (k, *): the absolute orientation (Kabsch/Horn, JOSA A 4:629, 1987)
+    of the world points onto the camera points ``pc_i = cc^T a_i`` of the camera-frame control
+    points ``cc = sum_v beta_v null_v``, without per-point work. R is the rotation nearest to
+    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``, and the third output,
+    ``det H > 0``, is False where the best fit would be a reflection (image points that only
+    points behind the camera explain).
 
     The camera points ``pc_i = cc^T a_i`` are linear in the barycentric weights, so
     ``H = cc^T S`` with ``S = sum_i w_i (a_i - abar)(pw_i - mw)^T`` (*, 4, 3), computed

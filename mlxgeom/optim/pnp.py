@@ -94,25 +94,6 @@ def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx
     return mx.stack([u - pixels[..., 0], v - pixels[..., 1]], axis=-1)
 
 
-def _reprojection_jacobian(pose: mx.array, pw: mx.array, k: mx.array) -> mx.array:
-    """d residual / d h (*, N, 2, 6) for the left update ``exp(h) T``, h = [rho, phi].
-
-    With p = T pw in the camera frame, dp/dh = [I, -[p]x]; the normalised projection gives
-    the classic rows [1/z, 0, -x/z^2, -xy/z^2, 1 + x^2/z^2, -y/z] and
-    [0, 1/z, -y/z^2, -(1 + y^2/z^2), xy/z^2, x/z], then the 2x2 block of K.
-    """
-    pc = _camera_points(pose, pw)
-    iz = 1.0 / _safe_depth(pc[..., 2])
-    x, y = pc[..., 0] * iz, pc[..., 1] * iz
-    zero = mx.zeros_like(x)
-    jx = mx.stack([iz, zero, -x * iz, -x * y, 1.0 + x * x, -y], axis=-1)
-    jy = mx.stack([zero, iz, -y * iz, -(1.0 + y * y), x * y, x], axis=-1)
-    kk = k[..., None, :, :]
-    ju = kk[..., 0, 0, None] * jx + kk[..., 0, 1, None] * jy
-    jv = kk[..., 1, 1, None] * jy
-    return mx.stack([ju, jv], axis=-2)
-
-
 def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
     from .. import lie
 
@@ -132,8 +113,13 @@ def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
 def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k: mx.array, w: mx.array,
                           loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
     """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
-    errors, summed per point without forming J (left update, rows of
-    :func:`_reprojection_jacobian`); points and pixels come transposed, (*, 3, N) and (*, 2, N).
+    errors, summed per point without forming J; points and pixels come transposed, (*, 3, N)
+    and (*, 2, N).
+
+    J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
+    camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
+    [1/z, 0, -x/z, -xy, 1 + x^2, -y] and [0, 1/z, -y/z, -(1 + y^2), xy, x] (x, y = p / z; the
+    first three divided by z as written), then the 2x2 block of K.
 
     With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
     an elementwise (*, N) product of contiguous rows, reduced over N (exact float32).
