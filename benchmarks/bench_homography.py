@@ -51,10 +51,10 @@ def accuracy(h_est: np.ndarray, hs: np.ndarray, src: np.ndarray, inl: np.ndarray
     return float(np.mean(errs)), float(np.mean(recalls))
 
 
-def bench_ransac(pairs: int, trials: int) -> str:
+def bench_ransac(pairs: int, trials: int, jit) -> str:
     hs, src, dst, inl = make_pairs(pairs)
     s, d = mx.array(src, mx.float32), mx.array(dst, mx.float32)
-    fn = mx.compile(lambda a, b: tuple(find_homography(a, b, method="ransac", max_trials=trials, key=mx.random.key(0))))
+    fn = jit(lambda a, b: tuple(find_homography(a, b, method="ransac", max_trials=trials, key=mx.random.key(0))))
     t0 = time.perf_counter()
     res = fn(s, d)
     mx.eval(res)
@@ -95,8 +95,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, nargs="+", default=[1, 64, 1024])
     ap.add_argument("--trials", type=int, default=512, help="static RANSAC hypotheses per pair (mlxgeom)")
+    ap.add_argument("--eager", action="store_true",
+                    help="run RANSAC without mx.compile (on CUDA the first compiled call spends minutes in NVRTC)")
+    ap.add_argument("--no-warp", action="store_true", help="skip the warp_perspective table")
     ap.add_argument("--out", help="also append the tables to this file")
     args = ap.parse_args()
+    jit = (lambda f: f) if args.eager else mx.compile
     lines: list[str] = []
 
     def emit(text: str) -> None:
@@ -105,13 +109,16 @@ def main() -> None:
 
     threads = cv2.getNumThreads()
     emit(f"\n### homography on {machine()}; OpenCV {cv2.__version__}\n")
-    emit(f"#### RANSAC homography, 1000 matches/pair, 40 % outliers, 0.5 px noise; mlxgeom max_trials={args.trials}\n")
+    emit(f"#### RANSAC homography, 1000 matches/pair, 40 % outliers, 0.5 px noise; mlxgeom max_trials={args.trials}, "
+         f"{'eager' if args.eager else 'compiled'}\n")
     emit("| pairs | mlxgeom ms/pair | cv2 loop ms/pair | cv2 / mlxgeom | mean error px (mlxgeom / cv2) "
          "| inlier recall % (mlxgeom / cv2) | mlxgeom ok % | first call s (compile) |")
     emit("|---|---|---|---|---|---|---|---|")
     for p in args.pairs:
-        emit(bench_ransac(p, args.trials))
+        emit(bench_ransac(p, args.trials, jit))
     cv2.setNumThreads(threads)
+    if args.no_warp:
+        return
     emit("\n#### warp_perspective, 3840 x 2160 x 3, float32 (mlxgeom) vs uint8 (cv2, all threads)\n")
     emit("| interpolation | mlxgeom ms | cv2 ms | cv2 / mlxgeom | max abs diff, interior (levels) |")
     emit("|---|---|---|---|---|")
