@@ -10,6 +10,7 @@ camera frame, and the covariance is that of ``h`` at the solution.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Union
 
 import mlx.core as mx
@@ -110,29 +111,59 @@ def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
     return m[..., i, j][..., None]
 
 
-def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k: mx.array, w: mx.array,
-                          loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
-    """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
-    errors, summed per point without forming J; points and pixels come transposed, (*, 3, N)
-    and (*, 2, N).
+# On the CPU the per-point temporaries of one block of points stay under this many elements
+# (512 KB in float32), so that they recycle through MLX's CPU buffer cache (32 MB) instead of
+# going back to the system allocator: at B = 10,000 with whole (B, N) temporaries glibc hands
+# their pages back and faults them in again on every iteration (2-3x slower). GPU allocators
+# keep large buffers, so there the points stay in one block.
+_CPU_BLOCK_ELEMENTS = 1 << 17
 
-    J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
-    camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
-    [1/z, 0, -x/z, -xy, 1 + x^2, -y] and [0, 1/z, -y/z, -(1 + y^2), xy, x] (x, y = p / z; the
-    first three divided by z as written), then the 2x2 block of K.
 
-    With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
-    an elementwise (*, N) product of contiguous rows, reduced over N (exact float32).
-    """
-    X, Y, Z = pw_t[..., 0, :], pw_t[..., 1, :], pw_t[..., 2, :]
+class _PointBlocks(NamedTuple):
+    """Points, pixels and weights cut into P blocks of M points (zero-weight padding):
+    ``xyz`` (P, 3, *, M), ``uv`` (P, 2, *, M), ``w`` (P, *, M), every row contiguous."""
+
+    xyz: mx.array
+    uv: mx.array
+    w: mx.array
+
+
+def _n_blocks(batch_size: int, n: int) -> int:
+    if mx.default_device() != mx.cpu:
+        return 1
+    per_block = max(1, _CPU_BLOCK_ELEMENTS // max(batch_size, 1))
+    return max(1, -(-n // per_block))
+
+
+def point_blocks(pw: mx.array, pixels: mx.array, w: mx.array, n_blocks: int | None = None) -> _PointBlocks:
+    """:class:`_PointBlocks` of points (*, N, 3), pixels (*, N, 2) and weights (*, N); the number
+    of blocks P is chosen from the shapes (:data:`_CPU_BLOCK_ELEMENTS`) unless given."""
+    n = w.shape[-1]
+    batch = mx.broadcast_shapes(pw.shape[:-2], pixels.shape[:-2], w.shape[:-1])
+    p = _n_blocks(math.prod(batch), n) if n_blocks is None else max(1, min(n_blocks, n))
+    m = -(-n // p)
+
+    def cut(a: mx.array) -> mx.array:  # (*, N, c) -> (P, c, *, M)
+        a = mx.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, p * m - n), (0, 0)]) if p * m > n else a
+        a = a.reshape(*a.shape[:-2], p, m, a.shape[-1])
+        return mx.contiguous(mx.moveaxis(mx.moveaxis(a, -3, 0), -1, 1))
+
+    return _PointBlocks(cut(pw), cut(pixels), cut(w[..., None])[:, 0])
+
+
+def _block_sums(pose: mx.array, xyz: mx.array, uv: mx.array, w: mx.array, k: mx.array,
+                loss: RobustLoss | None) -> mx.array:
+    """The 21 + 6 + 1 sums (*, 28) of ``A``'s upper triangle, ``g`` and the cost over one block
+    of points: rows ``xyz`` (3, *, M), ``uv`` (2, *, M), weights ``w`` (*, M)."""
+    X, Y, Z = xyz[0], xyz[1], xyz[2]
     pc = [_per_problem(pose, i, 0) * X + _per_problem(pose, i, 1) * Y + _per_problem(pose, i, 2) * Z
           + _per_problem(pose, i, 3) for i in range(3)]
     # Ignored points are zeroed before any product so no overflow (or NaN gradient) reaches A.
     iz = mx.where(w > 0, 1.0 / _safe_depth(pc[2]), 0.0)
     x, y = pc[0] * iz, pc[1] * iz
     fx, sk, cx, fy, cy = (_per_problem(k, i, j) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
-    ru = fx * x + sk * y + cx - pixels_t[..., 0, :]
-    rv = fy * y + cy - pixels_t[..., 1, :]
+    ru = fx * x + sk * y + cx - uv[0]
+    rv = fy * y + cy - uv[1]
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
 
@@ -154,22 +185,43 @@ def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k:
     def total(t: mx.array) -> mx.array:
         return mx.sum(t, axis=-1)
 
-    # Every product builds its Jacobian entries afresh, so each fuses into its own kernel from
-    # (x, y, 1/z): nothing per point but those and the residuals stays alive (MLX's CPU buffer
-    # cache is small; at B=10000 this is 1.5x faster than sharing 22 materialised entries).
-    upper = {}
+    sums = []
     for a in range(6):
         for b in range(a, 6):
             (ua, va), (ub, vb) = jac(a), jac(b)
-            upper[a, b] = total(c * (ua * ub if va is None else ua * ub + va * vb))
-    hess = mx.stack([upper[min(a, b), max(a, b)] for a in range(6) for b in range(6)], axis=-1)
-    grads = []
+            sums.append(total(c * (ua * ub if va is None else ua * ub + va * vb)))
     for a in range(6):
         ua, va = jac(a)
-        grads.append(total(c * (ua * ru if va is None else ua * ru + va * rv)))
-    g = mx.stack(grads, axis=-1)
-    cost = 0.5 * total(sq if loss is None else loss.rho(sq))
-    return cost, hess.reshape(*hess.shape[:-1], 6, 6), g
+        sums.append(total(c * (ua * ru if va is None else ua * ru + va * rv)))
+    sums.append(0.5 * total(sq if loss is None else loss.rho(sq)))
+    return mx.stack(sums, axis=-1)
+
+
+_UPPER = [(a, b) for a in range(6) for b in range(a, 6)]
+_SYMMETRIC = [_UPPER.index((min(a, b), max(a, b))) for a in range(6) for b in range(6)]
+
+
+def _pnp_normal_equations(pose: mx.array, points: _PointBlocks, k: mx.array,
+                          loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
+    """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
+    errors, summed per point without forming J, block by block (:func:`point_blocks`).
+
+    J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
+    camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
+    [1/z, 0, -x/z, -xy, 1 + x^2, -y] and [0, 1/z, -y/z, -(1 + y^2), xy, x] (x, y = p / z; the
+    first three divided by z as written), then the 2x2 block of K.
+
+    With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
+    an elementwise product of contiguous rows, reduced over the points (exact float32). Each
+    block is reduced completely before the next one's products are formed, so only one block's
+    temporaries are alive at a time.
+    """
+    total = None
+    for j in range(points.w.shape[0]):
+        s = _block_sums(pose, points.xyz[j], points.uv[j], points.w[j], k, loss)
+        total = s if total is None else total + s
+    hess = mx.take(total, mx.array(_SYMMETRIC), axis=-1)
+    return total[..., 27], hess.reshape(*hess.shape[:-1], 6, 6), total[..., 21:27]
 
 
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
@@ -181,11 +233,11 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
     """
     loss_obj = get_loss(loss, loss_scale)
-    # Loop-invariant: transposed once so that every per-point row is contiguous.
-    pw_t, pixels_t = mx.contiguous(pw.swapaxes(-1, -2)), mx.contiguous(pixels.swapaxes(-1, -2))
+    # Loop-invariant: cut into blocks once, every per-point row contiguous.
+    points = point_blocks(pw, pixels, w)
 
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        return _pnp_normal_equations(p, pw_t, pixels_t, k, w, loss_obj)
+        return _pnp_normal_equations(p, points, k, loss_obj)
 
     return levenberg_marquardt_linearized(linearize, pose, _left_retract, tuple(pose.shape[:-2]),
                                           max_iters=max_iters, tau=1e-4)
@@ -217,7 +269,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
-        hessian = _pnp_normal_equations(pose, pw.swapaxes(-1, -2), pixels.swapaxes(-1, -2), k, w, None)[1]
+        hessian = _pnp_normal_equations(pose, point_blocks(pw, pixels, w), k, None)[1]
     cov = _covariance(hessian, sq, n_used)
     cov = mx.where(ok[..., None, None], cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
