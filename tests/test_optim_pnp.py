@@ -252,7 +252,7 @@ def test_fused_normal_equations_equal_autodiff_jacobian_products(n_blocks):
     a_ref = mx.sum(c[..., None, None, None] * jac[..., :, None] * jac[..., None, :], axis=(1, 2))
     g_ref = mx.sum(c[..., None, None] * jac * r[..., None], axis=(1, 2))
     # 20 points in 1, 3 (7 + 7 + 6 and a zero-weight pad) or 20 blocks: the same sums
-    cost, a, g = pnp._pnp_normal_equations(pose, pnp.point_blocks(pw, uv, w, n_blocks), k, loss)
+    cost, a, g = pnp._pnp_normal_equations(pose, pnp.pnp_blocks(pw, uv, w, n_blocks), k, loss)
     np.testing.assert_allclose(np.array(a), np.array(a_ref), rtol=2e-4, atol=1e-2)
     np.testing.assert_allclose(np.array(g), np.array(g_ref), rtol=2e-4, atol=1e-3)
     np.testing.assert_allclose(np.array(cost), np.array(0.5 * mx.sum(loss.rho(sq), -1)), rtol=1e-5)

@@ -10,14 +10,13 @@ camera frame, and the covariance is that of ``h`` at the solution.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple, Union
 
 import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from . import _pnp_init
+from . import _pnp_init, _point_sums
 from .levenberg_marquardt import levenberg_marquardt_linearized
 from .losses import RobustLoss, get_loss
 
@@ -111,59 +110,25 @@ def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
     return m[..., i, j][..., None]
 
 
-# On the CPU the per-point temporaries of one block of points stay under this many elements
-# (512 KB in float32), so that they recycle through MLX's CPU buffer cache (32 MB) instead of
-# going back to the system allocator: at B = 10,000 with whole (B, N) temporaries glibc hands
-# their pages back and faults them in again on every iteration (2-3x slower). GPU allocators
-# keep large buffers, so there the points stay in one block.
-_CPU_BLOCK_ELEMENTS = 1 << 17
+def pnp_blocks(pw: mx.array, pixels: mx.array, w: mx.array, blocks: int | None = None) -> mx.array:
+    """Rows X, Y, Z, u, v, w of points (*, N, 3), pixels (*, N, 2) and weights (*, N) in blocks
+    (P, 6, *, M) (:func:`_point_sums.split_points`), cut once per solve."""
+    rows = [pw[..., 0], pw[..., 1], pw[..., 2], pixels[..., 0], pixels[..., 1], w]
+    return _point_sums.split_points(rows, blocks)
 
 
-class _PointBlocks(NamedTuple):
-    """Points, pixels and weights cut into P blocks of M points (zero-weight padding):
-    ``xyz`` (P, 3, *, M), ``uv`` (P, 2, *, M), ``w`` (P, *, M), every row contiguous."""
-
-    xyz: mx.array
-    uv: mx.array
-    w: mx.array
-
-
-def _n_blocks(batch_size: int, n: int) -> int:
-    if mx.default_device() != mx.cpu:
-        return 1
-    per_block = max(1, _CPU_BLOCK_ELEMENTS // max(batch_size, 1))
-    return max(1, -(-n // per_block))
-
-
-def point_blocks(pw: mx.array, pixels: mx.array, w: mx.array, n_blocks: int | None = None) -> _PointBlocks:
-    """:class:`_PointBlocks` of points (*, N, 3), pixels (*, N, 2) and weights (*, N); the number
-    of blocks P is chosen from the shapes (:data:`_CPU_BLOCK_ELEMENTS`) unless given."""
-    n = w.shape[-1]
-    batch = mx.broadcast_shapes(pw.shape[:-2], pixels.shape[:-2], w.shape[:-1])
-    p = _n_blocks(math.prod(batch), n) if n_blocks is None else max(1, min(n_blocks, n))
-    m = -(-n // p)
-
-    def cut(a: mx.array) -> mx.array:  # (*, N, c) -> (P, c, *, M)
-        a = mx.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, p * m - n), (0, 0)]) if p * m > n else a
-        a = a.reshape(*a.shape[:-2], p, m, a.shape[-1])
-        return mx.contiguous(mx.moveaxis(mx.moveaxis(a, -3, 0), -1, 1))
-
-    return _PointBlocks(cut(pw), cut(pixels), cut(w[..., None])[:, 0])
-
-
-def _block_sums(pose: mx.array, xyz: mx.array, uv: mx.array, w: mx.array, k: mx.array,
-                loss: RobustLoss | None) -> mx.array:
-    """The 21 + 6 + 1 sums (*, 28) of ``A``'s upper triangle, ``g`` and the cost over one block
-    of points: rows ``xyz`` (3, *, M), ``uv`` (2, *, M), weights ``w`` (*, M)."""
-    X, Y, Z = xyz[0], xyz[1], xyz[2]
+def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.array, Y: mx.array, Z: mx.array,
+                 U: mx.array, V: mx.array, w: mx.array) -> list[mx.array]:
+    """The 21 + 6 + 1 per-point terms of ``A``'s upper triangle, ``g`` and the cost, from rows
+    (*, M) of the points, pixels and weights."""
     pc = [_per_problem(pose, i, 0) * X + _per_problem(pose, i, 1) * Y + _per_problem(pose, i, 2) * Z
           + _per_problem(pose, i, 3) for i in range(3)]
     # Ignored points are zeroed before any product so no overflow (or NaN gradient) reaches A.
     iz = mx.where(w > 0, 1.0 / _safe_depth(pc[2]), 0.0)
     x, y = pc[0] * iz, pc[1] * iz
     fx, sk, cx, fy, cy = (_per_problem(k, i, j) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
-    ru = fx * x + sk * y + cx - uv[0]
-    rv = fy * y + cy - uv[1]
+    ru = fx * x + sk * y + cx - U
+    rv = fy * y + cy - V
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
 
@@ -182,29 +147,27 @@ def _block_sums(pose: mx.array, xyz: mx.array, uv: mx.array, w: mx.array, k: mx.
             return fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)
         return sk * x - fx * y, fy * x
 
-    def total(t: mx.array) -> mx.array:
-        return mx.sum(t, axis=-1)
-
-    sums = []
+    terms = []
     for a in range(6):
         for b in range(a, 6):
             (ua, va), (ub, vb) = jac(a), jac(b)
-            sums.append(total(c * (ua * ub if va is None else ua * ub + va * vb)))
+            terms.append(c * (ua * ub if va is None else ua * ub + va * vb))
     for a in range(6):
         ua, va = jac(a)
-        sums.append(total(c * (ua * ru if va is None else ua * ru + va * rv)))
-    sums.append(0.5 * total(sq if loss is None else loss.rho(sq)))
-    return mx.stack(sums, axis=-1)
+        terms.append(c * (ua * ru if va is None else ua * ru + va * rv))
+    terms.append(0.5 * (sq if loss is None else loss.rho(sq)))
+    return terms
 
 
 _UPPER = [(a, b) for a in range(6) for b in range(a, 6)]
 _SYMMETRIC = [_UPPER.index((min(a, b), max(a, b))) for a in range(6) for b in range(6)]
 
 
-def _pnp_normal_equations(pose: mx.array, points: _PointBlocks, k: mx.array,
+def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
                           loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
     """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
-    errors, summed per point without forming J, block by block (:func:`point_blocks`).
+    errors, summed per point without forming J, over the point blocks (P, 6, *, M) of
+    :func:`pnp_blocks`.
 
     J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
     camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
@@ -212,14 +175,10 @@ def _pnp_normal_equations(pose: mx.array, points: _PointBlocks, k: mx.array,
     first three divided by z as written), then the 2x2 block of K.
 
     With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
-    an elementwise product of contiguous rows, reduced over the points (exact float32). Each
-    block is reduced completely before the next one's products are formed, so only one block's
-    temporaries are alive at a time.
+    an elementwise product of contiguous rows, reduced over the points (exact float32), one
+    block at a time (:func:`_point_sums.sum_blocks`).
     """
-    total = None
-    for j in range(points.w.shape[0]):
-        s = _block_sums(pose, points.xyz[j], points.uv[j], points.w[j], k, loss)
-        total = s if total is None else total + s
+    total = _point_sums.sum_blocks(lambda *rows: _point_terms(pose, k, loss, *rows), points)
     hess = mx.take(total, mx.array(_SYMMETRIC), axis=-1)
     return total[..., 27], hess.reshape(*hess.shape[:-1], 6, 6), total[..., 21:27]
 
@@ -234,7 +193,7 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     """
     loss_obj = get_loss(loss, loss_scale)
     # Loop-invariant: cut into blocks once, every per-point row contiguous.
-    points = point_blocks(pw, pixels, w)
+    points = pnp_blocks(pw, pixels, w)
 
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
@@ -269,7 +228,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
-        hessian = _pnp_normal_equations(pose, point_blocks(pw, pixels, w), k, None)[1]
+        hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
     cov = _covariance(hessian, sq, n_used)
     cov = mx.where(ok[..., None, None], cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
