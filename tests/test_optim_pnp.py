@@ -230,7 +230,8 @@ def test_bad_shapes_raise():
         solve_pnp_ransac(mx.zeros((5, 3)), mx.zeros((5, 2)), mx.eye(3), sample_size=3)
 
 
-def test_fused_normal_equations_equal_autodiff_jacobian_products():
+@pytest.mark.parametrize("n_blocks", [1, 3, 20])
+def test_fused_normal_equations_equal_autodiff_jacobian_products(n_blocks):
     # J by forward-mode autodiff of the residuals through the left update exp(h) T at h = 0.
     pw_np, uv_np, rot, t, _ = _scene(3, 20, seed=11, noise=2.0)
     pw, uv, k = _f32(pw_np), _f32(uv_np), _f32(K_NP)
@@ -250,7 +251,8 @@ def test_fused_normal_equations_equal_autodiff_jacobian_products():
     c = w * loss.weight(sq)
     a_ref = mx.sum(c[..., None, None, None] * jac[..., :, None] * jac[..., None, :], axis=(1, 2))
     g_ref = mx.sum(c[..., None, None] * jac * r[..., None], axis=(1, 2))
-    cost, a, g = pnp._pnp_normal_equations(pose, pw.swapaxes(-1, -2), uv.swapaxes(-1, -2), k, w, loss)
+    # 20 points in 1, 3 (7 + 7 + 6 and a zero-weight pad) or 20 blocks: the same sums
+    cost, a, g = pnp._pnp_normal_equations(pose, pnp.pnp_blocks(pw, uv, w, n_blocks), k, loss)
     np.testing.assert_allclose(np.array(a), np.array(a_ref), rtol=2e-4, atol=1e-2)
     np.testing.assert_allclose(np.array(g), np.array(g_ref), rtol=2e-4, atol=1e-3)
     np.testing.assert_allclose(np.array(cost), np.array(0.5 * mx.sum(loss.rho(sq), -1)), rtol=1e-5)

@@ -16,7 +16,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from . import _pnp_init
+from . import _pnp_init, _point_sums
 from .levenberg_marquardt import levenberg_marquardt_linearized
 from .losses import RobustLoss, get_loss
 
@@ -110,29 +110,25 @@ def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
     return m[..., i, j][..., None]
 
 
-def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k: mx.array, w: mx.array,
-                          loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
-    """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
-    errors, summed per point without forming J; points and pixels come transposed, (*, 3, N)
-    and (*, 2, N).
+def pnp_blocks(pw: mx.array, pixels: mx.array, w: mx.array, blocks: int | None = None) -> mx.array:
+    """Rows X, Y, Z, u, v, w of points (*, N, 3), pixels (*, N, 2) and weights (*, N) in blocks
+    (P, 6, *, M) (:func:`_point_sums.split_points`), cut once per solve."""
+    rows = [pw[..., 0], pw[..., 1], pw[..., 2], pixels[..., 0], pixels[..., 1], w]
+    return _point_sums.split_points(rows, blocks)
 
-    J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
-    camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
-    [1/z, 0, -x/z, -xy, 1 + x^2, -y] and [0, 1/z, -y/z, -(1 + y^2), xy, x] (x, y = p / z; the
-    first three divided by z as written), then the 2x2 block of K.
 
-    With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
-    an elementwise (*, N) product of contiguous rows, reduced over N (exact float32).
-    """
-    X, Y, Z = pw_t[..., 0, :], pw_t[..., 1, :], pw_t[..., 2, :]
+def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.array, Y: mx.array, Z: mx.array,
+                 U: mx.array, V: mx.array, w: mx.array) -> list[mx.array]:
+    """The 21 + 6 + 1 per-point terms of ``A``'s upper triangle, ``g`` and the cost, from rows
+    (*, M) of the points, pixels and weights."""
     pc = [_per_problem(pose, i, 0) * X + _per_problem(pose, i, 1) * Y + _per_problem(pose, i, 2) * Z
           + _per_problem(pose, i, 3) for i in range(3)]
     # Ignored points are zeroed before any product so no overflow (or NaN gradient) reaches A.
     iz = mx.where(w > 0, 1.0 / _safe_depth(pc[2]), 0.0)
     x, y = pc[0] * iz, pc[1] * iz
     fx, sk, cx, fy, cy = (_per_problem(k, i, j) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
-    ru = fx * x + sk * y + cx - pixels_t[..., 0, :]
-    rv = fy * y + cy - pixels_t[..., 1, :]
+    ru = fx * x + sk * y + cx - U
+    rv = fy * y + cy - V
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
 
@@ -151,25 +147,40 @@ def _pnp_normal_equations(pose: mx.array, pw_t: mx.array, pixels_t: mx.array, k:
             return fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)
         return sk * x - fx * y, fy * x
 
-    def total(t: mx.array) -> mx.array:
-        return mx.sum(t, axis=-1)
-
-    # Every product builds its Jacobian entries afresh, so each fuses into its own kernel from
-    # (x, y, 1/z): nothing per point but those and the residuals stays alive (MLX's CPU buffer
-    # cache is small; at B=10000 this is 1.5x faster than sharing 22 materialised entries).
-    upper = {}
+    terms = []
     for a in range(6):
         for b in range(a, 6):
             (ua, va), (ub, vb) = jac(a), jac(b)
-            upper[a, b] = total(c * (ua * ub if va is None else ua * ub + va * vb))
-    hess = mx.stack([upper[min(a, b), max(a, b)] for a in range(6) for b in range(6)], axis=-1)
-    grads = []
+            terms.append(c * (ua * ub if va is None else ua * ub + va * vb))
     for a in range(6):
         ua, va = jac(a)
-        grads.append(total(c * (ua * ru if va is None else ua * ru + va * rv)))
-    g = mx.stack(grads, axis=-1)
-    cost = 0.5 * total(sq if loss is None else loss.rho(sq))
-    return cost, hess.reshape(*hess.shape[:-1], 6, 6), g
+        terms.append(c * (ua * ru if va is None else ua * ru + va * rv))
+    terms.append(0.5 * (sq if loss is None else loss.rho(sq)))
+    return terms
+
+
+_UPPER = [(a, b) for a in range(6) for b in range(a, 6)]
+_SYMMETRIC = [_UPPER.index((min(a, b), max(a, b))) for a in range(6) for b in range(6)]
+
+
+def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
+                          loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
+    """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
+    errors, summed per point without forming J, over the point blocks (P, 6, *, M) of
+    :func:`pnp_blocks`.
+
+    J is the derivative for the left update ``exp(h) T``, h = [rho, phi]: with p = T pw in the
+    camera frame, dp/dh = [I, -[p]x], and the normalised projection gives the rows
+    [1/z, 0, -x/z, -xy, 1 + x^2, -y] and [0, 1/z, -y/z, -(1 + y^2), xy, x] (x, y = p / z; the
+    first three divided by z as written), then the 2x2 block of K.
+
+    With ``s_i = w_i ||r_i||^2`` and the IRLS weight ``c_i = w_i rho'(s_i)``, every entry is
+    an elementwise product of contiguous rows, reduced over the points (exact float32), one
+    block at a time (:func:`_point_sums.sum_blocks`).
+    """
+    total = _point_sums.sum_blocks(lambda *rows: _point_terms(pose, k, loss, *rows), points)
+    hess = mx.take(total, mx.array(_SYMMETRIC), axis=-1)
+    return total[..., 27], hess.reshape(*hess.shape[:-1], 6, 6), total[..., 21:27]
 
 
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
@@ -181,11 +192,11 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
     """
     loss_obj = get_loss(loss, loss_scale)
-    # Loop-invariant: transposed once so that every per-point row is contiguous.
-    pw_t, pixels_t = mx.contiguous(pw.swapaxes(-1, -2)), mx.contiguous(pixels.swapaxes(-1, -2))
+    # Loop-invariant: cut into blocks once, every per-point row contiguous.
+    points = pnp_blocks(pw, pixels, w)
 
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        return _pnp_normal_equations(p, pw_t, pixels_t, k, w, loss_obj)
+        return _pnp_normal_equations(p, points, k, loss_obj)
 
     return levenberg_marquardt_linearized(linearize, pose, _left_retract, tuple(pose.shape[:-2]),
                                           max_iters=max_iters, tau=1e-4)
@@ -217,7 +228,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
-        hessian = _pnp_normal_equations(pose, pw.swapaxes(-1, -2), pixels.swapaxes(-1, -2), k, w, None)[1]
+        hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
     cov = _covariance(hessian, sq, n_used)
     cov = mx.where(ok[..., None, None], cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
