@@ -20,10 +20,10 @@ python3 -c "import mlx.core as mx; assert mx.cuda.is_available(), 'MLX CUDA back
 case "${1:-tests}" in
   tests)
     # One pytest over the suite and the docstring examples, JOBS xdist workers sharing the GPU
-    # (NVRTC compiles on the host cores, so the workers mostly wait on the CPU). -v streams a
-    # line per test into the log, so a run cut short still says what passed.
+    # (NVRTC compiles on the host cores, so the workers mostly wait on the CPU). -v (pyproject's -q
+    # dropped) streams a line per test into the log, so a run cut short still says what passed.
     # test_docs builds the docs site (no GPU code).
-    timeout "${TESTS_TIMEOUT:-3000}" python3 -m pytest -p no:cacheprovider -n "${JOBS:-16}" -v \
+    timeout "${TESTS_TIMEOUT:-3000}" python3 -m pytest -p no:cacheprovider -o addopts=--doctest-modules -n "${JOBS:-16}" -v \
       --ignore tests/test_docs.py ${FILES:-tests mlxgeom} 2>&1 | tee "$out/gpu_tests.log" | grep -E "FAILED|ERROR|passed|failed"
     tail -n 1 "$out/gpu_tests.log" | grep -qE "passed" && ! tail -n 1 "$out/gpu_tests.log" | grep -qE "failed|error"
     ;;
