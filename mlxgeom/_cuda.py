@@ -92,10 +92,15 @@ def _kernel(op: str, body: str, inputs: tuple[tuple[str, int, bool], ...], k_out
 def launch(op: str, body: str, arrays: list[mx.array], names: list[str], trailing: list[int],
            out_tail: tuple[int, ...]) -> mx.array:
     """Run ``body`` per element. ``trailing[i]`` is input i's element ndim; the last input sets
-    the batch, an earlier input with one element is read by every thread (it broadcasts)."""
+    the batch, an earlier input with one element is read by every thread (it broadcasts).
+
+    The kernel is opaque to autodiff: its inputs are cut from the graph with ``stop_gradient``,
+    so ``mx.jvp`` and ``mx.vjp`` never reach it (MLX's custom kernels have no derivative rules)
+    and the caller's ``mx.custom_function`` supplies the derivatives.
+    """
     batch = tuple(arrays[-1].shape[: arrays[-1].ndim - trailing[-1]])
     count = math.prod(batch)
-    flat = [a.reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:]))
+    flat = [mx.stop_gradient(a).reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:]))
             for a, t in zip(arrays, trailing)]
     single = [f.shape[0] == 1 and i < len(flat) - 1 for i, f in enumerate(flat)]
     k_out = math.prod(out_tail)
@@ -111,13 +116,14 @@ def _listed(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array], trailing: tuple[int, ...],
+def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array],
               use_kernel: Callable[..., bool]) -> Callable[..., mx.array]:
     """``pure_fn``, but through ``kernel_fn`` where ``use_kernel(*args)``; differentiated as ``pure_fn``.
 
     The kernel runs inside a ``mx.custom_function`` whose VJP and JVP are those of ``pure_fn``
-    (the same maths), and whose vmap rule moves the mapped axes to the front (``trailing``
-    gives each argument's element dims, the rest is batch) and dispatches again.
+    (the same maths). ``mx.vmap`` over the kernel's inputs is not possible: MLX's vmap transforms every node under
+    a custom function, the kernel included, and custom kernels have no vmap rule
+    (docs/conventions.md, "CUDA fast paths").
     """
 
     @mx.custom_function
@@ -131,18 +137,6 @@ def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.arra
     @fast.jvp
     def fast_jvp(primals, tangents):
         return tuple(mx.jvp(pure_fn, _listed(primals), _listed(tangents))[1])
-
-    @fast.vmap
-    def fast_vmap(inputs, axes):
-        inputs, axes = _listed(inputs), _listed(axes)
-        ranks = [x.ndim - t - (ax is not None) for x, t, ax in zip(inputs, trailing, axes)]
-        moved = []
-        for x, ax, rank in zip(inputs, axes, ranks):
-            if ax is not None:
-                x = mx.moveaxis(x, ax, 0)
-                x = x.reshape(x.shape[0], *([1] * (max(ranks) - rank)), *x.shape[1:])
-            moved.append(x)
-        return dispatch(*moved), 0
 
     def dispatch(*args):
         return fast(*args) if use_kernel(*args) else pure_fn(*args)

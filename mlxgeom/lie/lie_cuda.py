@@ -4,8 +4,8 @@ The pure-mx closed forms in ``so3.py`` / ``se3.py`` are the reference and the pa
 other backend; on CUDA their fused kernels read (*, 3, 3) / (*, 4, 4) entries with strides and
 write one plane per entry, several times a same-size copy. These kernels evaluate the same
 formulas per element (the same float32 Taylor coefficients below t^2 = 1, the half-angle
-closed forms above) with the staged layout of :mod:`mlxgeom._cuda`, which also gives them the
-pure path's derivatives and a vmap rule.
+closed forms above) with the staged layout of :mod:`mlxgeom._cuda`; ``so3.py`` / ``se3.py`` wrap
+them with :func:`mlxgeom._cuda.fast_path`, which differentiates them as the pure path.
 """
 
 from __future__ import annotations

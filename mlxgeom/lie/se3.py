@@ -60,7 +60,7 @@ def _exp_pure(xi: mx.array) -> mx.array:
     return _from_rt(r, t)
 
 
-_exp_closed = fast_path(lie_cuda.se3_exp, _exp_pure, (1,), lie_cuda.enabled)
+_exp_closed = fast_path(lie_cuda.se3_exp, _exp_pure, lie_cuda.enabled)
 
 
 def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
@@ -77,7 +77,7 @@ def _log_pure(m: mx.array) -> mx.array:
     return mx.concatenate([so3._left_jacobian_inv_apply(phi, t), phi], axis=-1)
 
 
-_log = fast_path(lie_cuda.se3_log, _log_pure, (2,), lie_cuda.enabled)
+_log = fast_path(lie_cuda.se3_log, _log_pure, lie_cuda.enabled)
 
 
 def _inverse(m: mx.array) -> mx.array:
@@ -91,7 +91,7 @@ def _act_pure(m: mx.array, p: mx.array) -> mx.array:
     return so3._act_pure(r, p) + t
 
 
-_act = fast_path(lie_cuda.se3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
+_act = fast_path(lie_cuda.se3_act, _act_pure, lie_cuda.act_enabled)
 
 
 def _adjoint(m: mx.array) -> mx.array:

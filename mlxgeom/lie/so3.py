@@ -76,7 +76,7 @@ def _exp_pure(phi: mx.array) -> mx.array:
     return _hat_poly(1.0 - b * t2, sc.sin_over_t(a), b, phi)
 
 
-_exp = fast_path(lie_cuda.so3_exp, _exp_pure, (1,), lie_cuda.enabled)
+_exp = fast_path(lie_cuda.so3_exp, _exp_pure, lie_cuda.enabled)
 
 
 def _jacobian(phi: mx.array, sign: float) -> mx.array:
@@ -139,14 +139,14 @@ def _log_pure(r: mx.array) -> mx.array:
     return _log_from_quaternion(_quaternion_wxyz(r))
 
 
-_log = fast_path(lie_cuda.so3_log, _log_pure, (2,), lie_cuda.enabled)
+_log = fast_path(lie_cuda.so3_log, _log_pure, lie_cuda.enabled)
 
 
 def _act_pure(r: mx.array, p: mx.array) -> mx.array:
     return linalg.matmul(r, p[..., None])[..., 0]
 
 
-_act = fast_path(lie_cuda.so3_act, _act_pure, (2, 1), lie_cuda.act_enabled)
+_act = fast_path(lie_cuda.so3_act, _act_pure, lie_cuda.act_enabled)
 
 
 def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
