@@ -225,7 +225,9 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     res = reprojection_residuals(pose, pw, pixels, k)
     sq = mx.sum(w * mx.sum(res * res, axis=-1), axis=-1)
     n_used = mx.sum(w, axis=-1)
-    rms = mx.sqrt(sq / mx.maximum(n_used, 1.0))
+    ms = sq / mx.maximum(n_used, 1.0)
+    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
         hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
