@@ -262,14 +262,18 @@ def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
     rng = np.random.default_rng(5)
     pw = rng.normal(size=(4, 30, 3)).astype(np.float32)
     w = (rng.random((4, 30)) > 0.1).astype(np.float32)
-    _, alphas, _ = _pnp_init._control_points(mx.array(pw), mx.array(w))
+    c0, moments = _pnp_init.point_moments(mx.array(pw), mx.zeros((4, 30, 2)), mx.array(w))
+    _, to_alpha, _ = _pnp_init._control_points(c0, moments)
     null = mx.array(rng.normal(size=(4, 4, 4, 3)).astype(np.float32))
     beta = mx.array(rng.normal(size=(2, 4, 4)).astype(np.float32))
-    r, t, proper = _pnp_init._pose_candidates(beta, null, alphas, mx.array(pw), mx.array(w))
+    r, t, proper = _pnp_init._pose_candidates(beta, null, to_alpha, c0, moments)
+    h = np.concatenate([pw - np.array(c0)[:, None], np.ones((4, 30, 1), np.float32)], -1)
+    alphas = np.einsum("bni,bij->bnj", h, np.array(to_alpha))
+    np.testing.assert_allclose(alphas.sum(-1), 1.0, atol=1e-5)  # barycentric
     cc = np.einsum("kbv,bvjc->kbjc", np.array(beta), np.array(null))
     for kk in range(2):
         for b in range(4):
-            pc = np.array(alphas[b]) @ cc[kk, b]
+            pc = alphas[b] @ cc[kk, b]
             wb = w[b][:, None]
             mw, mc = (wb * pw[b]).sum(0) / wb.sum(), (wb * pc).sum(0) / wb.sum()
             if (wb[:, 0] * pc[:, 2]).sum() < 0:  # mirrored in front of the camera first
@@ -280,3 +284,17 @@ def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
             np.testing.assert_allclose(np.array(r[kk, b]), rot, atol=2e-4)
             np.testing.assert_allclose(np.array(t[kk, b]), mc - rot @ mw, atol=2e-3)
             assert bool(proper[kk, b]) == (np.linalg.det(h) > 0)
+
+
+def test_point_moments_equal_float64_sums_over_the_centred_points():
+    rng = np.random.default_rng(8)
+    pw = rng.uniform(-2, 2, (3, 5, 40, 3)) + [30.0, -4.0, 7.0]
+    xn = rng.normal(0, 0.5, (3, 5, 40, 2))
+    w = (rng.uniform(size=(3, 5, 40)) > 0.3).astype(np.float64)
+    c0, moments = _pnp_init.point_moments(_f32(pw), _f32(xn), _f32(w))
+    c_ref = (w[..., None] * pw).sum(-2) / w.sum(-1)[..., None]
+    h = np.concatenate([pw - c_ref[..., None, :], np.ones_like(pw[..., :1])], -1)
+    coef = np.stack([w, w * xn[..., 0], w * xn[..., 1], w * (xn ** 2).sum(-1)], -2)  # (*, 4, N)
+    ref = np.einsum("...cn,...ni,...nj->...cij", coef, h, h)
+    np.testing.assert_allclose(np.array(c0), c_ref, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(np.array(moments), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

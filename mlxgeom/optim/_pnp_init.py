@@ -29,77 +29,88 @@ def _eps(dtype: mx.Dtype) -> float:
     return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
 
 
-def _wsum(x: mx.array, w: mx.array, axis: int) -> mx.array:
-    return mx.sum(x * w, axis=axis)
-
-
 def _centroid(p: mx.array, w: mx.array) -> mx.array:
     n = mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None]
-    return _wsum(p, w[..., None], -2) / n
+    return mx.sum(p * w[..., None], axis=-2) / n
 
 
-def _outer_sum(a: mx.array, b: mx.array, w: mx.array) -> mx.array:
-    """sum_i w_i a_i b_i^T for a (*, N, p), b (*, N, q) -> (*, p, q), exact float32.
-
-    One (*, N) product and row sum per entry: no (*, N, p, q) temporary."""
-    at, bt = a.swapaxes(-1, -2), b.swapaxes(-1, -2)
-    return mx.stack([mx.stack([mx.sum(w * at[..., i, :] * bt[..., j, :], axis=-1) for j in range(b.shape[-1])], -1)
-                     for i in range(a.shape[-1])], -2)
+# The 10 distinct entries (i <= j) of a symmetric 4x4 and where each 4x4 entry reads them.
+_UPPER4 = [(i, j) for i in range(4) for j in range(i, 4)]
+_SYMMETRIC4 = [_UPPER4.index((min(i, j), max(i, j))) for i in range(4) for j in range(4)]
 
 
-def _control_points(pw: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """EPnP control points (*, 4, 3), barycentric weights (*, N, 4), non-planar mask (*)."""
+def _packed_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+    """Centroid (*, 3) and the moments packed as (*, 4, 10) (entries i <= j): the pure-mx path."""
     c0 = _centroid(pw, w)
     d = pw - c0[..., None, :]
-    cov = _outer_sum(d, d, w) / mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None, None]
+    h = [d[..., 0], d[..., 1], d[..., 2], None]  # None: the homogeneous 1
+    x, y = xn[..., 0], xn[..., 1]
+    coef = [lambda: w, lambda: w * x, lambda: w * y, lambda: w * (x * x + y * y)]
+
+    def product(i: int, j: int) -> mx.array | None:
+        return h[i] * h[j] if h[j] is not None else h[i]
+
+    # One (*, N) product and row sum per entry, each built afresh so that it fuses alone.
+    packed = mx.stack([mx.stack([mx.sum(c() if h[i] is None else c() * product(i, j), axis=-1)
+                                 for i, j in _UPPER4], -1) for c in coef], -2)
+    return c0, packed
+
+
+def point_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+    """The only per-point statistics EPnP and DLT need, in one pass over the points.
+
+    Returns the weighted centroid ``c0`` (*, 3) and the moments (*, 4, 4, 4): entry ``[c]`` is
+    ``sum_i c_i h_i h_i^T`` of the centred homogeneous points ``h_i = [pw_i - c0, 1]`` for the
+    four weights ``c`` in ``w (1, x, y, x^2 + y^2)`` of the image points ``xn = (x, y)``.
+    Both methods' normal matrices are ``sum_i c_i q_i q_i^T`` for points ``q_i = h_i T``
+    affine in ``pw_i`` (EPnP's barycentric weights, DLT's scaled points), so they are
+    ``T^T moments T`` with no further pass over the points.
+    """
+    c0, packed = _packed_moments(pw, xn, w)
+    moments = mx.take(packed, mx.array(_SYMMETRIC4), axis=-1)
+    return c0, moments.reshape(*moments.shape[:-1], 4, 4)
+
+
+def _transformed(moments: mx.array, t: mx.array) -> mx.array:
+    """``T^T moments[c] T`` (*, 4, 4, 4) for the points ``q_i = h_i T`` (T (*, 4, 4))."""
+    t = t[..., None, :, :]
+    return linalg.matmul(linalg.matmul(t.swapaxes(-1, -2), moments), t)
+
+
+def _control_points(c0: mx.array, moments: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """EPnP control points (*, 4, 3), the map ``T`` (*, 4, 4) from the centred homogeneous
+    points to their barycentric weights (``alpha_i = h_i T``) and the non-planar mask (*)."""
+    n = mx.maximum(moments[..., 0, 3, 3], 1.0)
+    cov = moments[..., 0, :3, :3] / n[..., None, None]
     lam, v = linalg.eigh(cov)
-    lam_max = mx.maximum(lam[..., 2:], _eps(pw.dtype))
-    spread = lam / lam_max > _PLANAR_RATIO.get(pw.dtype, 1e-5)
+    lam_max = mx.maximum(lam[..., 2:], _eps(c0.dtype))
+    spread = lam / lam_max > _PLANAR_RATIO.get(c0.dtype, 1e-5)
     # Double where: flat directions get a dummy scale so 1/sqrt stays finite.
     scale = mx.sqrt(mx.where(spread, lam, lam_max))
     ctrl = c0[..., None, :] + (v * scale[..., None, :]).swapaxes(-1, -2)
-    coords = linalg.matmul(d, v) / scale[..., None, :]
-    alphas = mx.concatenate([1.0 - mx.sum(coords, axis=-1, keepdims=True), coords], axis=-1)
-    return mx.concatenate([c0[..., None, :], ctrl], axis=-2), alphas, mx.all(spread, axis=-1)
+    # coords_i = d_i V / scale; alpha_i = [1 - sum(coords_i), coords_i]
+    m = v / scale[..., None, :]
+    top = mx.concatenate([-mx.sum(m, axis=-1, keepdims=True), m], axis=-1)
+    one = mx.broadcast_to(mx.array([1.0, 0.0, 0.0, 0.0], dtype=c0.dtype), (*top.shape[:-2], 1, 4))
+    return mx.concatenate([c0[..., None, :], ctrl], axis=-2), mx.concatenate([top, one], axis=-2), mx.all(spread, axis=-1)
 
 
-def _moments(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
-    """``sum_i c_i a_i a_i^T`` (*, 4, p, p) for the four weights ``c`` in ``w (1, x, y, x^2 + y^2)``.
-
-    Only the p (p + 1) / 2 distinct products are formed, with the points on the last
-    (contiguous) axis so that the sum is a plain row reduction.
-    """
-    p = a.shape[-1]
-    x, y = xn[..., 0], xn[..., 1]
-    coef = [lambda: w, lambda: w * x, lambda: w * y, lambda: w * (x * x + y * y)]
-    at = a.swapaxes(-1, -2)
-    upper = [(i, j) for i in range(p) for j in range(i, p)]
-    # one (*, N) product and row sum per moment, each built afresh so that it fuses alone:
-    # no (*, 4, p(p+1)/2, N) temporary and no shared per-point products kept alive
-    packed = mx.stack([mx.stack([mx.sum(c() * (at[..., i, :] * at[..., j, :]), axis=-1) for i, j in upper], -1)
-                       for c in coef], -2)
-    index = np.zeros((p, p), dtype=np.int32)
-    for k, (i, j) in enumerate(upper):
-        index[i, j] = index[j, i] = k
-    return mx.take(packed, mx.array(index.reshape(-1)), axis=-1).reshape(*packed.shape[:-1], p, p)
-
-
-def _projective_normal_blocks(a: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+def _projective_normal_blocks(mom: mx.array) -> mx.array:
     """(*, 3, 3, p, p) blocks (a, b) of ``sum_i w_i (r1 r1^T + r2 r2^T)`` for the rows
-    ``r1 = [1, 0, -x] (x) a_i`` and ``r2 = [0, 1, -y] (x) a_i`` (block (a, b) = coefficient
-    ``[[1, 0, -x], [0, 1, -y], [-x, -y, x^2 + y^2]]_ab`` times ``a_i a_i^T``)."""
-    mom = _moments(a, xn, w)
+    ``r1 = [1, 0, -x] (x) q_i`` and ``r2 = [0, 1, -y] (x) q_i`` from the moments (*, 4, p, p)
+    of the points ``q_i`` (block (a, b) = coefficient ``[[1, 0, -x], [0, 1, -y], [-x, -y,
+    x^2 + y^2]]_ab`` times ``q_i q_i^T``)."""
     s1, sx, sy, sr = (mom[..., c, :, :] for c in range(4))
     zero = mx.zeros_like(s1)
     return mx.stack([mx.stack([s1, zero, -sx], -3), mx.stack([zero, s1, -sy], -3), mx.stack([-sx, -sy, sr], -3)], -4)
 
 
-def _epnp_mtm(alphas: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+def _epnp_mtm(alpha_moments: mx.array) -> mx.array:
     """``M^T M`` (*, 12, 12) of EPnP's 2N x 12 system (Lepetit et al. 2009, eq. 7)."""
     # Per point the two rows are alpha (x) [1, 0, -x] and alpha (x) [0, 1, -y], so the
     # (j, k) 3x3 block of M^T M is sum_i w_i a_ij a_ik [[1, 0, -x], [0, 1, -y], [-x, -y, x^2 + y^2]]:
     # four weighted 4x4 moment matrices of the alphas give all of it.
-    b = _projective_normal_blocks(alphas, xn, w)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
+    b = _projective_normal_blocks(alpha_moments)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
     # unknowns are ordered (control point j, coordinate a): reorder to (j, a, k, b) -> 12 x 12
     return b.transpose(*range(b.ndim - 4), -2, -4, -1, -3).reshape(*b.shape[:-4], 12, 12)
 
@@ -191,8 +202,8 @@ def _sq_reprojection(r: mx.array, t: mx.array, pw_t: mx.array, xn_t: mx.array, w
     return mx.sum(w * mx.where(z > 0, e, 1e6), axis=-1)
 
 
-def _pose_candidates(beta: mx.array, null: mx.array, alphas: mx.array, pw: mx.array,
-                     w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+def _pose_candidates(beta: mx.array, null: mx.array, to_alpha: mx.array, c0: mx.array,
+                     moments: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """Pose of each candidate (k, *): the absolute orientation (Kabsch/Horn, JOSA A 4:629, 1987)
     of the world points onto the camera points ``pc_i = cc^T a_i`` of the camera-frame control
     points ``cc = sum_v beta_v null_v``, without per-point work. R is the rotation nearest to
@@ -200,14 +211,20 @@ def _pose_candidates(beta: mx.array, null: mx.array, alphas: mx.array, pw: mx.ar
     ``det H > 0``, is False where the best fit would be a reflection (image points that only
     points behind the camera explain).
 
-    The camera points ``pc_i = cc^T a_i`` are linear in the barycentric weights, so
-    ``H = cc^T S`` with ``S = sum_i w_i (a_i - abar)(pw_i - mw)^T`` (*, 4, 3), computed
-    once for all candidates; their centroid is ``cc^T abar``. Candidates whose points
-    lie behind the camera on average are mirrored first (``cc -> -cc``).
+    The camera points are linear in the barycentric weights ``a_i = h_i T`` (``T`` =
+    ``to_alpha``, ``h_i = [pw_i - c0, 1]``), so ``H = cc^T S`` with ``S = sum_i w_i (a_i -
+    abar)(pw_i - mw)^T = T[:3]^T C`` (*, 4, 3), C the centred scatter of the points (from
+    :func:`point_moments`); their centroid is ``cc^T abar``. Candidates whose points lie
+    behind the camera on average are mirrored first (``cc -> -cc``).
     """
-    n = mx.maximum(mx.sum(w, axis=-1), 1.0)[..., None]
-    abar, mw = _centroid(alphas, w), _centroid(pw, w)
-    s = _outer_sum(alphas - abar[..., None, :], pw - mw[..., None, :], w)  # (*, 4, 3)
+    mom = moments[..., 0, :, :]
+    n = mx.maximum(mom[..., 3, 3], 1.0)[..., None]
+    dbar = mom[..., :3, 3] / n
+    hbar = mx.concatenate([dbar, mx.ones_like(dbar[..., :1])], axis=-1)
+    abar = linalg.matmul(hbar[..., None, :], to_alpha)[..., 0, :]
+    mw = c0 + dbar
+    scatter = mom[..., :3, :3] - n[..., None] * dbar[..., :, None] * dbar[..., None, :]
+    s = linalg.matmul(to_alpha[..., :3, :].swapaxes(-1, -2), scatter)  # (*, 4, 3)
     cc = mx.sum(beta[..., :, None, None] * null, axis=-3)  # (k, *, 4, 3)
     depth = mx.sum(abar * n * cc[..., 2], axis=-1)
     cc = mx.where((depth < 0)[..., None, None], -cc, cc)
@@ -226,14 +243,16 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     3D-3D alignment of the winner needs a reflection: image points that only points
     behind the camera explain).
     """
-    ctrl, alphas, spread = _control_points(pw, w)
-    _, vecs, found = linalg.eigh_smallest(_epnp_mtm(alphas, xn, w), k=4, iterations=_ITERATIONS)
+    c0, moments = point_moments(pw, xn, w)
+    ctrl, to_alpha, spread = _control_points(c0, moments)
+    mtm = _epnp_mtm(_transformed(moments, to_alpha))
+    _, vecs, found = linalg.eigh_smallest(mtm, k=4, iterations=_ITERATIONS)
     null = vecs.swapaxes(-1, -2).reshape(*vecs.shape[:-2], 4, 4, 3)
     lmat = _l_matrix(null)
     rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
     # The three candidates run as one batch along a new leading axis (fewer, larger ops).
     beta = _refine_betas(mx.stack(_beta_guesses(lmat, rho), axis=0), lmat, rho)
-    r, t, proper = _pose_candidates(beta, null, alphas, pw, w)
+    r, t, proper = _pose_candidates(beta, null, to_alpha, c0, moments)
     err = _sq_reprojection(r, t, pw.swapaxes(-1, -2), xn.swapaxes(-1, -2), w)
     err = mx.where(mx.isfinite(err), err, mx.inf)
     best = (r[0], t[0], err[0], proper[0])
@@ -250,14 +269,15 @@ def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx
     centred and scaled for conditioning), then R = nearest rotation to P's left block and
     ``t`` the last column, both divided by ``cbrt(det)``. Needs >= 6 non-coplanar points.
     """
-    c = _centroid(pw, w)
-    d = pw - c[..., None, :]
-    s = mx.sqrt(mx.sum(w * mx.sum(d * d, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
+    c, moments = point_moments(pw, xn, w)
+    mom = moments[..., 0, :, :]
+    s = mx.sqrt((mom[..., 0, 0] + mom[..., 1, 1] + mom[..., 2, 2]) / mx.maximum(mom[..., 3, 3], 1.0))
     s = mx.where(s > 0, s, 1.0)
-    q = d / s[..., None, None]
-    qh = mx.concatenate([q, mx.ones_like(q[..., :1])], axis=-1)
+    # the points q_i = [(pw_i - c) / s, 1] = h_i diag(1/s, 1/s, 1/s, 1)
+    inv_s = mx.stack([1.0 / s, 1.0 / s, 1.0 / s, mx.ones_like(s)], axis=-1)
+    q_moments = moments * inv_s[..., None, :, None] * inv_s[..., None, None, :]
     # rows [qh, 0, -x qh] and [0, qh, -y qh]: unknowns ordered (row of P, column of P)
-    b = _projective_normal_blocks(qh, xn, w)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
+    b = _projective_normal_blocks(q_moments)  # (*, 3, 3, 4, 4) indexed (a, b, j, k)
     ata = b.transpose(*range(b.ndim - 4), -4, -2, -3, -1).reshape(*b.shape[:-4], 12, 12)
     _, vecs, found = linalg.eigh_smallest(ata, k=1, iterations=_ITERATIONS)
     p = vecs[..., :, 0].reshape(*vecs.shape[:-2], 3, 4)
@@ -268,5 +288,5 @@ def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx
     lam = mx.where(det < 0, -1.0, 1.0) * mx.power(mx.maximum(mx.abs(det), 1e-30), 1.0 / 3.0)
     r = linalg.project_to_so3(m / lam[..., None, None])
     t = p4 / lam[..., None]
-    _, _, spread = _control_points(pw, w)
+    _, _, spread = _control_points(c, moments)
     return r, t, spread & found & (mx.abs(det) > 0) & (mx.sum(w, axis=-1) >= 6)
