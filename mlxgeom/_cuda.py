@@ -1,6 +1,6 @@
-"""Shared machinery of the ``mx.fast.cuda_kernel`` fast paths (``lie/lie_cuda.py``, ``linalg/matrix_exp_cuda.py``).
+"""Shared machinery of the ``mx.fast.cuda_kernel`` fast paths (``lie/lie_cuda.py``, ``linalg/*_cuda.py``, ``optim/pnp_cuda.py``).
 
-A fast path evaluates one small element (a rotation vector, a 4x4 matrix, a point) per thread.
+A :func:`launch` kernel evaluates one small element (a rotation vector, a 4x4 matrix, a point) per thread.
 Each block of ``THREADS`` threads stages its elements' inputs through shared memory with
 coalesced loads (rows padded to k + 1 words against bank conflicts), the thread computes in
 registers (``NAME_r[k]`` in, ``out_r[k]`` out), and the block writes back coalesced, which runs

@@ -5,11 +5,13 @@ import sys
 import mlx.core as mx
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
-from mlxgeom import lie, linalg
+from mlxgeom import lie, linalg, optim
 from mlxgeom.lie import lie_cuda, se3, so3
 from mlxgeom.linalg import inverse_cuda, matrix_exp_cuda
 from mlxgeom.linalg.inverse import _inverse_adjugate
+from mlxgeom.optim import _pnp_init, _point_sums, pnp, pnp_cuda, solve_pnp
 
 matrix_exp_module = sys.modules["mlxgeom.linalg.matrix_exp"]  # the module (the package exports the function)
 
@@ -155,3 +157,87 @@ def test_matrix_exp_kernel_keeps_batch_dims_and_gradients():
     jvp = mx.jvp(linalg.matrix_exp, [a], [tangent])[1][0]
     np.testing.assert_allclose(np.array(jvp), np.array(matrix_exp_module._frechet(a, tangent, 10)), rtol=1e-4, atol=1e-4)
 
+
+def _pnp_points(batch: tuple, n: int, seed: int) -> tuple[mx.array, mx.array, mx.array]:
+    """Pose, K and point blocks (1, 6, *batch, n) with noisy and outlying pixels, ignored
+    points (w = 0, holding NaN-free zeros) and a few points behind the camera."""
+    rng = np.random.default_rng(seed)
+    count = int(np.prod(batch))
+    xi = np.concatenate([rng.normal(0, 0.2, (count, 3)), rng.normal(0, 0.3, (count, 3))], -1)
+    pose = lie.se3_exp(mx.array(xi.astype(np.float32)))
+    pose = pose + mx.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 6.0], [0, 0, 0, 0]])
+    pw = rng.uniform(-2, 2, (count, n, 3))
+    pw[:, : max(1, n // 10), 2] = -20.0  # behind the camera
+    k = np.broadcast_to(np.array([[500.0, 0.5, 320], [0, 480, 240], [0, 0, 1]]), (count, 3, 3)).copy()
+    k[:, 0, 0] += rng.uniform(-50, 50, count)
+    pc = np.einsum("bij,bnj->bni", np.array(pose)[:, :3, :3], pw) + np.array(pose)[:, None, :3, 3]
+    uv = np.einsum("bij,bnj->bni", k, pc / pc[..., 2:])[..., :2] + rng.normal(0, 2, (count, n, 2))
+    uv[:, n // 2:: 7] += 60  # outliers
+    w = (rng.uniform(size=(count, n)) > 0.2).astype(np.float64)
+    pw, uv = pw * w[..., None], uv * w[..., None]
+    f32 = lambda a, *s: mx.array(a.astype(np.float32)).reshape(*batch, *s)  # noqa: E731
+    points = pnp.pnp_blocks(f32(pw, n, 3), f32(uv, n, 2), f32(w, n), blocks=1)
+    return pose.reshape(*batch, 4, 4), f32(k, 3, 3), points
+
+
+@pytest.mark.parametrize("loss_name", [None, "huber", "cauchy", "tukey", "soft_l1", "geman_mcclure"])
+@pytest.mark.parametrize("batch,n", [((1,), 5), ((37,), 100), ((3, 70), 33), ((1000,), 64)])
+def test_pnp_normal_equation_kernel_equals_pure_path(loss_name, batch, n):
+    pose, k, points = _pnp_points(batch, n, n)
+    loss = optim.get_loss(loss_name, 3.0)
+    assert pnp_cuda.enabled(pose, k, points, loss)
+    fast = np.array(pnp_cuda.point_totals(pose, k, points, loss))
+    ref = np.array(_point_sums.sum_blocks(lambda *rows: pnp._point_terms(pose, k, loss, *rows), points))
+    assert fast.shape == (*batch, pnp_cuda.TERMS)
+    np.testing.assert_allclose(fast, ref, rtol=2e-4, atol=1e-3 * np.abs(ref).max(axis=-1, keepdims=True))
+
+
+def test_pnp_normal_equation_kernel_gradients_equal_pure_gradients():
+    pose, k, points = _pnp_points((40,), 50, 3)
+    loss = optim.get_loss("huber", 3.0)
+    weights = mx.random.normal((pnp_cuda.TERMS,), key=mx.random.key(0))
+
+    def objective(fn):
+        return lambda p, pts: mx.sum(fn(p, k, pts) * weights)
+
+    pure = lambda p, kk, pts: _point_sums.sum_blocks(lambda *rows: pnp._point_terms(p, kk, loss, *rows), pts)  # noqa: E731
+    fast = mx.grad(objective(pnp._point_totals(loss)), argnums=(0, 1))(pose, points)
+    ref = mx.grad(objective(pure), argnums=(0, 1))(pose, points)
+    for f, r in zip(fast, ref):
+        np.testing.assert_allclose(np.array(f), np.array(r), rtol=1e-3, atol=1e-3 * float(mx.abs(r).max()))
+
+
+def test_solve_pnp_on_cuda_uses_the_kernel_and_matches_the_pure_path(monkeypatch):
+    rng = np.random.default_rng(11)
+    rot = Rotation.random(300, random_state=12).as_matrix()
+    t = rng.uniform(-0.5, 0.5, (300, 3)) + [0, 0, 6]
+    pw = rng.uniform(-1, 1, (300, 100, 3))
+    k = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    pc = np.einsum("bij,bnj->bni", rot, pw) + t[:, None]
+    uv = np.einsum("ij,bnj->bni", k, pc / pc[..., 2:])[..., :2] + rng.normal(0, 1, (300, 100, 2))
+    args = [mx.array(a.astype(np.float32)) for a in (pw, uv, k)]
+    calls = []
+    monkeypatch.setattr(pnp_cuda, "point_totals", lambda *a, _f=pnp_cuda.point_totals: calls.append(1) or _f(*a))
+    fast = solve_pnp(*args, loss="huber")
+    assert calls
+    monkeypatch.setenv("MLXGEOM_CUDA_KERNELS", "0")
+    ref = solve_pnp(*args, loss="huber")
+    np.testing.assert_array_equal(np.array(fast.ok), np.array(ref.ok))
+    np.testing.assert_allclose(np.array(fast.pose), np.array(ref.pose), atol=2e-4)
+    np.testing.assert_allclose(np.array(fast.rms), np.array(ref.rms), rtol=1e-3)
+
+
+@pytest.mark.parametrize("batch,n", [((1,), 4), ((37,), 100), ((3, 70), 33), ((5000,), 64)])
+def test_pnp_point_moment_kernel_equals_pure_path(batch, n):
+    rng = np.random.default_rng(n)
+    pw = mx.array((rng.uniform(-2, 2, (*batch, n, 3)) + [30.0, -4.0, 7.0]).astype(np.float32))
+    xn = mx.array(rng.normal(0, 0.5, (*batch, n, 2)).astype(np.float32))
+    w = mx.array((rng.uniform(size=(*batch, n)) > 0.2).astype(np.float32))
+    assert pnp_cuda.moments_enabled(pw, xn, w)
+    fast, ref = pnp_cuda.point_moments(pw, xn, w), _pnp_init._packed_moments(pw, xn, w)
+    for f, r in zip(fast, ref):
+        assert f.shape == r.shape
+        np.testing.assert_allclose(np.array(f), np.array(r), rtol=1e-4, atol=1e-4 * float(mx.abs(r).max()))
+    grads = [mx.grad(lambda p, fn=fn: mx.sum(fn(p, xn, w)[1] * mx.arange(40.0).reshape(4, 10)))(pw)
+             for fn in (_pnp_init._packed_moments_fast, _pnp_init._packed_moments)]
+    np.testing.assert_allclose(np.array(grads[0]), np.array(grads[1]), rtol=1e-5, atol=1e-5)

@@ -14,6 +14,8 @@ import mlx.core as mx
 import numpy as np
 
 from .. import linalg
+from .._cuda import fast_path
+from . import pnp_cuda
 
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 # Columns of the 6x10 matrix L for the products beta_a beta_b, in EPnP's order
@@ -56,6 +58,9 @@ def _packed_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, 
     return c0, packed
 
 
+_packed_moments_fast = fast_path(pnp_cuda.point_moments, _packed_moments, pnp_cuda.moments_enabled)
+
+
 def point_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """The only per-point statistics EPnP and DLT need, in one pass over the points.
 
@@ -66,7 +71,7 @@ def point_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx
     affine in ``pw_i`` (EPnP's barycentric weights, DLT's scaled points), so they are
     ``T^T moments T`` with no further pass over the points.
     """
-    c0, packed = _packed_moments(pw, xn, w)
+    c0, packed = _packed_moments_fast(pw, xn, w)
     moments = mx.take(packed, mx.array(_SYMMETRIC4), axis=-1)
     return c0, moments.reshape(*moments.shape[:-1], 4, 4)
 

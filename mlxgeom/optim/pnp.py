@@ -10,13 +10,15 @@ camera frame, and the covariance is that of ``h`` at the solution.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+import functools
+from typing import Any, Callable, NamedTuple, Union
 
 import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from . import _pnp_init, _point_sums
+from .._cuda import fast_path
+from . import _pnp_init, _point_sums, pnp_cuda
 from .levenberg_marquardt import levenberg_marquardt_linearized
 from .losses import RobustLoss, get_loss
 
@@ -163,6 +165,17 @@ _UPPER = [(a, b) for a in range(6) for b in range(a, 6)]
 _SYMMETRIC = [_UPPER.index((min(a, b), max(a, b))) for a in range(6) for b in range(6)]
 
 
+@functools.cache
+def _point_totals(loss: RobustLoss | None) -> Callable[[mx.array, mx.array, mx.array], mx.array]:
+    """``(pose, k, points) -> `` the sums (*, 28) over the points of :func:`_point_terms`;
+    one warp per problem on CUDA (:mod:`pnp_cuda`)."""
+    def pure(pose: mx.array, k: mx.array, points: mx.array) -> mx.array:
+        return _point_sums.sum_blocks(lambda *rows: _point_terms(pose, k, loss, *rows), points)
+
+    return fast_path(lambda pose, k, points: pnp_cuda.point_totals(pose, k, points, loss), pure,
+                     lambda pose, k, points: pnp_cuda.enabled(pose, k, points, loss))
+
+
 def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
                           loss: RobustLoss | None) -> tuple[mx.array, mx.array, mx.array]:
     """Cost (*), ``A = J^T W J`` (*, 6, 6) and ``g = J^T W r`` (*, 6) of the reprojection
@@ -178,7 +191,7 @@ def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
     an elementwise product of contiguous rows, reduced over the points (exact float32), one
     block at a time (:func:`_point_sums.sum_blocks`).
     """
-    total = _point_sums.sum_blocks(lambda *rows: _point_terms(pose, k, loss, *rows), points)
+    total = _point_totals(loss)(pose, k, points)
     hess = mx.take(total, mx.array(_SYMMETRIC), axis=-1)
     return total[..., 27], hess.reshape(*hess.shape[:-1], 6, 6), total[..., 21:27]
 
