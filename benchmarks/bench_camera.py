@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import compiled_copy, machine, table, time_ms  # noqa: E402
+from timing import compiled_copy, machine, publish, table, time_ms  # noqa: E402
 
 from mlxgeom import lie  # noqa: E402
 from mlxgeom.camera import Camera, project_points, unproject_points  # noqa: E402
@@ -141,11 +141,7 @@ def main() -> None:
         lambda: bench_reproject(*args.depth_size, args.views),
     ]
     for part in parts:
-        text = part()
-        print(text, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(text)
+        publish(part(), args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import machine, time_ms  # noqa: E402
+from timing import machine, publish, time_ms  # noqa: E402
 
 from mlxgeom.homography import find_homography, warp_perspective  # noqa: E402
 
@@ -101,11 +101,9 @@ def main() -> None:
     ap.add_argument("--out", help="also append the tables to this file")
     args = ap.parse_args()
     jit = (lambda f: f) if args.eager else mx.compile
-    lines: list[str] = []
 
     def emit(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
+        publish(text, args.out)
 
     threads = cv2.getNumThreads()
     emit(f"\n### homography on {machine()}; OpenCV {cv2.__version__}\n")
@@ -123,9 +121,6 @@ def main() -> None:
     emit("| interpolation | mlxgeom ms | cv2 ms | cv2 / mlxgeom | max abs diff, interior (levels) |")
     emit("|---|---|---|---|---|")
     emit(bench_warp())
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

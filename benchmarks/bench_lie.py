@@ -18,7 +18,7 @@ from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
-from timing import compiled_copy, machine, table, time_ms  # noqa: E402
+from timing import compiled_copy, machine, publish, table, time_ms  # noqa: E402
 
 from mlxgeom import lie  # noqa: E402
 
@@ -72,10 +72,7 @@ def main() -> None:
     for name, r in rows.items():
         cols = sorted({c for row in r for c in row}, key=lambda c: list(r[-1]).index(c) if c in r[-1] else 99)
         text += table(f"{name}, float32", [{c: row.get(c) for c in cols} for row in r], ref="copy")
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

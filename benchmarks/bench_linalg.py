@@ -18,7 +18,7 @@ import numpy as np
 import scipy.linalg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from timing import compiled_copy, machine, table, time_ms  # noqa: E402
+from timing import compiled_copy, machine, publish, table, time_ms  # noqa: E402
 
 from mlxgeom import linalg  # noqa: E402
 
@@ -103,11 +103,7 @@ def main() -> None:
         small = [b for b in batches if b <= (1 << 20)]
         parts += [lambda: bench_matrix_exp(4, small), lambda: bench_matrix_exp(3, small)]
     for part in parts:
-        text = part()
-        print(text, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(text)
+        publish(part(), args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import machine  # noqa: E402
+from timing import machine, publish  # noqa: E402
 
 from mlxgeom.optim import solve_pnp  # noqa: E402
 
@@ -97,11 +97,9 @@ def main() -> None:
     ap.add_argument("--out", help="also append the table to this file")
     args = ap.parse_args()
     jit = (lambda f: f) if args.eager else mx.compile
-    lines: list[str] = []
 
     def emit(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+        publish(line, args.out)
 
     epnp = jit(lambda a, b, k: _pose_ok(solve_pnp(a, b, k, method="epnp", refine=False)))
     lm = jit(lambda a, b, k: _pose_ok(solve_pnp(a, b, k, method="iterative", max_iters=10)))
@@ -131,9 +129,6 @@ def main() -> None:
 
 
     emit("\nOpenCV times in parentheses are its per-problem time at the largest B it ran, times B.\n")
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ case "${1:-tests}" in
     # (NVRTC compiles on the host cores, so the workers mostly wait on the CPU). -v (pyproject's -q
     # dropped) streams a line per test into the log, so a run cut short still says what passed.
     # test_docs builds the docs site (no GPU code).
-    timeout "${TESTS_TIMEOUT:-3000}" python3 -m pytest -p no:cacheprovider -o addopts=--doctest-modules -n "${JOBS:-16}" -v \
+    # SIGINT at the time limit: pytest then still prints every failure's traceback and its summary.
+    timeout -s INT -k 30 "${TESTS_TIMEOUT:-3000}" python3 -m pytest -p no:cacheprovider -o addopts=--doctest-modules -n "${JOBS:-16}" -v \
       --ignore tests/test_docs.py ${FILES:-tests mlxgeom} 2>&1 | tee "$out/gpu_tests.log" | grep -E "FAILED|ERROR|passed|failed"
     tail -n 1 "$out/gpu_tests.log" | grep -qE "passed" && ! tail -n 1 "$out/gpu_tests.log" | grep -qE "failed|error"
     ;;

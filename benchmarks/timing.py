@@ -87,3 +87,12 @@ def table(title: str, rows: list[dict[str, Any]], ref: str) -> str:
                 cells.append(f"{v:.3g} ({v / r[ref]:.2g}x)")
         lines.append(f"| {r['B']:,} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + f"\n\nms, median; (Nx) = time / {ref} time.\n"
+
+
+def publish(text: str, out: str | None) -> None:
+    """Print ``text`` and, with ``out``, append it to that markdown file as it is produced, so a run
+    cut short keeps the tables it finished."""
+    print(text, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(text + "\n")
