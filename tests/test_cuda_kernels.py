@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from mlxgeom import lie, linalg, optim
+from mlxgeom import camera, lie, linalg, optim
+from mlxgeom.camera import distortion, distortion_cuda
 from mlxgeom.lie import lie_cuda, se3, so3
 from mlxgeom.linalg import inverse_cuda, matrix_exp_cuda
 from mlxgeom.linalg.inverse import _inverse_adjugate
@@ -245,3 +246,60 @@ def test_pnp_point_moment_kernel_equals_pure_path(batch, n):
     grads = [mx.grad(lambda p, fn=fn: mx.sum(fn(p, xn, w)[1] * mx.arange(40.0).reshape(4, 10)))(pw)
              for fn in (_pnp_init._packed_moments_fast, _pnp_init._packed_moments)]
     np.testing.assert_allclose(np.array(grads[0]), np.array(grads[1]), rtol=1e-5, atol=1e-5)
+
+
+_LENSES = {4: [-0.28, 0.07, 1e-3, -5e-4], 5: [-0.28, 0.07, 1e-3, -5e-4, -0.01],
+           8: [0.3, -0.1, 1e-3, -5e-4, 0.02, 0.5, -0.05, 0.03],
+           12: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4],
+           14: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4, 0.02, -0.015]}
+
+
+@pytest.mark.parametrize("k", sorted(_LENSES))
+@pytest.mark.parametrize("cameras", [1, 3])
+def test_undistortion_kernel_equals_the_pure_newton_iterations(k, cameras):
+    rng = np.random.default_rng(k)
+    scale = np.linspace(1.0, 0.8, cameras)[:, None, None]  # per-camera coefficients (cameras, 1, k)
+    dist = mx.array((np.array(_LENSES[k]) * scale).astype(np.float32))
+    coeffs = [dist[..., i] for i in range(k)]
+    t = rng.uniform([-0.6, -0.4], [0.6, 0.4], (cameras, 5000, 2)).astype(np.float32)  # inside the lenses' images
+    t[:, :3] = [[0, 0], [np.inf, 0], [np.nan, 1]]
+    tx, ty = mx.array(t[..., 0]), mx.array(t[..., 1])
+    assert distortion_cuda.enabled(tx, ty, coeffs)
+    fast = np.stack([np.array(a) for a in distortion_cuda.newton_iterations(tx, ty, coeffs, 10)], -1)
+    x, y = tx, ty
+    if k == 14:
+        x, y = distortion._inverse_tilt_start(tx, ty, coeffs[12], coeffs[13])
+    for _ in range(10):
+        x, y = distortion._newton_step(x, y, tx, ty, coeffs)
+    ref = np.stack([np.array(x), np.array(y)], -1)
+    np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(ref))
+    converged = np.array(distortion.undistort_opencv(tx, ty, coeffs).converged)
+    assert converged[:, 3:].all()
+    # Converged iterates agree to a few float32 ulps (the kernel may contract to FMA).
+    np.testing.assert_allclose(fast[converged], ref[converged], rtol=1e-5, atol=1e-6)
+
+
+def test_unproject_on_cuda_uses_the_undistortion_kernel_and_keeps_values_and_gradients(monkeypatch):
+    rng = np.random.default_rng(3)
+    k = mx.array([[800.0, 0.0, 640.0], [0.0, 790.0, 360.0], [0.0, 0.0, 1.0]])
+    dist = mx.array(np.array(_LENSES[5], np.float32))
+    pose = lie.se3_exp(mx.array([0.1, -0.2, 0.3, 0.05, -0.1, 0.2]))
+    px = mx.array(rng.uniform([0, 0], [1280, 720], (4000, 2)).astype(np.float32))
+    z = mx.array(rng.uniform(1, 5, 4000).astype(np.float32))
+    calls = []
+    monkeypatch.setattr(distortion_cuda, "newton_iterations",
+                        lambda *a, _f=distortion_cuda.newton_iterations: calls.append(1) or _f(*a))
+
+    def run():
+        res = camera.unproject_points(px, z, k, pose, dist, return_valid=True)
+        grads = mx.grad(lambda p, d: mx.sum(camera.unproject_points(p, z, k, pose, d) ** 2), argnums=(0, 1))(px, dist)
+        return [np.array(a) for a in (res.points, res.valid, *grads)]
+
+    fast = run()
+    assert calls
+    monkeypatch.setenv("MLXGEOM_CUDA_KERNELS", "0")
+    ref = run()
+    assert fast[1].all() and (fast[1] == ref[1]).all()
+    np.testing.assert_allclose(fast[0], ref[0], rtol=1e-5, atol=1e-5)
+    for f, r in zip(fast[2:], ref[2:]):
+        np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4 * np.abs(r).max())

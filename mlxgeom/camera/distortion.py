@@ -23,6 +23,7 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .._checks import as_floats, cast_out
+from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
 
@@ -202,10 +203,7 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     tol = 16 * _eps(xd.dtype) if tol is None else tol
     cs = [mx.stop_gradient(a) for a in c]
     tx, ty = mx.stop_gradient(xd), mx.stop_gradient(yd)
-    x, y = _inverse_tilt_start(tx, ty, cs[12], cs[13]) if len(c) == 14 else (tx, ty)
-    for _ in range(iterations):
-        x, y = _newton_step(x, y, tx, ty, cs)
-    x, y = mx.stop_gradient(x), mx.stop_gradient(y)
+    x, y = _newton_iterations(tx, ty, cs, iterations)
     d = distort_opencv(x, y, cs, jacobian=True)
     j00, j01, j10, j11 = d.jac
     det = j00 * j11 - j01 * j10
@@ -218,6 +216,17 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     size = 1 + mx.sqrt(tx * tx + ty * ty)
     conv = (res <= tol * size) & (det > 0) & f.ok & mx.isfinite(xs) & mx.isfinite(ys)
     return Undistorted(xs, ys, conv)
+
+
+def _newton_iterations(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int) -> tuple[mx.array, mx.array]:
+    """``iterations`` Newton steps towards (tx, ty) from the exact inverse of the tilt (or from
+    (tx, ty)); constants for autodiff. One kernel on CUDA (:mod:`distortion_cuda`)."""
+    if distortion_cuda.enabled(tx, ty, c):
+        return distortion_cuda.newton_iterations(tx, ty, c, iterations)
+    x, y = _inverse_tilt_start(tx, ty, c[12], c[13]) if len(c) == 14 else (tx, ty)
+    for _ in range(iterations):
+        x, y = _newton_step(x, y, tx, ty, c)
+    return mx.stop_gradient(x), mx.stop_gradient(y)
 
 
 def _solve2(j00, j01, j10, j11, det, ok, rx, ry):
