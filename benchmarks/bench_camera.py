@@ -79,6 +79,15 @@ def bench_unproject(sizes: list[int]) -> str:
     T = mx.array(poses(1)[0])
     plain = mx.compile(lambda p, z: unproject_points(p, z, Km, T))
     dist = mx.compile(lambda p, z: unproject_points(p, z, Km, T, dm))
+
+    def dist_pure(p, z):  # the same without the CUDA fast paths, for the before/after on the GPU
+        os.environ["MLXGEOM_CUDA_KERNELS"] = "0"
+        try:
+            return pure_compiled(p, z)
+        finally:
+            os.environ.pop("MLXGEOM_CUDA_KERNELS")
+
+    pure_compiled = mx.compile(lambda p, z: unproject_points(p, z, Km, T, dm))
     for n in sizes:
         rng = np.random.default_rng(n)
         px = mx.array(rng.uniform([0, 0], [1920, 1080], (n, 2)), dtype=mx.float32)
@@ -88,6 +97,8 @@ def bench_unproject(sizes: list[int]) -> str:
         reps = 10 if n <= (1 << 22) else 3
         row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps), "mlxgeom": time_ms(lambda: plain(px, z), repeats=reps),
                "mlxgeom dist (10 Newton)": time_ms(lambda: dist(px, z), repeats=reps)}
+        if mx.cuda.is_available() and ON_GPU:
+            row["mlxgeom dist, pure mx"] = time_ms(lambda: dist_pure(px, z), repeats=reps)
         if n <= (1 << 20):
             p64 = np.array(px).astype(np.float64)[:, None]
             row["cv2.undistortPoints dist"] = time_ms(lambda: cv2.undistortPoints(p64, K, DIST), repeats=3, warmup=1)
@@ -129,19 +140,21 @@ def main() -> None:
     parser.add_argument("--max-points", type=int, default=(1 << 24) if ON_GPU else (1 << 22))
     parser.add_argument("--depth-size", type=int, nargs=2, default=(1080, 1920) if ON_GPU else (270, 480))
     parser.add_argument("--views", type=int, default=64)
+    parser.add_argument("--tables", nargs="+", default=["project", "project64", "unproject", "reproject"],
+                        choices=["project", "project64", "unproject", "reproject"])
     parser.add_argument("--out", help="also append the tables to this file")
     args = parser.parse_args()
     sizes = [n for n in (1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22, 1 << 24) if n <= args.max_points]
     many = [n for n in sizes if n * 64 <= (args.max_points * (16 if ON_GPU else 4))]
-    parts = [
-        lambda: f"### camera on {machine()}\n",
-        lambda: bench_project(1, sizes, cv2_max=1 << 22),
-        lambda: bench_project(64, many, cv2_max=1 << 22),
-        lambda: bench_unproject(sizes),
-        lambda: bench_reproject(*args.depth_size, args.views),
-    ]
-    for part in parts:
-        publish(part(), args.out)
+    parts = {
+        "project": lambda: bench_project(1, sizes, cv2_max=1 << 22),
+        "project64": lambda: bench_project(64, many, cv2_max=1 << 22),
+        "unproject": lambda: bench_unproject(sizes),
+        "reproject": lambda: bench_reproject(*args.depth_size, args.views),
+    }
+    publish(f"### camera on {machine()}\n", args.out)
+    for name in args.tables:
+        publish(parts[name](), args.out)
 
 
 if __name__ == "__main__":
