@@ -169,7 +169,10 @@ def _pnp_points(batch: tuple, n: int, seed: int) -> tuple[mx.array, mx.array, mx
     pose = lie.se3_exp(mx.array(xi.astype(np.float32)))
     pose = pose + mx.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 6.0], [0, 0, 0, 0]])
     pw = rng.uniform(-2, 2, (count, n, 3))
-    pw[:, : max(1, n // 10), 2] = -20.0  # behind the camera
+    # A few points 2-5 units behind the camera (well clear of depth 0, where 1/z is ill-conditioned).
+    behind = rng.uniform(-2, 2, (count, max(1, n // 10), 3)) * [1, 1, 0] - [0, 0, 1] * rng.uniform(2, 5, (count, max(1, n // 10), 1))
+    rot, trans = np.array(pose)[:, :3, :3], np.array(pose)[:, :3, 3]
+    pw[:, : max(1, n // 10)] = np.einsum("bji,bnj->bni", rot, behind - trans[:, None])
     k = np.broadcast_to(np.array([[500.0, 0.5, 320], [0, 480, 240], [0, 0, 1]]), (count, 3, 3)).copy()
     k[:, 0, 0] += rng.uniform(-50, 50, count)
     pc = np.einsum("bij,bnj->bni", np.array(pose)[:, :3, :3], pw) + np.array(pose)[:, None, :3, 3]
