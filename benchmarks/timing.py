@@ -95,4 +95,4 @@ def publish(text: str, out: str | None) -> None:
     print(text, flush=True)
     if out:
         with open(out, "a") as f:
-            f.write(text + "\n")
+            f.write(text if text.endswith("\n") else text + "\n")
