@@ -75,3 +75,10 @@ def assert_device_safe(fn: Callable[..., Any], make_args: Callable[[int], Sequen
 def to_np(x: mx.array) -> np.ndarray:
     """float64 numpy copy of an mx array (for references)."""
     return np.array(x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x).astype(np.float64)
+
+
+#: OpenCV lenses with 4, 5, 8, 12 and 14 coefficients (barrel, rational, thin prism, tilt).
+LENSES = {4: [-0.28, 0.07, 1e-3, -5e-4], 5: [-0.28, 0.07, 1e-3, -5e-4, -0.01],
+          8: [0.3, -0.1, 1e-3, -5e-4, 0.02, 0.5, -0.05, 0.03],
+          12: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4],
+          14: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4, 0.02, -0.015]}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from helpers import LENSES
 from mlxgeom import camera, lie, linalg, optim
 from mlxgeom.camera import distortion, distortion_cuda
 from mlxgeom.lie import lie_cuda, se3, so3
@@ -251,18 +252,12 @@ def test_pnp_point_moment_kernel_equals_pure_path(batch, n):
     np.testing.assert_allclose(np.array(grads[0]), np.array(grads[1]), rtol=1e-5, atol=1e-5)
 
 
-_LENSES = {4: [-0.28, 0.07, 1e-3, -5e-4], 5: [-0.28, 0.07, 1e-3, -5e-4, -0.01],
-           8: [0.3, -0.1, 1e-3, -5e-4, 0.02, 0.5, -0.05, 0.03],
-           12: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4],
-           14: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4, 0.02, -0.015]}
-
-
-@pytest.mark.parametrize("k", sorted(_LENSES))
+@pytest.mark.parametrize("k", sorted(LENSES))
 @pytest.mark.parametrize("cameras", [1, 3])
 def test_undistortion_kernel_equals_the_pure_newton_iterations(k, cameras):
     rng = np.random.default_rng(k)
     scale = np.linspace(1.0, 0.8, cameras)[:, None, None]  # per-camera coefficients (cameras, 1, k)
-    dist = mx.array((np.array(_LENSES[k]) * scale).astype(np.float32))
+    dist = mx.array((np.array(LENSES[k]) * scale).astype(np.float32))
     coeffs = [dist[..., i] for i in range(k)]
     t = rng.uniform([-0.6, -0.4], [0.6, 0.4], (cameras, 5000, 2)).astype(np.float32)  # inside the lenses' images
     t[:, :3] = [[0, 0], [np.inf, 0], [np.nan, 1]]
@@ -285,7 +280,7 @@ def test_undistortion_kernel_equals_the_pure_newton_iterations(k, cameras):
 def test_unproject_on_cuda_uses_the_undistortion_kernel_and_keeps_values_and_gradients(monkeypatch):
     rng = np.random.default_rng(3)
     k = mx.array([[800.0, 0.0, 640.0], [0.0, 790.0, 360.0], [0.0, 0.0, 1.0]])
-    dist = mx.array(np.array(_LENSES[5], np.float32))
+    dist = mx.array(np.array(LENSES[5], np.float32))
     pose = lie.se3_exp(mx.array([0.1, -0.2, 0.3, 0.05, -0.1, 0.2]))
     px = mx.array(rng.uniform([0, 0], [1280, 720], (4000, 2)).astype(np.float32))
     z = mx.array(rng.uniform(1, 5, 4000).astype(np.float32))

@@ -13,17 +13,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from helpers import LENSES
 from mlxgeom.camera import distortion, distortion_cuda
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
 _FLOATS = ctypes.POINTER(ctypes.c_float)
-
-LENSES = {4: [-0.28, 0.07, 1e-3, -5e-4], 5: [-0.28, 0.07, 1e-3, -5e-4, -0.01],
-          8: [0.3, -0.1, 1e-3, -5e-4, 0.02, 0.5, -0.05, 0.03],
-          12: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4],
-          14: [-0.28, 0.07, 1e-3, -5e-4, -0.01, 0.01, 0.0, 1e-3, 1e-3, -2e-4, 5e-4, 1e-4, 0.02, -0.015]}
-
 
 def _run_body(body: str, c: np.ndarray, t: np.ndarray, tmp_path) -> np.ndarray:
     """Run a ``launch`` body with inputs c (one element, read by all) and t (2 per element), out 2."""
