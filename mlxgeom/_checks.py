@@ -24,6 +24,11 @@ _LOW_PRECISION = (mx.float16, mx.bfloat16)
 _COMPLEX = (mx.complex64,)
 
 
+def eps(dtype: mx.Dtype) -> float:
+    """Machine epsilon of a floating dtype (float64's, else float32's: the compute dtypes)."""
+    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
+
+
 def as_float(x: Any, name: str = "input") -> tuple[mx.array, mx.Dtype]:
     """Return ``(array in its compute dtype, dtype the results take)``.
 

@@ -34,7 +34,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from .._checks import as_float, cast_out, check_square
+from .._checks import as_float, cast_out, check_square, eps
 from .products import matmul
 
 
@@ -193,10 +193,6 @@ def _jacobi_parallel(a: mx.array, sweeps: int) -> tuple[mx.array, mx.array, list
 # ---------------------------------------------------------------- decomposition + gradient
 
 
-def _eps(dtype: mx.Dtype) -> float:
-    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
-
-
 def _decompose(a: mx.array, sweeps: int) -> tuple[mx.array, mx.array]:
     """Ascending (w, V) of the symmetric (*, n, n) ``a`` (already symmetrised)."""
     n, batch = a.shape[-1], a.shape[:-2]
@@ -228,7 +224,7 @@ def _jacobi_padded(m: mx.array, sweeps: int) -> tuple[mx.array, mx.array]:
 def _gap_inverse(w: mx.array) -> mx.array:
     """F_ij = 1 / (w_j - w_i), 0 on the diagonal and where the gap is at rounding level."""
     d = w[..., None, :] - w[..., :, None]
-    tol = 4.0 * w.shape[-1] * _eps(w.dtype) * mx.max(mx.abs(w), axis=-1, keepdims=True)[..., None]
+    tol = 4.0 * w.shape[-1] * eps(w.dtype) * mx.max(mx.abs(w), axis=-1, keepdims=True)[..., None]
     tol = mx.maximum(tol, mx.array(1e-30, w.dtype))
     big = mx.abs(d) > tol
     return mx.where(big, 1.0 / mx.where(big, d, 1.0), 0.0)

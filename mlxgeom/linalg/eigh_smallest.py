@@ -31,13 +31,9 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .._checks import argmax, as_float, cast_out, check_square
+from .._checks import argmax, as_float, cast_out, check_square, eps
 from .eigh import _gap_inverse, default_sweeps, eigh
 from .products import matmul
-
-
-def _eps(dtype: mx.Dtype) -> float:
-    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
 
 
 def sweep_inverse(b: mx.array) -> tuple[mx.array, mx.array]:
@@ -93,7 +89,7 @@ def _smallest(a: mx.array, k: int, iterations: int, oversample: int) -> tuple[mx
     tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)[..., None, None]
     scale = mx.where((tr > 0) & (tr < mx.inf), tr, 1.0)
     a = a / scale
-    c, ok = sweep_inverse(a + 10.0 * n * _eps(a.dtype) * mx.eye(n, dtype=a.dtype))
+    c, ok = sweep_inverse(a + 10.0 * n * eps(a.dtype) * mx.eye(n, dtype=a.dtype))
     j = mx.stop_gradient(argmax(mx.diagonal(c, axis1=-2, axis2=-1), axis=-1))  # an index: no gradient
     x = mx.take_along_axis(c, j[..., None, None], axis=-1)
     if p > 1:

@@ -14,8 +14,8 @@ import math
 
 import mlx.core as mx
 
-from .._checks import as_float, cast_out, check_square
-from .eigh import _eps, _jacobi_scalar, _rotation, _scale, _sort_ascending, default_sweeps
+from .._checks import as_float, cast_out, check_square, eps
+from .eigh import _jacobi_scalar, _rotation, _scale, _sort_ascending, default_sweeps
 from .products import matmul
 
 Entries = list[list[mx.array]]
@@ -109,7 +109,7 @@ def _safe_inverse(d: mx.array, tol: mx.array) -> mx.array:
 
 
 def _tolerance(s: mx.array) -> mx.array:
-    return mx.maximum(8.0 * _eps(s.dtype) * s[..., :1, None], mx.array(1e-30, s.dtype))
+    return mx.maximum(8.0 * eps(s.dtype) * s[..., :1, None], mx.array(1e-30, s.dtype))
 
 
 @mx.custom_function

@@ -14,6 +14,7 @@ import mlx.core as mx
 import numpy as np
 
 from .. import linalg
+from .._checks import eps
 from .._cuda import fast_path
 from . import pnp_cuda
 
@@ -25,10 +26,6 @@ _PRODUCTS = ((0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2,
 _PLANAR_RATIO = {mx.float32: 1e-5, mx.float64: 1e-10}
 # Inverse-iteration steps for the null vectors of the normal matrices.
 _ITERATIONS = 2
-
-
-def _eps(dtype: mx.Dtype) -> float:
-    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
 
 
 def _centroid(p: mx.array, w: mx.array) -> mx.array:
@@ -88,7 +85,7 @@ def _control_points(c0: mx.array, moments: mx.array) -> tuple[mx.array, mx.array
     n = mx.maximum(moments[..., 0, 3, 3], 1.0)
     cov = moments[..., 0, :3, :3] / n[..., None, None]
     lam, v = linalg.eigh(cov)
-    lam_max = mx.maximum(lam[..., 2:], _eps(c0.dtype))
+    lam_max = mx.maximum(lam[..., 2:], eps(c0.dtype))
     spread = lam / lam_max > _PLANAR_RATIO.get(c0.dtype, 1e-5)
     # Double where: flat directions get a dummy scale so 1/sqrt stays finite.
     scale = mx.sqrt(mx.where(spread, lam, lam_max))
@@ -133,7 +130,7 @@ def _least_squares(l_sub: mx.array, rho: mx.array) -> mx.array:
     g = mx.sum(l_sub * rho[..., None], axis=-2)
     n = a.shape[-1]
     tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
-    a = a + (10.0 * _eps(a.dtype) * tr + 1e-30)[..., None, None] * mx.eye(n, dtype=a.dtype)
+    a = a + (10.0 * eps(a.dtype) * tr + 1e-30)[..., None, None] * mx.eye(n, dtype=a.dtype)
     x, _ = linalg.solve_spd_ex(a, g)
     return x
 
