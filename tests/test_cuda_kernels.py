@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from helpers import LENSES
 from mlxgeom import camera, lie, linalg, optim
-from mlxgeom.camera import distortion, distortion_cuda
+from mlxgeom.camera import distortion, distortion_cuda, projection_cuda
 from mlxgeom.lie import lie_cuda, se3, so3
 from mlxgeom.linalg import inverse_cuda, matrix_exp_cuda
 from mlxgeom.linalg.inverse import _inverse_adjugate
@@ -301,3 +301,76 @@ def test_unproject_on_cuda_uses_the_undistortion_kernel_and_keeps_values_and_gra
     np.testing.assert_allclose(fast[0], ref[0], rtol=1e-5, atol=1e-5)
     for f, r in zip(fast[2:], ref[2:]):
         np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4 * np.abs(r).max())
+
+
+_CAMERA_LAYOUTS = {  # points' shape, the cameras' batch
+    "one camera": ((20000, 3), ()),
+    "64 views of one cloud": ((3000, 3), (64,)),
+    "a cloud per camera": ((8, 3000, 3), (8,)),
+}
+
+
+def _cameras(layout: str, k: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shape, batch = _CAMERA_LAYOUTS[layout]
+    z = rng.uniform(1, 6, shape[:-1])
+    X = np.stack([rng.uniform(-0.55, 0.55, z.shape) * z, rng.uniform(-0.35, 0.35, z.shape) * z, z], -1)
+    X.reshape(-1, 3)[:4] = [[0.1, 0.1, -1.0], [np.nan, 0, 1], [np.inf, 0, 1], [0, 0, 0]]
+    K = np.broadcast_to(np.array([[800.0, 0.3, 640.0], [0.0, 790.0, 360.0], [0.0, 0.0, 1.0]]), (*batch, 3, 3))
+    pose = lie.se3_exp(mx.array(rng.normal(0, 0.05, (*batch, 6)).astype(np.float32)))
+    dist = mx.array((np.array(LENSES[k]) * np.ones((*batch, 1))).astype(np.float32)) if k else None
+    return mx.array(X.astype(np.float32)), mx.array(K.astype(np.float32)), pose, dist
+
+
+def _on_and_off(fn, monkeypatch):
+    fast = [np.array(a) for a in fn()]
+    monkeypatch.setenv("MLXGEOM_CUDA_KERNELS", "0")
+    ref = [np.array(a) for a in fn()]
+    monkeypatch.delenv("MLXGEOM_CUDA_KERNELS")
+    return fast, ref
+
+
+@pytest.mark.parametrize("layout", sorted(_CAMERA_LAYOUTS))
+@pytest.mark.parametrize("k", [0, *sorted(LENSES)])
+def test_projection_kernels_equal_the_pure_paths(layout, k, monkeypatch):
+    X, K, pose, dist = _cameras(layout, k)
+    (px, z, ok), (rpx, rz, rok) = _on_and_off(lambda: camera.project_points(X, K, pose, dist), monkeypatch)
+    np.testing.assert_array_equal(ok, rok)
+    assert ok.mean() > 0.99
+    np.testing.assert_allclose(px[ok], rpx[rok], rtol=1e-5, atol=1e-3)  # pixels of a 1280 x 720 image
+    np.testing.assert_allclose(z, rz, rtol=1e-6, atol=1e-6)
+    pixels = mx.array(rpx) + 0.3
+    fast, ref = _on_and_off(lambda: camera.unproject_points(pixels, mx.array(rz), K, pose, dist, return_valid=True),
+                            monkeypatch)
+    # Convergence is a threshold on a float32 residual: FMA contraction may flip a rare borderline point.
+    assert (fast[2] != ref[2]).mean() < 1e-3 and fast[2].mean() > 0.98
+    both = fast[2] & ref[2]
+    for f, r in zip(fast[:2], ref[:2]):
+        np.testing.assert_allclose(f[both], r[both], rtol=1e-5, atol=1e-4)
+
+
+def test_projection_kernels_compile_at_two_batch_sizes_and_differentiate_as_the_pure_paths(monkeypatch):
+    calls = set()
+    for name in ("project", "unproject"):
+        fn = getattr(projection_cuda, name)
+        monkeypatch.setattr(projection_cuda, name, lambda *a, _f=fn, _n=name: calls.add(_n) or _f(*a))
+
+    def loss(X, K, pose, dist):
+        proj = camera.project_points(X, K, pose, dist)
+        back = camera.unproject_points(proj.pixels + 0.5, proj.depth, K, pose, dist)
+        return mx.sum(mx.where(proj.valid[..., None], proj.pixels, 0.0) ** 2) * 1e-6 + mx.sum(back ** 2)
+
+    def flat(value, grads):
+        return [np.array(a) for a in (value, *grads)]
+
+    compiled = mx.compile(mx.value_and_grad(loss, argnums=(0, 2, 3)))
+    for layout in ("one camera", "64 views of one cloud"):
+        X, K, pose, dist = _cameras(layout, 5, seed=1)
+        X = mx.where(mx.all(mx.isfinite(X), axis=-1, keepdims=True) & (X[..., 2:] > 0), X, mx.array([0.1, 0.1, 2.0]))
+        fast = flat(*compiled(X, K, pose, dist))
+        monkeypatch.setenv("MLXGEOM_CUDA_KERNELS", "0")
+        ref = flat(*mx.value_and_grad(loss, argnums=(0, 2, 3))(X, K, pose, dist))
+        monkeypatch.delenv("MLXGEOM_CUDA_KERNELS")
+        for f, r in zip(fast, ref):
+            np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4 * np.abs(r).max())
+    assert calls == {"project", "unproject"}

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
-from .._checks import as_floats, cast_out
+from .._checks import as_floats, cast_out, eps
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -184,8 +184,11 @@ class Undistorted(NamedTuple):
     converged: mx.array
 
 
-def _eps(dtype: mx.Dtype) -> float:
-    return 2.220446049250313e-16 if dtype == mx.float64 else 1.1920929e-07
+def newton_tol(dtype: mx.Dtype, tol: float | None = None) -> float:
+    """The undistortion residual bound: ``tol``, or by default 16 eps of the dtype."""
+    if tol is not None:
+        return tol
+    return 16 * eps(dtype)
 
 
 def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 10,
@@ -200,7 +203,7 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     """
     if len(c) == 0:
         return Undistorted(xd, yd, mx.isfinite(xd) & mx.isfinite(yd))
-    tol = 16 * _eps(xd.dtype) if tol is None else tol
+    tol = newton_tol(xd.dtype, tol)
     cs = [mx.stop_gradient(a) for a in c]
     tx, ty = mx.stop_gradient(xd), mx.stop_gradient(yd)
     x, y = _newton_iterations(tx, ty, cs, iterations)

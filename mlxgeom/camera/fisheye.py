@@ -17,7 +17,7 @@ import math
 
 import mlx.core as mx
 
-from .distortion import Distorted, Undistorted, _eps, _safe_div
+from .distortion import Distorted, Undistorted, _safe_div, newton_tol
 
 _SMALL_R2 = 1e-24
 
@@ -74,7 +74,7 @@ def undistort_fisheye(xd: mx.array, yd: mx.array, c: list[mx.array], iterations:
     d theta_d / d theta > 0 and finite results.
     """
     check_fisheye_coeffs(len(c))
-    tol = 16 * _eps(xd.dtype) if tol is None else tol
+    tol = newton_tol(xd.dtype, tol)
     r2d = xd * xd + yd * yd
     big = r2d > _SMALL_R2
     target = mx.sqrt(mx.where(big, r2d, 1.0))

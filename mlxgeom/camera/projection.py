@@ -23,12 +23,15 @@ within 2e-3 px (measured ~5e-4 px); float64 agrees with ``cv2.projectPoints`` to
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from .distortion import Distorted, check_opencv_coeffs, distort_opencv, undistort_opencv
+from .._cuda import fast_path
+from . import projection_cuda
+from .distortion import Distorted, check_opencv_coeffs, newton_tol, distort_opencv, undistort_opencv
 from .fisheye import check_fisheye_coeffs, distort_fisheye, undistort_fisheye
 from .intrinsics import check_K, focal_ok
 
@@ -191,6 +194,39 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
     K, pose, dist = a["K"], a["pose"], a["dist"]
     cam_batch = _check_camera(K, pose, dist, model)
     _check_broadcast(cam_batch, points.shape[:-2], "points_world")
+    if not jacobian:
+        if projection_cuda.enabled([points, K] + [c for c in (pose, dist) if c is not None], dist, model):
+            pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(
+                points, K, *(c for c in (pose, dist) if c is not None))
+            valid = valid > 0
+        else:
+            pixels, depth, valid = _project_values(points, K, pose, dist, model, min_depth)
+        if single:
+            pixels, depth, valid = pixels[..., 0, :], depth[..., 0], valid[..., 0]
+        return Projection(cast_out(pixels, out), cast_out(depth, out), valid)
+    f = _forward(points, K, pose, dist, model, min_depth, jacobian=True)
+    jac = _jacobians(f, pose, dist)
+    res = ProjectionJacobian(f.pixels, f.depth, f.valid, *jac)
+    res = ProjectionJacobian(*(cast_out(r, out) if r.dtype != mx.bool_ else r for r in res))
+    if single:
+        res = ProjectionJacobian(res.pixels[..., 0, :], res.depth[..., 0], res.valid[..., 0],
+                                 *(r[..., 0, :, :] for r in res[3:]))
+    return res
+
+
+class _Forward(NamedTuple):
+    pixels: mx.array
+    depth: mx.array
+    valid: mx.array
+    normalized: tuple[mx.array, mx.array]
+    points_cam: tuple[mx.array, mx.array, mx.array]
+    iz: mx.array
+    distorted: Distorted
+    focal: tuple[mx.array, mx.array, mx.array]
+
+
+def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
+    """The projection of checked points (*, N, 3), with the intermediates its Jacobians reuse."""
     X, Y, Z = points[..., 0], points[..., 1], points[..., 2]
     xc, yc, zc = X, Y, Z
     if pose is not None:
@@ -204,24 +240,37 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
     u = fx * d.x + s * d.y + cx
     v = fy * d.y + cy
     valid = front & d.ok & fok & mx.isfinite(u) & mx.isfinite(v)
-    pixels = mx.stack([u, v], axis=-1)
+    pixels = mx.broadcast_to(mx.stack([u, v], axis=-1), (*valid.shape, 2))
     depth = mx.broadcast_to(zc, valid.shape)
-    pixels = mx.broadcast_to(pixels, (*valid.shape, 2))
-    if not jacobian:
-        if single:
-            pixels, depth, valid = pixels[..., 0, :], depth[..., 0], valid[..., 0]
-        return Projection(cast_out(pixels, out), cast_out(depth, out), valid)
-    jac = _jacobians(x, y, xc, yc, zc, iz, d, (fx, fy, s), pose, dist, valid.shape)
-    res = ProjectionJacobian(pixels, depth, valid, *jac)
-    res = ProjectionJacobian(*(cast_out(r, out) if r.dtype != mx.bool_ else r for r in res))
-    if single:
-        res = ProjectionJacobian(res.pixels[..., 0, :], res.depth[..., 0], res.valid[..., 0],
-                                 *(r[..., 0, :, :] for r in res[3:]))
-    return res
+    return _Forward(pixels, depth, valid, (x, y), (xc, yc, zc), iz, d, (fx, fy, s))
 
 
-def _jacobians(x, y, xc, yc, zc, iz, d: Distorted, f, pose, dist, shape):
-    fx, fy, s = f
+def _project_values(points, K, pose, dist, model, min_depth):
+    """(pixels, depth, valid) of checked inputs, in pure mx."""
+    return _forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3]
+
+
+@functools.cache
+def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
+    """:func:`projection_cuda.project` on (points, K[, pose][, dist]), valid as 1.0 / 0.0,
+    differentiated as the pure path (:func:`mlxgeom._cuda.fast_path`)."""
+
+    def cameras(rest):
+        return (rest[0] if has_pose else None), (rest[-1] if has_dist else None)
+
+    def kernel(points, K, *rest):
+        return projection_cuda.project(points, K, *cameras(rest), min_depth)
+
+    def pure(points, K, *rest):
+        pixels, depth, valid = _project_values(points, K, *cameras(rest), "opencv", min_depth)
+        return pixels, depth, mx.where(valid, 1.0, 0.0)
+
+    return fast_path(kernel, pure, lambda *args: True)
+
+
+def _jacobians(f: _Forward, pose, dist):
+    (x, y), (xc, yc, zc), iz, d, shape = f.normalized, f.points_cam, f.iz, f.distorted, f.valid.shape
+    fx, fy, s = f.focal
     j00, j01, j10, j11 = d.jac
     a = ((fx * j00 + s * j10, fx * j01 + s * j11), (fy * j10, fy * j11))
     # d pixel / d x_cam = A [[1/z, 0, -x/z], [0, 1/z, -y/z]]
@@ -300,6 +349,20 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
         z = z[..., None]
     pt_batch = broadcast_batch(px.shape[:-1], z.shape, names=("pixels (*, N)", "depth (*, N)"))
     _check_broadcast(cam_batch, pt_batch[:-1], "pixels")
+    cameras = [c for c in (pose, dist) if c is not None]
+    if projection_cuda.enabled([px, z, K, *cameras], dist, model):
+        world, cam, valid = _unproject_fast(pose is not None, dist is not None, iterations, tol)(px, z, K, *cameras)
+        valid = valid > 0
+    else:
+        world, cam, valid = _unproject_values(px, z, K, pose, dist, model, iterations, tol)
+    res = Unprojection(cast_out(world, out), cast_out(cam, out), valid)
+    if single:
+        res = Unprojection(res.points[..., 0, :], res.points_cam[..., 0, :], res.valid[..., 0])
+    return res if return_valid else res.points
+
+
+def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
+    """(world points, camera-frame points, valid) of checked inputs, in pure mx."""
     xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     xc, yc = und.x * z, und.y * z
@@ -311,10 +374,26 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
     else:
         world = cam
     valid = und.converged & fok & mx.all(mx.isfinite(world), axis=-1)
-    res = Unprojection(cast_out(world, out), cast_out(cam, out), valid)
-    if single:
-        res = Unprojection(res.points[..., 0, :], res.points_cam[..., 0, :], res.valid[..., 0])
-    return res if return_valid else res.points
+    return world, cam, valid
+
+
+@functools.cache
+def _unproject_fast(has_pose: bool, has_dist: bool, iterations: int, tol: float | None):
+    """:func:`projection_cuda.unproject` on (pixels, depth, K[, pose][, dist]), valid as 1.0 / 0.0,
+    differentiated as the pure path."""
+
+    def cameras(rest):
+        return (rest[0] if has_pose else None), (rest[-1] if has_dist else None)
+
+    def kernel(px, z, K, *rest):
+        return projection_cuda.unproject(px, z, K, *cameras(rest), iterations,
+                                         newton_tol(mx.float32, tol))
+
+    def pure(px, z, K, *rest):
+        world, cam, valid = _unproject_values(px, z, K, *cameras(rest), "opencv", iterations, tol)
+        return world, cam, mx.where(valid, 1.0, 0.0)
+
+    return fast_path(kernel, pure, lambda *args: True)
 
 
 def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv", K_new: Any = None,
