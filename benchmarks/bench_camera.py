@@ -50,12 +50,32 @@ def cv2_project(X: np.ndarray, T: np.ndarray, dist: np.ndarray | None) -> list[n
     return out
 
 
+ON_CUDA = ON_GPU and mx.cuda.is_available()
+
+
+def pure_mx(fn):
+    """``mx.compile(fn)`` traced and run with the CUDA fast paths off: the before/after on the GPU."""
+    compiled = mx.compile(lambda *args: fn(*args))  # a new function: mx.compile caches traces by function
+
+    def run(*args):
+        os.environ["MLXGEOM_CUDA_KERNELS"] = "0"
+        try:
+            return compiled(*args)
+        finally:
+            os.environ.pop("MLXGEOM_CUDA_KERNELS")
+
+    return run
+
+
 def bench_project(cams: int, sizes: list[int], cv2_max: int) -> str:
     rows = []
     T = poses(cams)
     Km, Tm, dm = mx.array(K, dtype=mx.float32), mx.array(T), mx.array(DIST, dtype=mx.float32)
-    plain = mx.compile(lambda X: project_points(X, Km, Tm)[0])
-    dist = mx.compile(lambda X: project_points(X, Km, Tm, dm)[0])
+    fns = {"mlxgeom": lambda X: project_points(X, Km, Tm)[0], "mlxgeom dist": lambda X: project_points(X, Km, Tm, dm)[0]}
+    timed = {name: mx.compile(fn) for name, fn in fns.items()}
+    if ON_CUDA:
+        timed.update({f"{name}, pure mx": pure_mx(fn) for name, fn in fns.items()})
+    plain = timed["mlxgeom"]
     for n in sizes:
         X_np = points(n)
         X = mx.array(X_np)
@@ -63,8 +83,8 @@ def bench_project(cams: int, sizes: list[int], cv2_max: int) -> str:
         out = plain(X)
         mx.eval(out)
         reps = 10 if n * cams <= (1 << 22) else 3
-        row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps), "mlxgeom": time_ms(lambda: plain(X), repeats=reps),
-               "mlxgeom dist": time_ms(lambda: dist(X), repeats=reps)}
+        row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps)}
+        row.update({name: time_ms(lambda fn=fn: fn(X), repeats=reps) for name, fn in timed.items()})
         small = n * cams <= cv2_max
         X64 = X_np.astype(np.float64)
         row["cv2"] = time_ms(lambda: cv2_project(X64, T, None), repeats=3, warmup=1) if small else None
@@ -77,17 +97,12 @@ def bench_unproject(sizes: list[int]) -> str:
     rows = []
     Km, dm = mx.array(K, dtype=mx.float32), mx.array(DIST, dtype=mx.float32)
     T = mx.array(poses(1)[0])
-    plain = mx.compile(lambda p, z: unproject_points(p, z, Km, T))
-    dist = mx.compile(lambda p, z: unproject_points(p, z, Km, T, dm))
-
-    def dist_pure(p, z):  # the same without the CUDA fast paths, for the before/after on the GPU
-        os.environ["MLXGEOM_CUDA_KERNELS"] = "0"
-        try:
-            return pure_compiled(p, z)
-        finally:
-            os.environ.pop("MLXGEOM_CUDA_KERNELS")
-
-    pure_compiled = mx.compile(lambda p, z: unproject_points(p, z, Km, T, dm))
+    fns = {"mlxgeom": lambda p, z: unproject_points(p, z, Km, T),
+           "mlxgeom dist (10 Newton)": lambda p, z: unproject_points(p, z, Km, T, dm)}
+    timed = {name: mx.compile(fn) for name, fn in fns.items()}
+    if ON_CUDA:
+        timed.update({f"{name}, pure mx": pure_mx(fn) for name, fn in fns.items()})
+    plain = timed["mlxgeom"]
     for n in sizes:
         rng = np.random.default_rng(n)
         px = mx.array(rng.uniform([0, 0], [1920, 1080], (n, 2)), dtype=mx.float32)
@@ -95,10 +110,8 @@ def bench_unproject(sizes: list[int]) -> str:
         out = plain(px, z)
         mx.eval(out)
         reps = 10 if n <= (1 << 22) else 3
-        row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps), "mlxgeom": time_ms(lambda: plain(px, z), repeats=reps),
-               "mlxgeom dist (10 Newton)": time_ms(lambda: dist(px, z), repeats=reps)}
-        if mx.cuda.is_available() and ON_GPU:
-            row["mlxgeom dist, pure mx"] = time_ms(lambda: dist_pure(px, z), repeats=reps)
+        row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps)}
+        row.update({name: time_ms(lambda fn=fn: fn(px, z), repeats=reps) for name, fn in timed.items()})
         if n <= (1 << 20):
             p64 = np.array(px).astype(np.float64)[:, None]
             row["cv2.undistortPoints dist"] = time_ms(lambda: cv2.undistortPoints(p64, K, DIST), repeats=3, warmup=1)
