@@ -118,14 +118,19 @@ def distort(k: int, jacobian: bool) -> str:
 
 def newton_steps(k: int, iterations: int) -> str:
     """C statements: ``iterations`` Newton steps moving (x, y) towards the distorted targets
-    (tx, ty), from the exact inverse of the tilt with 14 coefficients (:func:`distortion._newton_iterations`)."""
+    (tx, ty), from the exact inverse of the tilt with 14 coefficients (:func:`distortion._newton_iterations`).
+    A point leaves the loop once its iterate is a fixed point, which gives the same result as
+    running every step."""
     src = [_TILT_START if k == 14 else "", f"""
   for (int it = 0; it < {iterations}; ++it) {{""", distort(k, True), """
     const float det = j00 * j11 - j01 * j10;
     const float idet = fabsf(det) > 0.0f ? 1.0f / det : 0.0f;
     const float rx = tx - xd, ry = ty - yd;
     const float nx = x + (j11 * rx - j01 * ry) * idet, ny = y + (j00 * ry - j10 * rx) * idet;
-    if (fabsf(nx) <= 3.402823466e38f && fabsf(ny) <= 3.402823466e38f) { x = nx; y = ny; }
+    // A step is a function of (x, y) alone, so a point that stays put (or would keep its iterate
+    // because the step is not finite) stays put for every remaining step: stop it there.
+    if (!(fabsf(nx) <= 3.402823466e38f && fabsf(ny) <= 3.402823466e38f) || (nx == x && ny == y)) break;
+    x = nx; y = ny;
   }
 """]
     return "".join(src)
