@@ -3,7 +3,9 @@
 Points are float32, in front of a 1920 x 1080 camera (f = 1500). "dist" uses five OpenCV
 coefficients (k1, k2, p1, p2, k3). mlxgeom runs ``mx.compile``d functions; OpenCV runs
 ``cv2.projectPoints`` (float64 internally) once per camera. "copy" is a compiled same-size
-copy of the output pixels, the memory-bandwidth ceiling. Each cell is the median after
+copy of the output pixels, the memory-bandwidth ceiling. On CUDA the projection tables add
+PyTorch (closed form) and kornia (``transform_points`` + ``project_points``) on the same GPU,
+without distortion ("pure mx": mlxgeom with its CUDA kernels off). Each cell is the median after
 warm-up, all ratios from the same run. Prints markdown tables.
 
 Usage: ``python benchmarks/bench_camera.py [--max-points 4194304] [--depth-size 1080 1920] [--views 64]``.
@@ -20,12 +22,14 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
 from timing import compiled_copy, machine, publish, table, time_ms  # noqa: E402
 
 from mlxgeom import lie  # noqa: E402
 from mlxgeom.camera import Camera, project_points, unproject_points  # noqa: E402
 
 ON_GPU = mx.default_device() == mx.gpu
+ON_CUDA = ON_GPU and mx.cuda.is_available()
 K = np.array([[1500.0, 0.0, 959.5], [0.0, 1500.0, 539.5], [0.0, 0.0, 1.0]])
 DIST = np.array([-0.1, 0.02, 0.001, -0.001, 0.003])
 
@@ -49,8 +53,6 @@ def cv2_project(X: np.ndarray, T: np.ndarray, dist: np.ndarray | None) -> list[n
         out.append(cv2.projectPoints(X, rvec, Ti[:3, 3], K, dist)[0])
     return out
 
-
-ON_CUDA = ON_GPU and mx.cuda.is_available()
 
 
 def pure_mx(fn):
@@ -85,6 +87,8 @@ def bench_project(cams: int, sizes: list[int], cv2_max: int) -> str:
         reps = 10 if n * cams <= (1 << 22) else 3
         row = {"B": n, "copy": time_ms(compiled_copy(out), repeats=reps)}
         row.update({name: time_ms(lambda fn=fn: fn(X), repeats=reps) for name, fn in timed.items()})
+        if ON_CUDA:
+            row.update({name: time_ms(fn, repeats=reps) for name, fn in peers.project(X_np, K, T).items()})
         small = n * cams <= cv2_max
         X64 = X_np.astype(np.float64)
         row["cv2"] = time_ms(lambda: cv2_project(X64, T, None), repeats=3, warmup=1) if small else None

@@ -141,15 +141,26 @@ def matrix_exp(a: np.ndarray) -> dict[str, Peer]:
     return {"torch": (lambda t: (lambda: torch.linalg.matrix_exp(t)))(_t(a))} if torch is not None else {}
 
 
-def project(points: np.ndarray, k: np.ndarray) -> dict[str, Peer]:
-    """Pinhole projection of camera-frame points (no distortion)."""
+def project(points: np.ndarray, k: np.ndarray, pose: np.ndarray) -> dict[str, Peer]:
+    """Pinhole projection (no distortion) of world points (N, 3) through C cameras: K (3, 3) and
+    world-to-camera poses (C, 4, 4); pixels (C, N, 2)."""
     peers: dict[str, Peer] = {}
-    if torch is not None:
-        p, kk = _t(points), _t(k)
-        peers["torch"] = lambda: (p[..., :2] / p[..., 2:3]) * kk.diagonal()[:2] + kk[:2, 2]
+    if torch is None:
+        return peers
+    p, kk, T = _t(points), _t(k), _t(pose)
+    rot_t, t = T[:, :3, :3].transpose(1, 2), T[:, None, :3, 3]
+    f, c = kk.diagonal()[:2], kk[:2, 2]
+
+    def torch_project():
+        pc = torch.matmul(p, rot_t) + t
+        return pc[..., :2] / pc[..., 2:3] * f + c
+
+    peers["torch"] = torch_project
     if kornia is not None:
-        p, kk = _t(points), _t(k)
-        peers["kornia"] = lambda: kornia.geometry.camera.perspective.project_points(p, kk)
+        cams = kk.expand(T.shape[0], 1, 3, 3)
+        cloud = p.expand(T.shape[0], *p.shape)
+        peers["kornia"] = lambda: kornia.geometry.camera.perspective.project_points(
+            kornia.geometry.linalg.transform_points(T, cloud), cams)
     return peers
 
 
