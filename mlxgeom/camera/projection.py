@@ -31,7 +31,7 @@ import mlx.core as mx
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._cuda import fast_path
 from . import projection_cuda
-from .distortion import Distorted, check_opencv_coeffs, newton_tol, distort_opencv, undistort_opencv
+from .distortion import Distorted, check_opencv_coeffs, distort_opencv, newton_tol, undistort_opencv
 from .fisheye import check_fisheye_coeffs, distort_fisheye, undistort_fisheye
 from .intrinsics import check_K, focal_ok
 
@@ -195,9 +195,9 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
     cam_batch = _check_camera(K, pose, dist, model)
     _check_broadcast(cam_batch, points.shape[:-2], "points_world")
     if not jacobian:
-        if projection_cuda.enabled([points, K] + [c for c in (pose, dist) if c is not None], dist, model):
-            pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(
-                points, K, *(c for c in (pose, dist) if c is not None))
+        cameras = _given(pose, dist)
+        if projection_cuda.enabled([points, K, *cameras], dist, model):
+            pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(points, K, *cameras)
             valid = valid > 0
         else:
             pixels, depth, valid = _project_values(points, K, pose, dist, model, min_depth)
@@ -250,19 +250,26 @@ def _project_values(points, K, pose, dist, model, min_depth):
     return _forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3]
 
 
+def _given(pose: mx.array | None, dist: mx.array | None) -> list[mx.array]:
+    """The camera arrays a fast path takes after K: those that are not None."""
+    return [c for c in (pose, dist) if c is not None]
+
+
+def _taken(rest: tuple[mx.array, ...], has_pose: bool, has_dist: bool) -> tuple[mx.array | None, mx.array | None]:
+    """(pose, dist) back from :func:`_given`'s list."""
+    return (rest[0] if has_pose else None), (rest[-1] if has_dist else None)
+
+
 @functools.cache
 def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
     """:func:`projection_cuda.project` on (points, K[, pose][, dist]), valid as 1.0 / 0.0,
     differentiated as the pure path (:func:`mlxgeom._cuda.fast_path`)."""
 
-    def cameras(rest):
-        return (rest[0] if has_pose else None), (rest[-1] if has_dist else None)
-
     def kernel(points, K, *rest):
-        return projection_cuda.project(points, K, *cameras(rest), min_depth)
+        return projection_cuda.project(points, K, *_taken(rest, has_pose, has_dist), min_depth)
 
     def pure(points, K, *rest):
-        pixels, depth, valid = _project_values(points, K, *cameras(rest), "opencv", min_depth)
+        pixels, depth, valid = _project_values(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
         return pixels, depth, mx.where(valid, 1.0, 0.0)
 
     return fast_path(kernel, pure, lambda *args: True)
@@ -349,7 +356,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
         z = z[..., None]
     pt_batch = broadcast_batch(px.shape[:-1], z.shape, names=("pixels (*, N)", "depth (*, N)"))
     _check_broadcast(cam_batch, pt_batch[:-1], "pixels")
-    cameras = [c for c in (pose, dist) if c is not None]
+    cameras = _given(pose, dist)
     if projection_cuda.enabled([px, z, K, *cameras], dist, model):
         world, cam, valid = _unproject_fast(pose is not None, dist is not None, iterations, tol)(px, z, K, *cameras)
         valid = valid > 0
@@ -382,15 +389,12 @@ def _unproject_fast(has_pose: bool, has_dist: bool, iterations: int, tol: float 
     """:func:`projection_cuda.unproject` on (pixels, depth, K[, pose][, dist]), valid as 1.0 / 0.0,
     differentiated as the pure path."""
 
-    def cameras(rest):
-        return (rest[0] if has_pose else None), (rest[-1] if has_dist else None)
-
     def kernel(px, z, K, *rest):
-        return projection_cuda.unproject(px, z, K, *cameras(rest), iterations,
+        return projection_cuda.unproject(px, z, K, *_taken(rest, has_pose, has_dist), iterations,
                                          newton_tol(mx.float32, tol))
 
     def pure(px, z, K, *rest):
-        world, cam, valid = _unproject_values(px, z, K, *cameras(rest), "opencv", iterations, tol)
+        world, cam, valid = _unproject_values(px, z, K, *_taken(rest, has_pose, has_dist), "opencv", iterations, tol)
         return world, cam, mx.where(valid, 1.0, 0.0)
 
     return fast_path(kernel, pure, lambda *args: True)
