@@ -22,22 +22,27 @@ MODEL_PARAMS = {
 
 
 def random_model(seed: int) -> colmap.ColmapModel:
+    """Every camera model, images with keypoints, points whose tracks agree with the keypoints."""
     rng = np.random.default_rng(seed)
     cams = {i + 1: colmap.ColmapCamera(i + 1, m, 640 + i, 480 - i, np.array(p) * (1 + rng.normal() * 1e-3))
             for i, (m, p) in enumerate(MODEL_PARAMS.items())}
+    point_ids = list(range(100, 106))
+    tracks = {pid: ([], []) for pid in point_ids}
     images = {}
     for i in range(len(cams)):
         q = rng.normal(size=4)
         q = q / np.linalg.norm(q) * np.sign(q[0])
         n = int(rng.integers(0, 5))
+        pids = np.where(rng.random(n) < 0.7, rng.choice(point_ids, n), -1).astype(np.int64)
+        for j, pid in enumerate(pids):
+            if pid >= 0:
+                tracks[int(pid)][0].append(10 + i)
+                tracks[int(pid)][1].append(j)
         images[10 + i] = colmap.ColmapImage(10 + i, q, rng.normal(size=3), i + 1, f"img {i:03d}.jpg",
-                                            rng.uniform(0, 600, (n, 2)), rng.integers(-1, 50, n).astype(np.int64))
-    points = {}
-    for j in range(6):
-        m = int(rng.integers(0, 4))
-        points[100 + j] = colmap.ColmapPoint3D(100 + j, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8),
-                                               float(rng.uniform(0, 2)), rng.integers(10, 17, m).astype(np.int32),
-                                               rng.integers(0, 9, m).astype(np.int32))
+                                            rng.uniform(0, 600, (n, 2)), pids)
+    points = {pid: colmap.ColmapPoint3D(pid, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8),
+                                        float(rng.uniform(0, 2)), np.array(tracks[pid][0], np.int64),
+                                        np.array(tracks[pid][1], np.int64)) for pid in point_ids}
     return colmap.ColmapModel(cams, images, points)
 
 
