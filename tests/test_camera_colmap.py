@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import cv2
 import mlx.core as mx
 import numpy as np
@@ -38,7 +41,7 @@ def random_model(seed: int) -> colmap.ColmapModel:
             if pid >= 0:
                 tracks[int(pid)][0].append(10 + i)
                 tracks[int(pid)][1].append(j)
-        images[10 + i] = colmap.ColmapImage(10 + i, q, rng.normal(size=3), i + 1, f"img {i:03d}.jpg",
+        images[10 + i] = colmap.ColmapImage(10 + i, q, rng.normal(size=3), i + 1, f"img_{i:03d}.jpg",
                                             rng.uniform(0, 600, (n, 2)), pids)
     points = {pid: colmap.ColmapPoint3D(pid, rng.normal(size=3), rng.integers(0, 256, 3).astype(np.uint8),
                                         float(rng.uniform(0, 2)), np.array(tracks[pid][0], np.int64),
@@ -141,3 +144,162 @@ def test_bad_inputs_raise_value_error(tmp_path):
     (tmp_path / "cameras.bin").write_bytes(b"\x05\x00")
     with pytest.raises(ValueError, match="truncated"):
         colmap.read_cameras_binary(str(tmp_path / "cameras.bin"))
+
+
+SCENE = Path(__file__).resolve().parents[1] / "data" / "scene" / "sparse"
+FILES = ("cameras", "images", "points3D")
+
+
+def file_bytes(folder, ext: str) -> list[bytes]:
+    return [(Path(folder) / (name + ext)).read_bytes() for name in FILES]
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_pycolmap_written_files_round_trip_byte_identically(tmp_path, ext):
+    pycolmap = pytest.importorskip("pycolmap")
+    (tmp_path / "peer").mkdir()
+    peer = pycolmap.Reconstruction(str(SCENE))
+    (peer.write_text if ext == ".txt" else peer.write_binary)(str(tmp_path / "peer"))
+    model = colmap.read_model(str(tmp_path / "peer"), ext)
+    colmap.write_model(model, str(tmp_path / "ours"), ext)
+    assert file_bytes(tmp_path / "ours", ext) == file_bytes(tmp_path / "peer", ext)
+    assert_models_equal(model, colmap.read_model(str(SCENE), ".txt"))
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_pycolmap_reads_the_model_we_write(tmp_path, ext):
+    pycolmap = pytest.importorskip("pycolmap")
+    model = random_model(5)
+    colmap.write_model(model, str(tmp_path), ext)
+    peer = pycolmap.Reconstruction(str(tmp_path))
+    assert set(peer.cameras) == set(model.cameras) and set(peer.images) == set(model.images)
+    for cid, c in model.cameras.items():
+        assert peer.cameras[cid].model.name == c.model and (peer.cameras[cid].width, peer.cameras[cid].height) == (c.width, c.height)
+        np.testing.assert_array_equal(peer.cameras[cid].params, c.params)
+    for iid, im in model.images.items():
+        pose = peer.images[iid].cam_from_world()
+        np.testing.assert_allclose(np.roll(pose.rotation.quat, 1), im.qvec, atol=1e-15)  # pycolmap: xyzw
+        np.testing.assert_array_equal(pose.translation, im.tvec)
+        assert peer.images[iid].name == im.name
+        np.testing.assert_array_equal(np.array([p.xy for p in peer.images[iid].points2D]).reshape(-1, 2), im.xys)
+    for pid, p in model.points3D.items():
+        np.testing.assert_array_equal(peer.points3D[pid].xyz, p.xyz)
+        np.testing.assert_array_equal(peer.points3D[pid].color, p.rgb)
+        assert sorted((e.image_id, e.point2D_idx) for e in peer.points3D[pid].track.elements) == \
+            sorted(zip(p.image_ids.tolist(), p.point2D_idxs.tolist()))
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_read_then_write_gives_the_same_bytes(tmp_path, ext):
+    colmap.write_model(random_model(6), str(tmp_path / "a"), ext)
+    colmap.write_model(colmap.read_model(str(tmp_path / "a"), ext), str(tmp_path / "b"), ext)
+    assert file_bytes(tmp_path / "b", ext) == file_bytes(tmp_path / "a", ext)
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_non_utf8_image_names_are_kept_byte_for_byte(tmp_path, ext):
+    model = random_model(7)
+    name = b"caf\xe9 \xff.jpg".decode("utf-8", "surrogateescape")
+    model.images[10] = model.images[10]._replace(name=name)
+    colmap.write_model(model, str(tmp_path / "a"), ext)
+    assert b"caf\xe9 \xff.jpg" in (tmp_path / "a" / f"images{ext}").read_bytes()
+    back = colmap.read_model(str(tmp_path / "a"), ext)
+    assert back.images[10].name == name
+    colmap.write_model(back, str(tmp_path / "b"), ext)
+    assert file_bytes(tmp_path / "b", ext) == file_bytes(tmp_path / "a", ext)
+
+
+@pytest.mark.parametrize("ext", [".txt", ".bin"])
+def test_a_failed_write_leaves_the_old_model_and_no_temporary_file(tmp_path, ext, monkeypatch):
+    colmap.write_model(random_model(8), str(tmp_path), ext)
+    before = sorted(p.name for p in tmp_path.iterdir()), file_bytes(tmp_path, ext)
+    bad = random_model(9)
+    bad.points3D[100] = bad.points3D[100]._replace(xyz=np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match=r"points3D.* point 100: xyz: non-finite"):
+        colmap.write_model(bad, str(tmp_path), ext)
+    calls = []
+
+    def failing_fsync(fd):  # the disk fills up while the third file is written
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(colmap.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        colmap.write_model(random_model(9), str(tmp_path), ext)
+    assert (sorted(p.name for p in tmp_path.iterdir()), file_bytes(tmp_path, ext)) == before
+
+
+def test_text_header_count_that_disagrees_warns(tmp_path):
+    colmap.write_model(random_model(10), str(tmp_path), ".txt")
+    path = tmp_path / "points3D.txt"
+    path.write_text(path.read_text().replace("# Number of points: 6", "# Number of points: 9"))
+    with pytest.warns(colmap.ColmapHeaderWarning, match=r"points3D.txt: the header says 9 points, the file holds 6"):
+        assert len(colmap.read_points3D_text(str(path))) == 6
+
+
+@pytest.mark.parametrize("line, field", [
+    ("1 PINHOLE", "CAMERA_ID, MODEL, WIDTH, HEIGHT"),
+    ("garbage", "CAMERA_ID, MODEL, WIDTH, HEIGHT"),
+    ("1 PINHOLE 640 480 500 500 320", "params: COLMAP model PINHOLE expects 4 params, got 3"),
+    ("1 PINHOLE 640 480 500 nan 320 240", "params: non-finite value nan"),
+    ("1 PINHOLE 640 -480 500 500 320 240", "height: -480 outside"),
+    ("1 KANNALA 640 480 500 500 320 240", "model: unknown COLMAP camera model"),
+])
+def test_malformed_camera_lines_name_file_line_and_field(tmp_path, line, field):
+    path = tmp_path / "cameras.txt"
+    path.write_text(f"# a comment\n{line}\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: line 2: ") + ".*" + re.escape(field)):
+        colmap.read_cameras_text(str(path))
+
+
+def test_image_and_point_files_reject_what_colmap_cannot_mean(tmp_path):
+    images = tmp_path / "images.txt"
+    images.write_text("1 1 0 0 0 0 0 0 1 a.png\n")
+    with pytest.raises(ValueError, match=r"images.txt: line 1: POINTS2D: .*keypoint line .* is missing"):
+        colmap.read_images_text(str(images))
+    images.write_text("1 1 0 0 0 0 0 0 1 a.png\n1 2 3 4 5\n")
+    with pytest.raises(ValueError, match=r"line 2: POINTS2D: 5 values, not a multiple of 3"):
+        colmap.read_images_text(str(images))
+    images.write_text("1 0 0 0 0 0 0 0 1 a.png\n\n")
+    with pytest.raises(ValueError, match=r"lines 1-2: qvec: the zero quaternion"):
+        colmap.read_images_text(str(images))
+    points = tmp_path / "points3D.txt"
+    points.write_text("1 0 0 0 300 0 0 0\n")
+    with pytest.raises(ValueError, match=r"points3D.txt: line 1: rgb: 300 outside \[0, 256\)"):
+        colmap.read_points3D_text(str(points))
+    points.write_text("1 0 0 inf 3 0 0 0\n1 0 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match=r"line 1: xyz: non-finite value inf"):
+        colmap.read_points3D_text(str(points))
+    points.write_text("1 0 0 0 3 0 0 0\n1 0 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match=r"line 2: POINT3D_ID: duplicate id 1"):
+        colmap.read_points3D_text(str(points))
+
+
+def test_dangling_references_between_files_are_rejected(tmp_path):
+    model = random_model(11)
+    del model.points3D[next(p for p, pt in model.points3D.items() if len(pt.image_ids))]
+    colmap.write_model(model, str(tmp_path), ".bin")
+    with pytest.raises(ValueError, match=r"images.bin: image \d+: point3D_ids: \d+ is not in .*points3D.bin"):
+        colmap.read_model(str(tmp_path))
+
+
+def test_model_keypoints_unproject_onto_their_own_points():
+    """Issue 22: cameras and keypoints of one model in one pixel convention; unshifted keypoints miss."""
+    model = colmap.read_model(str(SCENE), ".txt")
+    cams, ids = colmap.model_to_cameras(model, dtype=mx.float64)
+    pids, xyz, _, _ = colmap.model_points(model, dtype=mx.float64)
+    kp = colmap.model_keypoints(model, ids, dtype=mx.float64)
+    has = np.array(kp.point_index) >= 0
+    assert np.array_equal(has, np.array(kp.valid) & (kp.point3D_ids >= 0)) and has.sum() == 9138
+    X = np.array(xyz)[np.where(has, np.array(kp.point_index), 0)]  # (I, N, 3)
+    depth = cams.project(mx.array(X)).depth
+    R = np.broadcast_to(np.array(cams.pose)[:, None, :3, :3], X.shape[:2] + (3, 3))
+    bias = {}
+    for name, pixels in (("model_keypoints", kp.pixels), ("raw xys", kp.pixels + colmap.HALF_PIXEL)):
+        miss = np.einsum("bnij,bnj->bni", R, np.array(cams.unproject(pixels, depth)) - X)  # camera frame
+        bias[name] = (miss[..., :2] / np.array(depth)[..., None] * 520.0)[has].mean(0)  # in pixels (f = 520)
+    # the scene's keypoints carry 1 px of zero-mean noise: the mean over 9138 of them is ~0.01 px
+    np.testing.assert_allclose(bias["model_keypoints"], 0.0, atol=0.05)
+    np.testing.assert_allclose(bias["raw xys"], 0.5, atol=0.05)
+    np.testing.assert_array_equal(kp.point3D_ids[has], pids[np.array(kp.point_index)[has]])
