@@ -266,13 +266,13 @@ def test_image_and_point_files_reject_what_colmap_cannot_mean(tmp_path):
         colmap.read_images_text(str(images))
     points = tmp_path / "points3D.txt"
     points.write_text("1 0 0 0 300 0 0 0\n")
-    with pytest.raises(ValueError, match=r"points3D.txt: line 1: rgb: 300 outside \[0, 256\)"):
+    with pytest.raises(ValueError, match=r"points3D.txt: line 1: rgb: \[300, 0, 0\] outside \[0, 256\)"):
         colmap.read_points3D_text(str(points))
     points.write_text("1 0 0 inf 3 0 0 0\n1 0 0 0 0 0 0 0\n")
-    with pytest.raises(ValueError, match=r"line 1: xyz: non-finite value inf"):
+    with pytest.raises(ValueError, match=r"line 1: xyz: non-finite value in \[0.0, 0.0, inf\]"):
         colmap.read_points3D_text(str(points))
     points.write_text("1 0 0 0 3 0 0 0\n1 0 0 0 0 0 0 0\n")
-    with pytest.raises(ValueError, match=r"line 2: POINT3D_ID: duplicate id 1"):
+    with pytest.raises(ValueError, match=r"line 2: point3D_id: duplicate id 1"):
         colmap.read_points3D_text(str(points))
 
 

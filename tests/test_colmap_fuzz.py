@@ -55,7 +55,7 @@ def binary_count_offsets(name: str, data: bytes) -> list[int]:
     for _ in range(struct.unpack_from("<Q", data)[0]):
         if name == "cameras.bin":
             model_id = struct.unpack_from("<i", data, pos + 4)[0]
-            pos += 24 + 8 * colmap.CAMERA_MODELS[colmap._MODEL_BY_ID[model_id]][1]
+            pos += 24 + 8 * next(n for mid, n in colmap.CAMERA_MODELS.values() if mid == model_id)
         elif name == "images.bin":
             pos = data.index(b"\0", pos + 64) + 1
             offsets.append(pos)

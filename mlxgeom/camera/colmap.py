@@ -31,502 +31,52 @@ File I/O is host-side numpy / struct code, not a batched device path.
 from __future__ import annotations
 
 import os
-import re
-import struct
-import tempfile
-import warnings
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import mlx.core as mx
 import numpy as np
 
-# name -> (model_id, number of params); COLMAP's src/colmap/sensor/models.h
-CAMERA_MODELS = {
-    "SIMPLE_PINHOLE": (0, 3), "PINHOLE": (1, 4), "SIMPLE_RADIAL": (2, 4), "RADIAL": (3, 5),
-    "OPENCV": (4, 8), "OPENCV_FISHEYE": (5, 8), "FULL_OPENCV": (6, 12), "FOV": (7, 5),
-    "SIMPLE_RADIAL_FISHEYE": (8, 4), "RADIAL_FISHEYE": (9, 5), "THIN_PRISM_FISHEYE": (10, 12),
-}
-_MODEL_BY_ID = {mid: name for name, (mid, _) in CAMERA_MODELS.items()}
-SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE", "FULL_OPENCV")
-# COLMAP's pixel centres sit at +0.5 against OpenCV's / mlxgeom's: x_mlxgeom = x_colmap - HALF_PIXEL.
-HALF_PIXEL = 0.5
-_U32, _U64, _I64 = 2**32, 2**64, 2**63
-
-
-class ColmapHeaderWarning(UserWarning):
-    """A text file's ``# Number of ...`` header disagrees with its records (COLMAP ignores it too)."""
-
-
-class ColmapCamera(NamedTuple):
-    camera_id: int
-    model: str
-    width: int
-    height: int
-    params: np.ndarray  # (n,) float64, n = CAMERA_MODELS[model][1]
-
-
-class ColmapImage(NamedTuple):
-    image_id: int
-    qvec: np.ndarray  # (4,) wxyz, world-to-camera
-    tvec: np.ndarray  # (3,)
-    camera_id: int
-    name: str  # bytes that are not UTF-8 appear as surrogate escapes (see the module docstring)
-    xys: np.ndarray  # (n, 2) float64 keypoints, COLMAP pixel convention: use model_keypoints for mlxgeom's
-    point3D_ids: np.ndarray  # (n,) int64, -1 where none
-
-
-class ColmapPoint3D(NamedTuple):
-    point3D_id: int
-    xyz: np.ndarray  # (3,) float64
-    rgb: np.ndarray  # (3,) uint8
-    error: float
-    image_ids: np.ndarray  # (m,) int64
-    point2D_idxs: np.ndarray  # (m,) int64
-
-
-class ColmapModel(NamedTuple):
-    """A sparse model: dicts keyed by id, as COLMAP's own ``read_write_model.py``."""
-
-    cameras: dict[int, ColmapCamera]
-    images: dict[int, ColmapImage]
-    points3D: dict[int, ColmapPoint3D]
-
-
-# ----- validation shared by readers and writers ----------------------------------------
-Fail = Callable[[str, str], ValueError]  # (field, problem) -> the error to raise
-
-
-def _failer(path: str, where: str) -> Fail:
-    return lambda field, problem: ValueError(f"{path}: {where}: {field}: {problem}")
-
-
-def _check_model_name(name: str, n: int | None = None) -> None:
-    if name not in CAMERA_MODELS:
-        raise ValueError(f"unknown COLMAP camera model {name!r}; expected one of {tuple(CAMERA_MODELS)}")
-    if n is not None and n != CAMERA_MODELS[name][1]:
-        raise ValueError(f"COLMAP model {name} expects {CAMERA_MODELS[name][1]} params, got {n}")
-
-
-def _int(v: object, lo: int, hi: int, field: str, fail: Fail) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise fail(field, f"expected an integer, got {v!r}")
-    if not lo <= int(v) < hi:
-        raise fail(field, f"{int(v)} outside [{lo}, {hi})")
-    return int(v)
-
-
-def _floats(v: object, shape: tuple, field: str, fail: Fail) -> np.ndarray:
-    """float64 array of ``shape`` (-1: any length), finite; NaN / inf are rejected, never masked."""
-    try:
-        a = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise fail(field, f"not a float array ({e})") from None
-    if a.size == 0 and len(shape) == 2:
-        a = a.reshape(0, shape[1])
-    if a.ndim != len(shape) or any(s not in (-1, n) for s, n in zip(shape, a.shape)):
-        raise fail(field, f"expected shape {shape}, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        k = int(np.flatnonzero(~np.isfinite(a.ravel()))[0])
-        raise fail(field, f"non-finite value {a.ravel()[k]} at entry {k} (NaN and inf are rejected)")
-    return a
-
-
-def _ints(v: object, n: int, lo: int, hi: int, field: str, fail: Fail) -> np.ndarray:
-    a = np.asarray(v)
-    if a.size == 0:
-        a = a.astype(np.int64)
-    if a.dtype.kind not in "iu" or a.shape != (n,):
-        raise fail(field, f"expected an ({n},) integer array, got {a.dtype} {a.shape}")
-    if n and (int(a.min()) < lo or int(a.max()) >= hi):
-        bad = a[(a < lo) | (a >= hi)][0]
-        raise fail(field, f"{int(bad)} outside [{lo}, {hi})")
-    return a.astype(np.int64)
-
-
-def _check_camera(c: ColmapCamera, fail: Fail) -> ColmapCamera:
-    cid = _int(c.camera_id, 0, _U32, "camera_id", fail)
-    if c.model not in CAMERA_MODELS:
-        raise fail("model", f"unknown COLMAP camera model {c.model!r}; expected one of {tuple(CAMERA_MODELS)}")
-    params = _floats(c.params, (-1,), "params", fail)
-    if len(params) != CAMERA_MODELS[c.model][1]:
-        raise fail("params", f"COLMAP model {c.model} expects {CAMERA_MODELS[c.model][1]} params, got {len(params)}")
-    return ColmapCamera(cid, c.model, _int(c.width, 0, _U64, "width", fail), _int(c.height, 0, _U64, "height", fail),
-                        params)
-
-
-def _check_name(name: object, fail: Fail) -> bytes:
-    if not isinstance(name, str):
-        raise fail("name", f"expected a str, got {type(name).__name__}")
-    try:
-        raw = name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError as e:
-        raise fail("name", f"{name!r} cannot be stored as bytes ({e.reason})") from None
-    if raw != raw.strip() or not raw or any(c in raw for c in b"\0\n\r"):
-        raise fail("name", f"{name!r} is empty, has a NUL or line break, or starts or ends with whitespace")
-    return raw
-
-
-def _check_image(im: ColmapImage, fail: Fail) -> ColmapImage:
-    iid = _int(im.image_id, 0, _U32, "image_id", fail)
-    q = _floats(im.qvec, (4,), "qvec", fail)
-    if not np.any(q):
-        raise fail("qvec", "the zero quaternion is no rotation")
-    t = _floats(im.tvec, (3,), "tvec", fail)
-    cid = _int(im.camera_id, 0, _U32, "camera_id", fail)
-    _check_name(im.name, fail)
-    xys = _floats(im.xys, (-1, 2), "xys", fail)
-    pids = _ints(im.point3D_ids, len(xys), -1, _I64, "point3D_ids", fail)
-    return ColmapImage(iid, q, t, cid, im.name, xys, pids)
-
-
-def _check_point(p: ColmapPoint3D, fail: Fail) -> ColmapPoint3D:
-    pid = _int(p.point3D_id, 0, _I64, "point3D_id", fail)
-    xyz = _floats(p.xyz, (3,), "xyz", fail)
-    rgb = _ints(p.rgb, 3, 0, 256, "rgb", fail).astype(np.uint8)
-    err = _floats(p.error, (), "error", fail)
-    m = len(np.asarray(p.image_ids).reshape(-1))
-    img = _ints(p.image_ids, m, 0, _U32, "image_ids", fail)
-    idx = _ints(p.point2D_idxs, m, 0, _U32, "point2D_idxs", fail)
-    return ColmapPoint3D(pid, xyz, rgb, float(err), img, idx)
-
-
-def _check_all(records: dict, check: Callable, id_field: str, path: str, kind: str) -> list:
-    out = []
-    for key, rec in records.items():
-        fail = _failer(path, f"{kind} {key!r}")
-        try:
-            rec = check(rec, fail)
-        except AttributeError as e:  # not a Colmap* record
-            raise fail(kind, f"not a COLMAP record ({e})") from None
-        if getattr(rec, id_field) != key:
-            raise fail(id_field, f"{getattr(rec, id_field)} differs from its dict key {key!r}")
-        out.append(rec)
-    return out
-
-
-# ----- reading ------------------------------------------------------------------------
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:  # OSError (missing file, a folder, no permission) names the path itself
-        return f.read()
-
-
-class _Binary:
-    """A binary file's bytes and a read position; every read is checked against the bytes left."""
-
-    def __init__(self, path: str):
-        self.path, self.data, self.pos, self.where = path, _read_bytes(path), 0, "header"
-
-    def fail(self, field: str, problem: str) -> ValueError:
-        return ValueError(f"{self.path}: {self.where}: {field}: {problem}")
-
-    def _take(self, size: int, field: str) -> int:
-        left = len(self.data) - self.pos
-        if size > left:
-            raise self.fail(field, f"truncated: {size} bytes needed at byte {self.pos}, {left} left")
-        self.pos += size
-        return self.pos - size
-
-    def unpack(self, st: struct.Struct, field: str) -> tuple:
-        return st.unpack_from(self.data, self._take(st.size, field))
-
-    def count(self, min_size: int, field: str) -> int:
-        """A uint64 count, refused before anything is allocated when its records cannot fit."""
-        (n,) = self.unpack(_COUNT, field)
-        left = len(self.data) - self.pos
-        if n * min_size > left:
-            raise self.fail(field, f"{n} records need at least {n * min_size} bytes, {left} left")
-        return n
-
-    def array(self, dtype: np.dtype, n: int, field: str) -> np.ndarray:
-        return np.frombuffer(self.data, dtype, n, self._take(n * dtype.itemsize, field))
-
-    def cstring(self, field: str) -> bytes:
-        end = self.data.find(b"\0", self.pos)
-        if end < 0:
-            raise self.fail(field, f"truncated: no NUL terminator after byte {self.pos}")
-        raw, self.pos = self.data[self.pos:end], end + 1
-        return raw
-
-    def done(self, n: int, kind: str) -> None:
-        self.where = "end of file"
-        if self.pos != len(self.data):
-            raise self.fail(kind, f"{len(self.data) - self.pos} bytes after the {n} records the header counts "
-                                  "(header count smaller than the records?)")
-
-
-_COUNT = struct.Struct("<Q")
-_CAMERA = struct.Struct("<IiQQ")
-_IMAGE = struct.Struct("<I7dI")
-_POINT = struct.Struct("<Q3d3Bd")
-_XY_ID = np.dtype([("xy", "<f8", (2,)), ("id", "<i8")])
-_TRACK = np.dtype([("image_id", "<u4"), ("point2D_idx", "<u4")])
-
-
-def _add(records: dict, rec: tuple, fail: Fail, field: str) -> None:
-    if rec[0] in records:
-        raise fail(field, f"duplicate id {rec[0]}")
-    records[rec[0]] = rec
-
-
-def read_cameras_binary(path: str) -> dict[int, ColmapCamera]:
-    """``cameras.bin`` -> ``{camera_id: ColmapCamera}`` (ValueError naming file, record, field)."""
-    f, cams = _Binary(path), {}
-    n = f.count(_CAMERA.size + 8 * 3, "num_cameras")
-    for i in range(n):
-        f.where = f"camera {i} at byte {f.pos}"
-        cid, mid, w, h = f.unpack(_CAMERA, "camera_id, model_id, width, height")
-        if mid not in _MODEL_BY_ID:
-            raise f.fail("model_id", f"unknown COLMAP camera model id {mid}; expected 0..{len(_MODEL_BY_ID) - 1}")
-        params = f.array(np.dtype("<f8"), CAMERA_MODELS[_MODEL_BY_ID[mid]][1], "params").astype(np.float64)
-        _add(cams, _check_camera(ColmapCamera(cid, _MODEL_BY_ID[mid], w, h, params), f.fail), f.fail, "camera_id")
-    f.done(n, "num_cameras")
-    return cams
-
-
-def read_images_binary(path: str) -> dict[int, ColmapImage]:
-    """``images.bin`` -> ``{image_id: ColmapImage}`` (ValueError naming file, record, field)."""
-    f, images = _Binary(path), {}
-    n = f.count(_IMAGE.size + 1 + _COUNT.size, "num_reg_images")
-    for i in range(n):
-        f.where = f"image {i} at byte {f.pos}"
-        iid, *qt, cid = f.unpack(_IMAGE, "image_id, qvec, tvec, camera_id")
-        name = f.cstring("name").decode("utf-8", "surrogateescape")
-        m = f.count(_XY_ID.itemsize, "num_points2D")
-        obs = f.array(_XY_ID, m, "points2D")
-        im = ColmapImage(iid, np.array(qt[:4]), np.array(qt[4:]), cid, name, obs["xy"].copy(), obs["id"].copy())
-        _add(images, _check_image(im, f.fail), f.fail, "image_id")
-    f.done(n, "num_reg_images")
-    return images
-
-
-def read_points3D_binary(path: str) -> dict[int, ColmapPoint3D]:
-    """``points3D.bin`` -> ``{point3D_id: ColmapPoint3D}`` (ValueError naming file, record, field)."""
-    f, points = _Binary(path), {}
-    n = f.count(_POINT.size + _COUNT.size, "num_points3D")
-    for i in range(n):
-        f.where = f"point {i} at byte {f.pos}"
-        pid, x, y, z, r, g, b, err = f.unpack(_POINT, "point3D_id, xyz, rgb, error")
-        m = f.count(_TRACK.itemsize, "track_length")
-        track = f.array(_TRACK, m, "track")
-        p = ColmapPoint3D(pid, np.array([x, y, z]), np.array([r, g, b], np.uint8), err,
-                          track["image_id"].astype(np.int64), track["point2D_idx"].astype(np.int64))
-        _add(points, _check_point(p, f.fail), f.fail, "point3D_id")
-    f.done(n, "num_points3D")
-    return points
-
-
-def _text_lines(path: str) -> list[bytes]:
-    """A text file's lines as bytes (COLMAP names are bytes; split on ASCII whitespace only)."""
-    lines = _read_bytes(path).split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return lines
-
-
-def _numbers(tokens: list[bytes], dtype: type, field: str, fail: Fail) -> np.ndarray:
-    try:
-        return np.array(tokens, dtype=bytes).astype(dtype) if tokens else np.zeros(0, dtype)
-    except (ValueError, OverflowError) as e:
-        raise fail(field, f"not a number: {e}") from None
-
-
-def _header_check(lines: list[bytes], what: str, found: int, path: str) -> None:
-    for line in lines:
-        m = re.match(rb"#\s*Number of " + what.encode() + rb"\s*:\s*(\d+)", line.strip())
-        if m and int(m.group(1)) != found:
-            warnings.warn(f"{path}: the header says {int(m.group(1))} {what}, the file holds {found}; "
-                          "COLMAP ignores this header, so the records are read", ColmapHeaderWarning, stacklevel=3)
-            return
-
-
-def _data_lines(lines: list[bytes]):
-    for k, line in enumerate(lines):
-        s = line.strip()
-        if s and not s.startswith(b"#"):
-            yield k, s
-
-
-def read_cameras_text(path: str) -> dict[int, ColmapCamera]:
-    """``cameras.txt`` -> ``{camera_id: ColmapCamera}`` (ValueError naming file, line, field)."""
-    lines, cams = _text_lines(path), {}
-    for k, s in _data_lines(lines):
-        fail = _failer(path, f"line {k + 1}")
-        e = s.split()
-        if len(e) < 4:
-            raise fail("CAMERA_ID, MODEL, WIDTH, HEIGHT", f"{len(e)} of the 4 fields")
-        cid, w, h = _numbers([e[0], e[2], e[3]], int, "CAMERA_ID, WIDTH, HEIGHT", fail).tolist()
-        params = _numbers(e[4:], np.float64, "PARAMS", fail)
-        cam = ColmapCamera(cid, e[1].decode("ascii", "replace"), w, h, params)
-        _add(cams, _check_camera(cam, fail), fail, "CAMERA_ID")
-    _header_check(lines, "cameras", len(cams), path)
-    return cams
-
-
-def read_images_text(path: str) -> dict[int, ColmapImage]:
-    """``images.txt`` -> ``{image_id: ColmapImage}``; every image line needs its keypoint line."""
-    lines, images, k = _text_lines(path), {}, 0
-    while k < len(lines):
-        s = lines[k].strip()
-        if not s or s.startswith(b"#"):
-            k += 1
-            continue
-        fail = _failer(path, f"line {k + 1}")
-        e = s.split(None, 9)
-        if len(e) < 10:
-            raise fail("IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME", f"{len(e)} of the 10 fields")
-        iid, cid = _numbers([e[0], e[8]], int, "IMAGE_ID, CAMERA_ID", fail).tolist()
-        qt = _numbers(e[1:8], np.float64, "QW, QX, QY, QZ, TX, TY, TZ", fail)
-        if k + 1 >= len(lines):
-            raise fail("POINTS2D", "the image line is the last line: its keypoint line (may be empty) is missing")
-        fail = _failer(path, f"line {k + 2}")
-        pts = lines[k + 1].split()
-        if len(pts) % 3:
-            raise fail("POINTS2D", f"{len(pts)} values, not a multiple of 3 (X, Y, POINT3D_ID)")
-        xy = _numbers(pts[0::3] + pts[1::3], np.float64, "POINTS2D X, Y", fail).reshape(2, -1).T.copy()
-        pids = _numbers(pts[2::3], np.int64, "POINTS2D POINT3D_ID", fail)
-        im = ColmapImage(iid, qt[:4], qt[4:], cid, e[9].decode("utf-8", "surrogateescape"), xy, pids)
-        _add(images, _check_image(im, _failer(path, f"lines {k + 1}-{k + 2}")), fail, "IMAGE_ID")
-        k += 2
-    _header_check(lines, "images", len(images), path)
-    return images
-
-
-def read_points3D_text(path: str) -> dict[int, ColmapPoint3D]:
-    """``points3D.txt`` -> ``{point3D_id: ColmapPoint3D}`` (ValueError naming file, line, field)."""
-    lines, points = _text_lines(path), {}
-    for k, s in _data_lines(lines):
-        fail = _failer(path, f"line {k + 1}")
-        e = s.split()
-        if len(e) < 8 or len(e) % 2:
-            raise fail("POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[]",
-                       f"{len(e)} values: expected 8 and then (IMAGE_ID, POINT2D_IDX) pairs")
-        xyze = _numbers(e[1:4] + e[7:8], np.float64, "X, Y, Z, ERROR", fail)
-        ints = _numbers(e[0:1] + e[4:7] + e[8:], np.int64, "POINT3D_ID, R, G, B, TRACK", fail)
-        p = ColmapPoint3D(int(ints[0]), xyze[:3], ints[1:4], xyze[3], ints[4::2], ints[5::2])
-        _add(points, _check_point(p, fail), fail, "POINT3D_ID")
-    _header_check(lines, "points", len(points), path)
-    return points
-
-
-# ----- writing ------------------------------------------------------------------------
-def _g(x: float) -> str:
-    return "%.17g" % x  # what COLMAP's stream.precision(17) prints: lossless, and the same bytes
-
-
-def _encode_cameras_text(cameras: dict, path: str) -> bytes:
-    out = ["# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n",
-           f"# Number of cameras: {len(cameras)}\n"]
-    for c in _check_all(cameras, _check_camera, "camera_id", path, "camera"):
-        out.append(" ".join([str(c.camera_id), c.model, str(c.width), str(c.height), *map(_g, c.params)]) + "\n")
-    return "".join(out).encode()
-
-
-def _encode_cameras_binary(cameras: dict, path: str) -> bytes:
-    out = [_COUNT.pack(len(cameras))]
-    for c in _check_all(cameras, _check_camera, "camera_id", path, "camera"):
-        out += [_CAMERA.pack(c.camera_id, CAMERA_MODELS[c.model][0], c.width, c.height), c.params.astype("<f8").tobytes()]
-    return b"".join(out)
-
-
-def _encode_images_text(images: dict, path: str) -> bytes:
-    checked = _check_all(images, _check_image, "image_id", path, "image")
-    mean = sum(int(np.sum(im.point3D_ids >= 0)) for im in checked) / len(checked) if checked else 0.0
-    out = ["# Image list with two lines of data per image:\n",
-           "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n#   POINTS2D[] as (X, Y, POINT3D_ID)\n",
-           f"# Number of images: {len(checked)}, mean observations per image: {_g(mean)}\n"]
-    for im in checked:
-        if im.name != im.name.strip(" \t\v\f"):
-            raise ValueError(f"{path}: image {im.image_id}: name: {im.name!r} starts or ends with whitespace, "
-                             "which a text file cannot keep")
-        out.append(" ".join([str(im.image_id), *map(_g, im.qvec), *map(_g, im.tvec), str(im.camera_id), im.name]))
-        # COLMAP leaves a space after the last keypoint; the same bytes keep files byte-identical.
-        out.append("\n" + "".join(f"{_g(x)} {_g(y)} {p} " for (x, y), p in zip(im.xys.tolist(), im.point3D_ids.tolist())))
-        out.append("\n")
-    return "".join(out).encode("utf-8", "surrogateescape")
-
-
-def _encode_images_binary(images: dict, path: str) -> bytes:
-    out = [_COUNT.pack(len(images))]
-    for im in _check_all(images, _check_image, "image_id", path, "image"):
-        obs = np.empty(len(im.xys), _XY_ID)
-        obs["xy"], obs["id"] = im.xys, im.point3D_ids
-        out += [_IMAGE.pack(im.image_id, *im.qvec, *im.tvec, im.camera_id), im.name.encode("utf-8", "surrogateescape"),
-                b"\0", _COUNT.pack(len(obs)), obs.tobytes()]
-    return b"".join(out)
-
-
-def _encode_points3D_text(points: dict, path: str) -> bytes:
-    checked = _check_all(points, _check_point, "point3D_id", path, "point")
-    mean = sum(len(p.image_ids) for p in checked) / len(checked) if checked else 0.0
-    out = ["# 3D point list with one line of data per point:\n",
-           "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n",
-           f"# Number of points: {len(checked)}, mean track length: {_g(mean)}\n"]
-    for p in checked:
-        track = " ".join(f"{i} {j}" for i, j in zip(p.image_ids.tolist(), p.point2D_idxs.tolist()))
-        out.append(" ".join([str(p.point3D_id), *map(_g, p.xyz), *map(str, p.rgb.tolist()), _g(p.error)]) + f" {track}\n")
-    return "".join(out).encode()
-
-
-def _encode_points3D_binary(points: dict, path: str) -> bytes:
-    out = [_COUNT.pack(len(points))]
-    for p in _check_all(points, _check_point, "point3D_id", path, "point"):
-        track = np.empty(len(p.image_ids), _TRACK)
-        track["image_id"], track["point2D_idx"] = p.image_ids, p.point2D_idxs
-        out += [_POINT.pack(p.point3D_id, *p.xyz, *p.rgb.tolist(), p.error), _COUNT.pack(len(track)), track.tobytes()]
-    return b"".join(out)
-
-
-def _replace_all(files: dict[str, bytes]) -> None:
-    """Write every file to a temporary sibling, then rename them all: no half-written file, ever."""
-    mask = os.umask(0)
-    os.umask(mask)
-    temps: dict[str, str] = {}
-    try:
-        for path, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                       dir=os.path.dirname(os.path.abspath(path)))
-            temps[path] = tmp
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 -> what open() would have given
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def write_cameras_text(cameras: dict[int, ColmapCamera], path: str) -> None:
-    """``{camera_id: ColmapCamera}`` -> ``cameras.txt``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_cameras_text(cameras, path)})
-
-
-def write_cameras_binary(cameras: dict[int, ColmapCamera], path: str) -> None:
-    """``{camera_id: ColmapCamera}`` -> ``cameras.bin``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_cameras_binary(cameras, path)})
-
-
-def write_images_text(images: dict[int, ColmapImage], path: str) -> None:
-    """``{image_id: ColmapImage}`` -> ``images.txt``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_images_text(images, path)})
-
-
-def write_images_binary(images: dict[int, ColmapImage], path: str) -> None:
-    """``{image_id: ColmapImage}`` -> ``images.bin``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_images_binary(images, path)})
-
-
-def write_points3D_text(points: dict[int, ColmapPoint3D], path: str) -> None:
-    """``{point3D_id: ColmapPoint3D}`` -> ``points3D.txt``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_points3D_text(points, path)})
-
-
-def write_points3D_binary(points: dict[int, ColmapPoint3D], path: str) -> None:
-    """``{point3D_id: ColmapPoint3D}`` -> ``points3D.bin``, atomically (ValueError for a bad record)."""
-    _replace_all({path: _encode_points3D_binary(points, path)})
+from ._colmap_files import (
+    ColmapHeaderWarning,
+    _encode_cameras_binary,
+    _encode_cameras_text,
+    _encode_images_binary,
+    _encode_images_text,
+    _encode_points3D_binary,
+    _encode_points3D_text,
+    _replace_all,
+    read_cameras_binary,
+    read_cameras_text,
+    read_images_binary,
+    read_images_text,
+    read_points3D_binary,
+    read_points3D_text,
+    write_cameras_binary,
+    write_cameras_text,
+    write_images_binary,
+    write_images_text,
+    write_points3D_binary,
+    write_points3D_text,
+)
+from ._colmap_records import (
+    CAMERA_MODELS,
+    HALF_PIXEL,
+    SUPPORTED_MODELS,
+    ColmapCamera,
+    ColmapImage,
+    ColmapModel,
+    ColmapPoint3D,
+    _check_model_name,
+)
+
+__all__ = [
+    "CAMERA_MODELS", "HALF_PIXEL", "SUPPORTED_MODELS", "ColmapCamera", "ColmapHeaderWarning", "ColmapImage",
+    "ColmapModel", "ColmapPoint3D", "ModelKeypoints", "cameras_to_model", "colmap_params_to_opencv",
+    "model_keypoints", "model_points", "model_to_cameras", "opencv_to_colmap_params", "read_cameras_binary",
+    "read_cameras_text", "read_images_binary", "read_images_text", "read_model", "read_points3D_binary",
+    "read_points3D_text", "write_cameras_binary", "write_cameras_text", "write_images_binary",
+    "write_images_text", "write_model", "write_points3D_binary", "write_points3D_text",
+]
 
 
 # ----- whole models -------------------------------------------------------------------
@@ -548,12 +98,19 @@ def _check_references(model: ColmapModel, paths: tuple[str, str, str]) -> None:
         missing = ref[~np.isin(ref, pids)]
         if len(missing):
             raise ValueError(f"{paths[1]}: image {im.image_id}: point3D_ids: {int(missing[0])} is not in {paths[2]}")
-    num_points2D = {i: len(im.xys) for i, im in model.images.items()}
-    for p in model.points3D.values():
-        for i, j in zip(p.image_ids.tolist(), p.point2D_idxs.tolist()):
-            if j >= num_points2D.get(i, 0):
-                raise ValueError(f"{paths[2]}: point {p.point3D_id}: track: (image {i}, point2D_idx {j}) is not "
-                                 f"a keypoint in {paths[1]}")
+    points = list(model.points3D.values())
+    img = np.concatenate([np.zeros(0, np.int64)] + [p.image_ids for p in points])
+    idx = np.concatenate([np.zeros(0, np.int64)] + [p.point2D_idxs for p in points])
+    image_ids = np.fromiter(model.images, np.int64, len(model.images))
+    num_points2D = np.array([len(im.xys) for im in model.images.values()], np.int64)
+    order = np.argsort(image_ids)
+    at = order[np.searchsorted(image_ids[order], img).clip(0, len(order) - 1)] if len(order) else img * 0
+    ok = (image_ids[at] == img) & (idx < num_points2D[at]) if len(order) else np.zeros(len(img), bool)
+    if not np.all(ok):
+        k = int(np.argmin(ok))
+        owner = np.repeat([p.point3D_id for p in points], [len(p.image_ids) for p in points])[k]
+        raise ValueError(f"{paths[2]}: point {owner}: track: (image {int(img[k])}, point2D_idx {int(idx[k])}) "
+                         f"is not a keypoint in {paths[1]}")
 
 
 def read_model(path: str, ext: str | None = None) -> ColmapModel:
