@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import cv2
@@ -238,42 +239,31 @@ def test_text_header_count_that_disagrees_warns(tmp_path):
         assert len(colmap.read_points3D_text(str(path))) == 6
 
 
-@pytest.mark.parametrize("line, field", [
-    ("1 PINHOLE", "CAMERA_ID, MODEL, WIDTH, HEIGHT"),
-    ("garbage", "CAMERA_ID, MODEL, WIDTH, HEIGHT"),
-    ("1 PINHOLE 640 480 500 500 320", "params: COLMAP model PINHOLE expects 4 params, got 3"),
-    ("1 PINHOLE 640 480 500 nan 320 240", "params: non-finite value nan"),
-    ("1 PINHOLE 640 -480 500 500 320 240", "height: -480 outside"),
-    ("1 KANNALA 640 480 500 500 320 240", "model: unknown COLMAP camera model"),
+@pytest.mark.parametrize("name, text, message", [
+    ("cameras.txt", "# a comment\n1 PINHOLE\n", "line 2: CAMERA_ID, MODEL, WIDTH, HEIGHT: 2 of the 4 fields"),
+    ("cameras.txt", "garbage\n", "line 1: CAMERA_ID, MODEL, WIDTH, HEIGHT: 1 of the 4 fields"),
+    ("cameras.txt", "1 PINHOLE 640 480 500 500 320\n", "line 1: params: COLMAP model PINHOLE expects 4 params, got 3"),
+    ("cameras.txt", "1 PINHOLE 640 480 500 nan 320 240\n", "line 1: params: non-finite value nan"),
+    ("cameras.txt", "1 PINHOLE 640 -480 500 500 320 240\n", "line 1: height: -480 outside"),
+    ("cameras.txt", "1 KANNALA 640 480 500 500 320 240\n", "line 1: model: unknown COLMAP camera model"),
+    ("cameras.txt", "1 PINHOLE 640 480.5 500 500 320 240\n", "line 1: CAMERA_ID, WIDTH, HEIGHT: not a number"),
+    ("images.txt", "1 1 0 0 0 0 0 0 1 a.png\n", "line 1: POINTS2D: the image line is the last line"),
+    ("images.txt", "1 1 0 0 0 0 0 0 1 a.png\n1 2 3 4 5\n", "line 2: POINTS2D: 5 values, not a multiple of 3"),
+    ("images.txt", "1 1 0 0 0 0 0 0 1 a.png\n1 2 3.5\n", "line 2: POINTS2D POINT3D_ID: not a number"),
+    ("images.txt", "1 0 0 0 0 0 0 0 1 a.png\n\n", "lines 1-2: qvec: the zero quaternion is no rotation"),
+    ("images.txt", "1 1 0 0 0 0 0 0 1\n\n", "line 1: IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME: 9 of"),
+    ("points3D.txt", "1 0 0 0 300 0 0 0\n", "line 1: rgb: [300, 0, 0] outside [0, 256)"),
+    ("points3D.txt", "1 0 0 inf 3 0 0 0\n1 0 0 0 0 0 0 0\n", "line 1: xyz: non-finite value in [0.0, 0.0, inf]"),
+    ("points3D.txt", "1 0 0 0 3 0 0 0\n1 0 0 0 0 0 0 0\n", "line 2: point3D_id: duplicate id 1"),
+    ("points3D.txt", "1 0 0 0 3 0 0 0 5\n", "line 1: POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[]: 9 values"),
 ])
-def test_malformed_camera_lines_name_file_line_and_field(tmp_path, line, field):
-    path = tmp_path / "cameras.txt"
-    path.write_text(f"# a comment\n{line}\n")
-    with pytest.raises(ValueError, match=re.escape(f"{path}: line 2: ") + ".*" + re.escape(field)):
-        colmap.read_cameras_text(str(path))
-
-
-def test_image_and_point_files_reject_what_colmap_cannot_mean(tmp_path):
-    images = tmp_path / "images.txt"
-    images.write_text("1 1 0 0 0 0 0 0 1 a.png\n")
-    with pytest.raises(ValueError, match=r"images.txt: line 1: POINTS2D: .*keypoint line .* is missing"):
-        colmap.read_images_text(str(images))
-    images.write_text("1 1 0 0 0 0 0 0 1 a.png\n1 2 3 4 5\n")
-    with pytest.raises(ValueError, match=r"line 2: POINTS2D: 5 values, not a multiple of 3"):
-        colmap.read_images_text(str(images))
-    images.write_text("1 0 0 0 0 0 0 0 1 a.png\n\n")
-    with pytest.raises(ValueError, match=r"lines 1-2: qvec: the zero quaternion"):
-        colmap.read_images_text(str(images))
-    points = tmp_path / "points3D.txt"
-    points.write_text("1 0 0 0 300 0 0 0\n")
-    with pytest.raises(ValueError, match=r"points3D.txt: line 1: rgb: \[300, 0, 0\] outside \[0, 256\)"):
-        colmap.read_points3D_text(str(points))
-    points.write_text("1 0 0 inf 3 0 0 0\n1 0 0 0 0 0 0 0\n")
-    with pytest.raises(ValueError, match=r"line 1: xyz: non-finite value in \[0.0, 0.0, inf\]"):
-        colmap.read_points3D_text(str(points))
-    points.write_text("1 0 0 0 3 0 0 0\n1 0 0 0 0 0 0 0\n")
-    with pytest.raises(ValueError, match=r"line 2: point3D_id: duplicate id 1"):
-        colmap.read_points3D_text(str(points))
+def test_malformed_text_lines_name_file_line_and_field(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    read = {"cameras.txt": colmap.read_cameras_text, "images.txt": colmap.read_images_text,
+            "points3D.txt": colmap.read_points3D_text}[name]
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
+        read(str(path))
 
 
 def test_dangling_references_between_files_are_rejected(tmp_path):
@@ -303,3 +293,20 @@ def test_model_keypoints_unproject_onto_their_own_points():
     np.testing.assert_allclose(bias["model_keypoints"], 0.0, atol=0.05)
     np.testing.assert_allclose(bias["raw xys"], 0.5, atol=0.05)
     np.testing.assert_array_equal(kp.point3D_ids[has], pids[np.array(kp.point_index)[has]])
+
+
+def test_binary_counts_are_checked_against_the_bytes_left(tmp_path):
+    colmap.write_model(random_model(12), str(tmp_path), ".bin")
+    path = tmp_path / "images.bin"
+    data = path.read_bytes()
+    at = data.index(b"\0", 8 + 64) + 1  # the first image's num_points2D, after its name
+    path.write_bytes(data[:at] + struct.pack("<Q", 2**64 - 1) + data[at + 8:])
+    with pytest.raises(ValueError, match=re.escape(f"{path}: image 0 at byte 8: num_points2D: "
+                                                   f"{2**64 - 1} records need at least {24 * (2**64 - 1)} bytes")):
+        colmap.read_images_binary(str(path))
+    path.write_bytes(data + b"\0")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: end of file: num_reg_images: 1 bytes after the 7 records")):
+        colmap.read_images_binary(str(path))
+    path.write_bytes(data[:-1])
+    with pytest.raises(ValueError, match=re.escape(f"{path}: image 6 at byte ") + r"\d+: \w+: truncated: \d+ bytes needed"):
+        colmap.read_images_binary(str(path))
