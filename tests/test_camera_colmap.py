@@ -310,3 +310,18 @@ def test_binary_counts_are_checked_against_the_bytes_left(tmp_path):
     path.write_bytes(data[:-1])
     with pytest.raises(ValueError, match=re.escape(f"{path}: image 6 at byte ") + r"\d+: \w+: truncated: \d+ bytes needed"):
         colmap.read_images_binary(str(path))
+
+
+def test_writers_refuse_records_that_would_not_read_back(tmp_path):
+    model = random_model(13)
+    cases = [
+        ("cameras", {**model.cameras, 99: model.cameras[1]}, r"cameras.bin: camera 99: camera_id: 1 differs from its dict key"),
+        ("images", {**model.images, 10: model.images[10]._replace(name="a\nb")}, r"images.bin: image 10: name: 'a\\nb'"),
+        ("images", {**model.images, 10: model.images[10]._replace(camera_id=-1)}, r"image 10: camera_id: -1 outside"),
+        ("points3D", {**model.points3D, 100: model.points3D[100]._replace(rgb=[1, 2])}, r"point 100: record: not a"),
+        ("points3D", {**model.points3D, 100: model.points3D[100]._replace(error=np.inf)}, r"point 100: error: non-finite"),
+    ]
+    for field, records, message in cases:
+        with pytest.raises(ValueError, match=message):
+            colmap.write_model(model._replace(**{field: records}), str(tmp_path), ".bin")
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,8 @@ _U32, _U64, _I64 = 2**32, 2**64, 2**63
 
 
 class ColmapCamera(NamedTuple):
+    """One line of ``cameras.txt`` / record of ``cameras.bin``: intrinsics in COLMAP's pixel convention."""
+
     camera_id: int
     model: str
     width: int
@@ -33,6 +35,8 @@ class ColmapCamera(NamedTuple):
 
 
 class ColmapImage(NamedTuple):
+    """One registered image: world-to-camera pose, camera, name and keypoints with their 3D point ids."""
+
     image_id: int
     qvec: np.ndarray  # (4,) wxyz, world-to-camera
     tvec: np.ndarray  # (3,)
@@ -43,6 +47,8 @@ class ColmapImage(NamedTuple):
 
 
 class ColmapPoint3D(NamedTuple):
+    """One 3D point: position, colour, reprojection error and its track of (image_id, keypoint index)."""
+
     point3D_id: int
     xyz: np.ndarray  # (3,) float64
     rgb: np.ndarray  # (3,) uint8
