@@ -31,6 +31,7 @@ from ._colmap_records import (
     _points_dict,
 )
 
+
 class ColmapHeaderWarning(UserWarning):
     """A text file's ``# Number of ...`` header disagrees with its records (COLMAP ignores it too)."""
 
@@ -284,7 +285,8 @@ def _encode_cameras_text(cameras: dict, path: str) -> bytes:
 def _encode_cameras_binary(cameras: dict, path: str) -> bytes:
     out = [_COUNT.pack(len(cameras))]
     for c in _check_all(cameras, _check_camera, "camera_id", path, "camera"):
-        out += [_CAMERA.pack(c.camera_id, CAMERA_MODELS[c.model][0], c.width, c.height), c.params.astype("<f8").tobytes()]
+        out += [_CAMERA.pack(c.camera_id, CAMERA_MODELS[c.model][0], c.width, c.height),
+                c.params.astype("<f8").tobytes()]
     return b"".join(out)
 
 
@@ -300,7 +302,8 @@ def _encode_images_text(images: dict, path: str) -> bytes:
                              "which a text file cannot keep")
         out.append(" ".join([str(im.image_id), *map(_g, im.qvec), *map(_g, im.tvec), str(im.camera_id), im.name]))
         # COLMAP leaves a space after the last keypoint; the same bytes keep files byte-identical.
-        out.append("\n" + "".join(f"{_g(x)} {_g(y)} {p} " for (x, y), p in zip(im.xys.tolist(), im.point3D_ids.tolist())))
+        keypoints = zip(im.xys.tolist(), im.point3D_ids.tolist())
+        out.append("\n" + "".join(f"{_g(x)} {_g(y)} {p} " for (x, y), p in keypoints))
         out.append("\n")
     return "".join(out).encode("utf-8", "surrogateescape")
 

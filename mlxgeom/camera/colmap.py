@@ -321,7 +321,10 @@ def cameras_to_model(cameras, names: list[str], colmap_model: str | None = None,
     points = {}
     if points_xyz is not None:
         xyz = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
-        rgb = np.zeros_like(xyz, dtype=np.uint8) if points_rgb is None else np.asarray(points_rgb, np.uint8).reshape(-1, 3)
+        rgb = np.zeros(xyz.shape, np.int64) if points_rgb is None else np.asarray(points_rgb).reshape(-1, 3)
+        if rgb.dtype.kind not in "iu" or np.any((rgb < 0) | (rgb > 255)):
+            raise ValueError(f"cameras_to_model: points_rgb must be integers in 0..255, got {rgb.dtype}")
+        rgb = rgb.astype(np.uint8)
         for j in range(len(xyz)):
             points[j + 1] = ColmapPoint3D(j + 1, xyz[j], rgb[j], 0.0, np.zeros(0, np.int64), np.zeros(0, np.int64))
     return ColmapModel(cams, images, points)
