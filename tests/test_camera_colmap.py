@@ -326,3 +326,12 @@ def test_writers_refuse_records_that_would_not_read_back(tmp_path):
         with pytest.raises(ValueError, match=message):
             colmap.write_model(model._replace(**{field: records}), str(tmp_path), ".bin")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_text_files_with_windows_line_ends_read_the_same(tmp_path):
+    model = random_model(14)
+    colmap.write_model(model, str(tmp_path), ".txt")
+    for name in FILES:
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert_models_equal(colmap.read_model(str(tmp_path), ".txt"), model)
