@@ -335,3 +335,12 @@ def test_text_files_with_windows_line_ends_read_the_same(tmp_path):
         path = tmp_path / f"{name}.txt"
         path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     assert_models_equal(colmap.read_model(str(tmp_path), ".txt"), model)
+
+
+def test_names_with_edge_whitespace_survive_binary_and_are_refused_by_text(tmp_path):
+    model = random_model(15)
+    model.images[10] = model.images[10]._replace(name=" a.jpg ")
+    colmap.write_model(model, str(tmp_path), ".bin")
+    assert colmap.read_model(str(tmp_path), ".bin").images[10].name == " a.jpg "
+    with pytest.raises(ValueError, match=r"images.txt: image 10: name: ' a.jpg ' starts or ends with whitespace"):
+        colmap.write_model(model, str(tmp_path), ".txt")

@@ -134,8 +134,8 @@ def _check_name(name: object, fail: Fail) -> bytes:
         raw = name.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as e:
         raise fail("name", f"{name!r} cannot be stored as bytes ({e.reason})") from None
-    if raw != raw.strip() or not raw or any(c in raw for c in b"\0\n\r"):
-        raise fail("name", f"{name!r} is empty, has a NUL or line break, or starts or ends with whitespace")
+    if not raw or any(c in raw for c in b"\0\n\r"):
+        raise fail("name", f"{name!r} is empty or has a NUL or a line break")
     return raw
 
 
@@ -150,7 +150,6 @@ def _check_image(im: ColmapImage, fail: Fail) -> ColmapImage:
     xys = _floats(im.xys, (-1, 2), "xys", fail)
     pids = _ints(im.point3D_ids, len(xys), -1, _I64, "point3D_ids", fail)
     return ColmapImage(iid, q, t, cid, im.name, xys, pids)
-
 
 
 def _check_all(records: dict, check: Callable, id_field: str, path: str, kind: str) -> list:
