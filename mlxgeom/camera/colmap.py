@@ -225,7 +225,6 @@ def model_points(model: ColmapModel, dtype: mx.Dtype = mx.float32):
     return np.array(ids, dtype=np.int64), mx.array(xyz, dtype=dtype), mx.array(rgb), mx.array(err, dtype=dtype)
 
 
-
 class ModelKeypoints(NamedTuple):
     """A model's keypoints, padded to the longest image, in the pixel convention of
     :func:`model_to_cameras` (``x = x_colmap - 0.5`` when ``half_pixel``).
