@@ -28,7 +28,7 @@ from typing import Any, ClassVar, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
 from .intrinsics import crop_intrinsics, focal_ok, intrinsics_matrix, scale_intrinsics
 
@@ -338,9 +338,11 @@ class Camera(_CameraArrays):
             [50.0, 50.0]
         """
         sy = sx if sy is None else sy
+        K = scale_intrinsics(self.K, sx, sy)  # first: its shape check names K, sx and sy
         (size, sxa, sya), out = as_floats(self.size, sx, sy, names=("size", "sx", "sy"))
+        check_batch(("size", size, 1), ("sx", sxa, 0), ("sy", sya, 0))
         size = cast_out(size * mx.stack(mx.broadcast_arrays(sxa, sya), axis=-1), out)
-        return type(self)(scale_intrinsics(self.K, sx, sy), self.pose, self.dist, size)
+        return type(self)(K, self.pose, self.dist, size)
 
     def crop(self, left: Any, top: Any, width: Any, height: Any) -> "Camera":
         """Camera of the crop [left, left + width) x [top, top + height) (pixels).
@@ -349,9 +351,11 @@ class Camera(_CameraArrays):
             >>> Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0).crop(10, 20, 30, 30).cx.item()
             40.0
         """
+        K = crop_intrinsics(self.K, left, top)  # first: its shape check names K, left and top
         (w, h), _ = as_floats(width, height, names=("width", "height"))
+        check_batch(("width", w, 0), ("height", h, 0))
         size = mx.stack(mx.broadcast_arrays(w, h), axis=-1)
-        return type(self)(crop_intrinsics(self.K, left, top), self.pose, self.dist, size)
+        return type(self)(K, self.pose, self.dist, size)
 
     def select(self, index: Any) -> "Camera":
         """Index the camera batch (``cam[i]`` would give the i-th tuple field).

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -90,10 +90,13 @@ class MatrixLieGroup:
 
     def rplus(self: G, delta: Any) -> G:
         """RIGHT update ``x exp(delta)``, delta (*, tangent_dim) in the local frame of x."""
+        delta, _ = as_float(delta, "delta")
+        check_batch(("x", self.matrix, 2), ("delta", delta, 1))
         return self @ type(self).exp(delta)
 
     def rminus(self: G, other: G) -> mx.array:
         """RIGHT difference ``log(other^-1 x)``: ``other.rplus(x.rminus(other)) == x``."""
+        check_batch(("x", self.matrix, 2), ("other", other.matrix, 2))
         return (other.inverse() @ self).log()
 
     @classmethod
@@ -101,6 +104,7 @@ class MatrixLieGroup:
         """Geodesic ``a exp(t log(a^-1 b))``; t scalar or (*) broadcast with the batch."""
         # Computed in the compute dtype of all three inputs, returned in their promoted dtype.
         (ma, mb, t), out = as_floats(a.matrix, b.matrix, t, names=("a", "b", "t"))
+        check_batch(("a", ma, 2), ("b", mb, 2), ("t", t, 0))
         a, b = cls(ma), cls(mb)
         return cls(cast_out(a.rplus(t[..., None] * b.rminus(a)).matrix, out))
 
