@@ -123,11 +123,12 @@ def broadcast_batch(*shapes: Sequence[int], names: Sequence[str]) -> tuple[int, 
         raise ValueError(f"batch shapes do not broadcast: {desc}") from None
 
 
-def check_batch(*args: tuple[str, mx.array, int]) -> tuple[int, ...]:
+def check_batch(*args: tuple[str, Any, int]) -> tuple[int, ...]:
     """Broadcast batch shape of named arrays, each given as ``(name, array, trailing dims)``.
 
     The batch of an array is its shape without the trailing dims (2 for matrices, 1 for
-    vectors, 0 for scalars per element). Public functions call this before any MLX op
+    vectors, 0 for scalars per element); lists and numpy arrays are read by their nested
+    shape, never converted. Public functions call this before any MLX op
     broadcasts, so a clash raises the project's ``ValueError`` naming the arguments and
     their batch shapes instead of MLX's internal ``broadcast_shapes`` message.
 
@@ -138,7 +139,8 @@ def check_batch(*args: tuple[str, mx.array, int]) -> tuple[int, ...]:
     ...
     ValueError: batch shapes do not broadcast: a (2,), b (3,)
     """
-    return broadcast_batch(*[tuple(a.shape[: max(a.ndim - k, 0)]) for _, a, k in args],
+    shapes = [tuple(a.shape) if isinstance(a, mx.array) else np.shape(a) for _, a, _ in args]
+    return broadcast_batch(*[s[: max(len(s) - k, 0)] for s, (_, _, k) in zip(shapes, args)],
                            names=[n for n, _, _ in args])
 
 

@@ -90,9 +90,9 @@ class MatrixLieGroup:
 
     def rplus(self: G, delta: Any) -> G:
         """RIGHT update ``x exp(delta)``, delta (*, tangent_dim) in the local frame of x."""
-        delta, _ = as_float(delta, "delta")
-        check_batch(("x", self.matrix, 2), ("delta", delta, 1))
-        return self @ type(self).exp(delta)
+        step = type(self).exp(delta)
+        check_batch(("x", self.matrix, 2), ("delta", step.matrix, 2))
+        return self @ step
 
     def rminus(self: G, other: G) -> mx.array:
         """RIGHT difference ``log(other^-1 x)``: ``other.rplus(x.rminus(other)) == x``."""
