@@ -4,14 +4,13 @@ OpenCV is used only to detect and match ORB features (on the CPU) and to read/wr
 homography estimation (RANSAC, DLT refit, SL(3) Levenberg-Marquardt) and the warping run in
 mlxgeom, on MLX's default device.
 
-    python examples/homography_stitch.py [--out stitched.png] [--small]
+    python examples/homography_stitch.py [--out mlxgeom-out/homography_stitch/stitched.png] [--small]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 
 import cv2
@@ -58,7 +57,8 @@ def stitch(left: np.ndarray, right: np.ndarray, h_rl: mx.array) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "mlxgeom_out", "homography_stitch.png"))
+    ap.add_argument("--out", default=os.path.join("mlxgeom-out", "homography_stitch", "stitched.png"),
+                    help="output PNG (default: %(default)s, the rule every example follows)")
     ap.add_argument("--small", action="store_true", help="half-size images and fewer trials (CI)")
     args = ap.parse_args()
     t0 = time.perf_counter()

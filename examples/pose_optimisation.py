@@ -10,7 +10,7 @@ device, then refits each pose by Levenberg-Marquardt over ``se3_exp`` updates
 
 Prints per-view errors and writes a top-down PNG (PIL) of true vs recovered cameras.
 
-Usage: ``python examples/pose_optimisation.py [--small] [--cameras 128] [--out poses.png]``.
+Usage: ``python examples/pose_optimisation.py [--small] [--cameras 128] [--out mlxgeom-out/pose_optimisation/poses.png]``.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cameras", type=int, default=128, help="virtual cameras added to the real views")
     ap.add_argument("--small", action="store_true", help="16 virtual cameras (CI)")
-    ap.add_argument("--out", default="pose_optimisation.png")
+    ap.add_argument("--out", default=os.path.join("mlxgeom-out", "pose_optimisation", "poses.png"),
+                    help="output PNG (default: %(default)s, the rule every example follows)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     count = 16 if args.small else args.cameras
@@ -153,6 +154,7 @@ def main() -> None:
     truth = np.concatenate([scene["poses"], truth_v]) if scene["views"] else truth_v
     est = np.concatenate([np.array(res_r.pose), np.array(res_v.pose)]) if scene["views"] else np.array(res_v.pose)
     ok = np.concatenate([np.array(res_r.ok), ok_v]) if scene["views"] else ok_v
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     draw(args.out, scene, truth, est.astype(np.float64), ok, len(scene["views"]),
          f"{len(truth)} poses recovered by batched RANSAC + LM on SE(3); median rotation error {np.median(pose_errors(est.astype(np.float64), truth)[0]):.3f} deg")
     print(f"wrote {args.out}")

@@ -7,7 +7,7 @@ with ``Camera.unproject`` (the same maths in one call) and with the COLMAP point
 observes: each is projected into view 0, the depth map is sampled there, and the pixel is
 unprojected again; the distance to the original point measures the whole round trip.
 
-Usage: ``python examples/unproject_pixels.py [--out cloud.ply] [--small] [--data data/scene]``.
+Usage: ``python examples/unproject_pixels.py [--out mlxgeom-out/unproject_pixels/view_00_cloud.ply] [--small] [--data data/scene]``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def write_ply(path: str, xyz: np.ndarray, rgb: np.ndarray) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=SCENE, help="the data/scene folder")
-    ap.add_argument("--out", default="view_00_cloud.ply", help="output PLY file")
+    ap.add_argument("--out", default=os.path.join("mlxgeom-out", "unproject_pixels", "view_00_cloud.ply"),
+                    help="output PLY file (default: %(default)s, the rule every example follows)")
     ap.add_argument("--small", action="store_true", help="every 4th pixel per axis (CI)")
     args = ap.parse_args()
     stride = 4 if args.small else 1

@@ -123,6 +123,27 @@ def broadcast_batch(*shapes: Sequence[int], names: Sequence[str]) -> tuple[int, 
         raise ValueError(f"batch shapes do not broadcast: {desc}") from None
 
 
+def check_batch(*args: tuple[str, Any, int]) -> tuple[int, ...]:
+    """Broadcast batch shape of named arrays, each given as ``(name, array, trailing dims)``.
+
+    The batch of an array is its shape without the trailing dims (2 for matrices, 1 for
+    vectors, 0 for scalars per element); lists and numpy arrays are read by their nested
+    shape, never converted. Public functions call this before any MLX op
+    broadcasts, so a clash raises the project's ``ValueError`` naming the arguments and
+    their batch shapes instead of MLX's internal ``broadcast_shapes`` message.
+
+    >>> check_batch(("R", mx.zeros((2, 3, 3)), 2), ("p", mx.zeros((5, 1, 3)), 1))
+    (5, 2)
+    >>> check_batch(("a", mx.zeros((2, 4, 4)), 2), ("b", mx.zeros((3, 4, 4)), 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: batch shapes do not broadcast: a (2,), b (3,)
+    """
+    shapes = [tuple(a.shape) if isinstance(a, mx.array) else np.shape(a) for _, a, _ in args]
+    return broadcast_batch(*[s[: max(len(s) - k, 0)] for s, (_, _, k) in zip(shapes, args)],
+                           names=[n for n, _, _ in args])
+
+
 def rhs_as_matrix(a: mx.array, b: mx.array) -> tuple[mx.array, bool, tuple[int, ...]]:
     """Right-hand side of ``A x = b`` as (*, n, k), whether b was vectors, and the batch shape.
 

@@ -216,3 +216,30 @@ def test_mismatched_point_batch_raises_value_error():
         cams.project(mx.ones((2, 5, 3)))
     with pytest.raises(ValueError, match=r"\(\*, H, W\)"):
         cams.reproject_depth(mx.ones(4), cams)
+
+
+def test_zero_focal_camera_is_flagged_and_never_passes_for_a_good_one():
+    cam = Camera.from_intrinsics(mx.array([0.0, 500.0]), 500.0, 320.0, 240.0)
+    px = mx.array([[100.0, 50.0]])
+    assert cam.intrinsics_ok.tolist() == [False, True]
+    k_inv = to_np(cam.K_inv)
+    assert np.isnan(k_inv[0]).all()
+    np.testing.assert_allclose(k_inv[1], np.linalg.inv(to_np(cam.K[1])), rtol=1e-6, atol=1e-9)
+    _, d = cam.rays(px)
+    assert np.isnan(to_np(d[0])).all() and np.isfinite(to_np(d[1])).all()
+    pts = cam.unproject(px, mx.array([2.0]))
+    assert np.isnan(to_np(pts[0])).all() and np.isfinite(to_np(pts[1])).all()
+    # With the mask asked for: finite placeholders, flagged.
+    for res in (cam.rays(px, return_valid=True), cam.unproject(px, mx.array([2.0]), return_valid=True)):
+        assert res.valid.tolist() == [[False], [True]]
+        assert all(np.isfinite(to_np(a)).all() for a in res[:-1])
+    assert cam.project(mx.array([[0.0, 0.0, 1.0]])).valid.tolist() == [[False], [True]]
+
+
+def test_K_inv_gradient_is_finite_for_a_batch_with_a_zero_focal_camera():
+    def f(K):
+        kinv = Camera(K).K_inv
+        return mx.sum(mx.where(mx.isnan(kinv), 0.0, kinv))
+
+    K = mx.array(np.stack([np.diag([0.0, 1.0, 1.0]), K0]), dtype=mx.float32)
+    assert np.isfinite(to_np(mx.grad(f)(K))).all()

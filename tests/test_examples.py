@@ -118,3 +118,36 @@ def test_demo_without_data_says_where_to_point_it(tmp_path: Path) -> None:
                            str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": _pythonpath()})
     assert proc.returncode == 2 and "--data" in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_import_mlxgeom_loads_none_of_the_demo_dependencies(tmp_path: Path) -> None:
+    # The demo is an application: OpenCV, Pillow, matplotlib and tqdm load only when it runs.
+    code = ("import sys, mlxgeom, mlxgeom.demo, mlxgeom.__main__; "
+            "print(sorted(m for m in ('cv2', 'PIL', 'matplotlib', 'tqdm') if m in sys.modules))")
+    assert run(["-c", code], tmp_path).stdout.strip() == "[]"
+
+
+def test_demo_timing_keeps_the_first_call_out_of_the_steady_state() -> None:
+    import time
+
+    from mlxgeom import demo
+
+    calls = []
+
+    def fn() -> None:  # a first call that "compiles" for 0.3 s, then fast calls
+        time.sleep(0.3 if not calls else 0.001)
+        calls.append(1)
+
+    t = demo.time_calls(fn, runs=5)
+    assert len(calls) == 6
+    assert t.first_call >= 0.3 and t.steady < 0.1
+
+
+@pytest.mark.parametrize("script", ["homography_stitch.py", "pose_optimisation.py", "unproject_pixels.py"])
+def test_every_example_writes_under_mlxgeom_out_by_default(script: str, tmp_path: Path) -> None:
+    # One rule for all entry points: ./mlxgeom-out/<name>/ unless --out says otherwise (the demo too).
+    from mlxgeom.demo import DEFAULT_OUT
+
+    assert Path(DEFAULT_OUT) == Path("mlxgeom-out", "demo")
+    out = run([str(EXAMPLES / script), "--help"], tmp_path, env={"COLUMNS": "250"}).stdout
+    assert f"mlxgeom-out/{script[:-3]}/" in out, out

@@ -135,3 +135,23 @@ def test_perspective_transform_is_device_safe():
         return mx.array(rng.uniform(0, 100, (batch, 10, 2)), mx.float32), mx.array(np.stack([H_TEST] * batch), mx.float32)
 
     assert_device_safe(lambda p, h: perspective_transform_ex(p, h), make)
+
+
+def test_warp_refuses_a_channels_first_image_and_names_the_fixes():
+    img = mx.zeros((3, 60, 80))
+    with pytest.raises(ValueError, match=r"\(3, 60, 80\).*channels-last.*transpose\(1, 2, 0\).*channels=False"):
+        warp_perspective(img, mx.eye(3), (80, 60))
+    # The documented ways out: move the axis last, or say what the axes are.
+    assert warp_perspective(img.transpose(1, 2, 0), mx.eye(3), (80, 60)).shape == (60, 80, 3)
+    assert warp_perspective(img, mx.eye(3), (80, 60), channels=False).shape == (3, 60, 80)
+    assert warp_perspective(img, mx.eye(3), (10, 5), channels=True).shape == (5, 10, 80)
+
+
+@pytest.mark.parametrize("shape, channels", [((0, 5), None), ((5, 0, 3), None), ((4, 6, 0), True), ((2, 0, 4), False)])
+def test_warp_of_an_empty_image_is_a_value_error(shape, channels):
+    with pytest.raises(ValueError, match=r"images: empty image of shape"):
+        warp_perspective(mx.zeros(shape), mx.eye(3), (4, 3), channels=channels)
+
+
+def test_warp_of_an_empty_batch_is_an_empty_batch():
+    assert warp_perspective(mx.zeros((0, 6, 5, 3)), mx.eye(3), (4, 3)).shape == (0, 3, 4, 3)

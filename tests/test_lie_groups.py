@@ -163,7 +163,7 @@ def test_se3_from_rt_rotation_translation_round_trip():
     x = SE3.from_rt(r, t)
     _close(x.rotation, r, 0)
     _close(x.translation, t, 0)
-    _close(SE3.from_matrix(x.matrix), x, 0)
+    _close(SE3.from_matrix(x.matrix, project=False), x, 0)
 
 
 def test_from_matrix_project_returns_the_nearest_rotation():
@@ -200,3 +200,16 @@ def test_sl3_karcher_mean_and_chordal_is_rejected():
         h.mean(method="chordal")
     with pytest.raises(ValueError, match="axis"):
         h.mean(axis=2)
+
+
+@pytest.mark.parametrize("group, m", [(SO3, 2 * np.eye(3)), (SE3, np.diag([2.0, 2.0, 2.0, 5.0])), (SL3, 2 * np.eye(3))])
+def test_from_matrix_projects_a_non_member_onto_the_group(group, m):
+    x = group.from_matrix(mx.array(m, dtype=mx.float32))
+    np.testing.assert_allclose(to_np(x.matrix), np.eye(group.matrix_size), atol=1e-6)
+    # project=False is the documented unchecked path: the matrix is stored as given.
+    np.testing.assert_array_equal(to_np(group.from_matrix(mx.array(m, dtype=mx.float32), project=False).matrix), m)
+
+
+def test_from_matrix_keeps_a_rotation():
+    r = SO3.random((5,), key=mx.random.key(3))
+    _close(SO3.from_matrix(r.matrix), r, 1e-6)

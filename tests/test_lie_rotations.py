@@ -103,3 +103,14 @@ def test_rotvec_aliases_are_exp_and_log():
     v = mx.array([0.1, -0.4, 0.2])
     np.testing.assert_array_equal(to_np(lie.rotvec_to_matrix(v)), to_np(lie.so3_exp(v)))
     np.testing.assert_array_equal(to_np(lie.matrix_to_rotvec(lie.so3_exp(v))), to_np(lie.so3_log(lie.so3_exp(v))))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20, 1e30, 1e-30])
+def test_quaternion_to_matrix_is_scale_free_in_float32(scale):
+    # |q|^2 of 1e20 q overflows float32 and of 1e-20 q underflows: the rotation must not care.
+    q = np.random.default_rng(21).normal(size=(16, 4))
+    ref = Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix()
+    got = np.array(lie.quaternion_to_matrix(mx.array(q * scale, dtype=mx.float32)))
+    np.testing.assert_allclose(got, ref, atol=5e-7)
+    got = np.array(lie.quaternion_to_matrix(mx.array(q[:, [1, 2, 3, 0]] * scale, dtype=mx.float32), "xyzw"))
+    np.testing.assert_allclose(got, ref, atol=5e-7)

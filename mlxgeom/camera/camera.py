@@ -13,8 +13,12 @@ Fields (any leading batch dims describe many cameras and broadcast against point
 - ``dist`` (*, k) distortion coefficients (k = 0 for none).
 - ``size`` (*, 2) image ``[width, height]`` in pixels, (0, 0) when unknown.
 
-Values are not checked (that would need a host sync): fx <= 0 or fy <= 0 shows up as
-``valid == False`` in every projection and unprojection of that camera.
+Values are not checked (that would need a host sync): a camera with fx <= 0, fy <= 0 or a
+non-finite intrinsic has ``intrinsics_ok == False`` and shows up as ``valid == False`` in every
+projection and unprojection through it. Results that come without their mask are NaN where
+they are undefined (``K_inv``, ``unproject`` and ``rays`` without ``return_valid``), so a bad
+camera never passes for a good one; with the mask they are finite placeholders (safe to
+differentiate through) flagged ``valid == False``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any, ClassVar, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
-from .intrinsics import crop_intrinsics, intrinsics_matrix, scale_intrinsics
+from .intrinsics import crop_intrinsics, focal_ok, intrinsics_matrix, scale_intrinsics
 
 
 class _CameraArrays(NamedTuple):
@@ -50,6 +54,11 @@ def _homogeneous(pose: mx.array) -> mx.array:
         bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype), (*pose.shape[:-2], 1, 4))
         pose = mx.concatenate([pose, bottom], axis=-2)
     return pose
+
+
+def _nan_where_invalid(x: mx.array, valid: mx.array) -> mx.array:
+    """(*, N, 3) with the entries of invalid elements replaced by NaN (no mask goes out with them)."""
+    return mx.where(valid[..., None], x, mx.array(mx.nan, dtype=x.dtype))
 
 
 class Camera(_CameraArrays):
@@ -157,9 +166,24 @@ class Camera(_CameraArrays):
                                names=("K", "pose", "dist", "size"))
 
     @property
+    def intrinsics_ok(self) -> mx.array:
+        """(*) bool: fx > 0, fy > 0 and fx, fy, cx, cy, skew finite (the cameras that can project)."""
+        return focal_ok(self.K)
+
+    @property
     def K_inv(self) -> mx.array:
-        """(*, 3, 3) inverse of K by ``linalg.inv``'s closed form (any invertible K, skew included)."""
-        return linalg.inv(self.K)
+        """(*, 3, 3) inverse of K by ``linalg.inv``'s closed form (skew included); all NaN where
+        ``intrinsics_ok`` is False (a zero focal length has no inverse).
+
+        Example:
+            >>> cam = Camera.from_intrinsics(mx.array([0.0, 2.0]), 2.0, 0.0, 0.0)
+            >>> cam.intrinsics_ok.tolist(), cam.K_inv[1, 0, 0].item(), mx.isnan(cam.K_inv[0]).all().item()
+            ([False, True], 0.5, True)
+        """
+        ok = self.intrinsics_ok[..., None, None]
+        # Invert a finite stand-in where K is bad, so no inf reaches a gradient through ``where``.
+        safe = mx.where(ok, self.K, mx.eye(3, dtype=self.K.dtype))
+        return mx.where(ok, linalg.inv(safe), mx.array(mx.nan, dtype=self.K.dtype))
 
     @property
     def fx(self) -> mx.array:
@@ -231,14 +255,35 @@ class Camera(_CameraArrays):
     def unproject(self, pixels: Any, depth: Any, return_valid: bool = False, iterations: int = 10):
         """World points (*, N, 3) of pixels (*, N, 2) at camera-frame depth z (*, N).
 
-        With ``return_valid``: :class:`mlxgeom.camera.Unprojection` (points, points_cam, valid).
+        Without ``return_valid`` the points are NaN where ``valid`` would be False (camera with
+        ``intrinsics_ok == False``, undistortion not converged). With ``return_valid``:
+        :class:`mlxgeom.camera.Unprojection` (points, points_cam, valid), finite placeholders
+        where not valid.
+
+        Example:
+            >>> cam = Camera.from_intrinsics(mx.array([0.0, 10.0]), 10.0, 0.0, 0.0)
+            >>> cam.unproject(mx.array([[10.0, 0.0]]), mx.array([2.0]))[:, 0, 0].tolist()
+            [nan, 2.0]
         """
-        return P.unproject_points(pixels, depth, self.K, self.pose, self._dist_or_none, self.model,
-                                  return_valid, iterations)
+        un = P.unproject_points(pixels, depth, self.K, self.pose, self._dist_or_none, self.model, True, iterations)
+        return un if return_valid else _nan_where_invalid(un.points, un.valid)
 
     def rays(self, pixels: Any, return_valid: bool = False, iterations: int = 10):
-        """World rays through pixels (*, N, 2): ``(origins (*, N, 3), unit directions (*, N, 3))``."""
-        return P.pixel_rays(pixels, self.K, self.pose, self._dist_or_none, self.model, return_valid, iterations)
+        """World rays through pixels (*, N, 2): ``(origins (*, N, 3), unit directions (*, N, 3))``.
+
+        Without ``return_valid`` the directions are NaN where ``valid`` would be False (see
+        :meth:`unproject`); with it, :class:`mlxgeom.camera.Rays` (origins, directions, valid).
+
+        Example:
+            >>> cam = Camera.from_intrinsics(mx.array([0.0, 10.0]), 10.0, 0.0, 0.0)
+            >>> o, d = cam.rays(mx.array([[0.0, 0.0]]))
+            >>> d[:, 0, 2].tolist()
+            [nan, 1.0]
+            >>> cam.rays(mx.array([[0.0, 0.0]]), return_valid=True).valid.tolist()
+            [[False], [True]]
+        """
+        r = P.pixel_rays(pixels, self.K, self.pose, self._dist_or_none, self.model, True, iterations)
+        return r if return_valid else (r.origins, _nan_where_invalid(r.directions, r.valid))
 
     def undistort_points(self, pixels: Any, K_new: Any = None, iterations: int = 10):
         """``(points, converged)``: see :func:`mlxgeom.camera.undistort_points`."""
@@ -293,9 +338,11 @@ class Camera(_CameraArrays):
             [50.0, 50.0]
         """
         sy = sx if sy is None else sy
+        K = scale_intrinsics(self.K, sx, sy)  # first: its shape check names K, sx and sy
         (size, sxa, sya), out = as_floats(self.size, sx, sy, names=("size", "sx", "sy"))
+        check_batch(("size", size, 1), ("sx", sxa, 0), ("sy", sya, 0))
         size = cast_out(size * mx.stack(mx.broadcast_arrays(sxa, sya), axis=-1), out)
-        return type(self)(scale_intrinsics(self.K, sx, sy), self.pose, self.dist, size)
+        return type(self)(K, self.pose, self.dist, size)
 
     def crop(self, left: Any, top: Any, width: Any, height: Any) -> "Camera":
         """Camera of the crop [left, left + width) x [top, top + height) (pixels).
@@ -304,9 +351,11 @@ class Camera(_CameraArrays):
             >>> Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0).crop(10, 20, 30, 30).cx.item()
             40.0
         """
+        K = crop_intrinsics(self.K, left, top)  # first: its shape check names K, left and top
         (w, h), _ = as_floats(width, height, names=("width", "height"))
+        check_batch(("width", w, 0), ("height", h, 0))
         size = mx.stack(mx.broadcast_arrays(w, h), axis=-1)
-        return type(self)(crop_intrinsics(self.K, left, top), self.pose, self.dist, size)
+        return type(self)(K, self.pose, self.dist, size)
 
     def select(self, index: Any) -> "Camera":
         """Index the camera batch (``cam[i]`` would give the i-th tuple field).

@@ -18,7 +18,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 
 
 def check_K(K: mx.array, name: str = "K") -> None:
@@ -42,7 +42,9 @@ def intrinsics_matrix(fx: Any, fy: Any, cx: Any, cy: Any, skew: Any = 0.0) -> mx
         >>> intrinsics_matrix(500.0, 500.0, 320.0, 240.0).shape
         (3, 3)
     """
-    (fx, fy, cx, cy, skew), out = as_floats(fx, fy, cx, cy, skew, names=("fx", "fy", "cx", "cy", "skew"))
+    names = ("fx", "fy", "cx", "cy", "skew")
+    (fx, fy, cx, cy, skew), out = as_floats(fx, fy, cx, cy, skew, names=names)
+    check_batch(*((n, a, 0) for n, a in zip(names, (fx, fy, cx, cy, skew))))
     fx, fy, cx, cy, skew = mx.broadcast_arrays(fx, fy, cx, cy, skew)
     zero, one = mx.zeros_like(fx), mx.ones_like(fx)
     flat = mx.stack([fx, skew, cx, zero, fy, cy, zero, zero, one], axis=-1)
@@ -101,6 +103,7 @@ def scale_intrinsics(K: Any, sx: Any, sy: Any | None = None) -> mx.array:
     sy = sx if sy is None else sy
     (K, sx, sy), out = as_floats(K, sx, sy, names=("K", "sx", "sy"))
     check_K(K)
+    check_batch(("K", K, 2), ("sx", sx, 0), ("sy", sy, 0))
     S = _diag_affine(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
     return cast_out(_left_affine(S, K), out)
 
@@ -114,6 +117,7 @@ def crop_intrinsics(K: Any, left: Any, top: Any) -> mx.array:
     """
     (K, left, top), out = as_floats(K, left, top, names=("K", "left", "top"))
     check_K(K)
+    check_batch(("K", K, 2), ("left", left, 0), ("top", top, 0))
     one = mx.ones_like(left)
     S = _diag_affine(one, mx.ones_like(top), -left, -top)
     return cast_out(_left_affine(S, K), out)

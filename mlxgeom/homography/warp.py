@@ -40,6 +40,21 @@ def _source_coords(h: mx.array, height: int, width: int) -> tuple[mx.array, mx.a
     return X / Ws, Y / Ws, good
 
 
+def _check_layout(img: mx.array, has_c: bool, channels: bool | None) -> None:
+    """Refuse layouts that would be misread: too few dims, an empty image, C > 4 guessed."""
+    shape, k = tuple(img.shape), 3 if has_c else 2
+    if img.ndim < k:
+        raise ValueError(f"images: expected shape (*, h, w, C) or (*, h, w), got {shape}")
+    if min(shape[-k:]) == 0:
+        raise ValueError(f"images: empty image of shape {shape} (h, w and C must be >= 1)")
+    if channels is None and img.ndim >= 3 and img.shape[-1] > 4:
+        raise ValueError(
+            f"images: shape {shape} would be read as (*, h, w, C) with C = {img.shape[-1]} channels; "
+            f"images are channels-last: move a channels-first (C, h, w) axis last (e.g. "
+            f"img.transpose(1, 2, 0)), pass channels=False for a batch of single-channel (*, h, w) "
+            f"images, or channels=True for a {img.shape[-1]}-channel image")
+
+
 def warp_perspective(
     images: Any,
     H: Any,
@@ -61,9 +76,14 @@ def warp_perspective(
 
     Args:
         images: (*, h, w, C) images, or (*, h, w) when ``channels`` is False; a 2-D array is one
-            single-channel image. By default (``channels=None``) inputs with 3 or more dims are
-            read as (*, h, w, C): pass ``channels=False`` for a batch of single-channel images.
-            Integer images are computed (and returned) in float32: round them yourself.
+            single-channel image. Layouts are channels-last only (OpenCV's, not PyTorch's
+            (C, h, w)). By default (``channels=None``) inputs with 3 or more dims are read as
+            (*, h, w, C) with C <= 4, and a last dim above 4 raises ``ValueError`` (it is a
+            channels-first image or a batch of single-channel images, and would be read as a
+            w-channel image): pass ``channels=False`` for a batch of single-channel images,
+            ``channels=True`` for feature maps with many channels, or move a channels-first
+            axis last (``img.transpose(1, 2, 0)``). Empty images (h, w or C = 0) raise
+            ``ValueError``. Integer images are computed (and returned) in float32: round them yourself.
         H: (*, 3, 3) src -> dst homographies; batch dims broadcast against the images'.
         out_size: ``(width, height)`` of the output.
         interpolation: ``"bilinear"`` (``cv2.INTER_LINEAR``) or ``"nearest"`` (``cv2.INTER_NEAREST``,
@@ -94,10 +114,9 @@ def warp_perspective(
     check_trailing(h_mat, (3, 3), "H")
     h_mat = h_mat.astype(img.dtype)
     has_c = img.ndim >= 3 if channels is None else channels
+    _check_layout(img, has_c, channels)
     if not has_c:
         img = img[..., None]
-    if img.ndim < 3:
-        raise ValueError(f"images: expected shape (*, h, w, C) or (*, h, w), got {tuple(img.shape)}")
     in_h, in_w, c = img.shape[-3:]
     batch = broadcast_batch(img.shape[:-3], h_mat.shape[:-2], names=["images", "H"])
     width, height = int(out_size[0]), int(out_size[1])

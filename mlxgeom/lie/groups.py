@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -90,10 +90,13 @@ class MatrixLieGroup:
 
     def rplus(self: G, delta: Any) -> G:
         """RIGHT update ``x exp(delta)``, delta (*, tangent_dim) in the local frame of x."""
-        return self @ type(self).exp(delta)
+        step = type(self).exp(delta)
+        check_batch(("x", self.matrix, 2), ("delta", step.matrix, 2))
+        return self @ step
 
     def rminus(self: G, other: G) -> mx.array:
         """RIGHT difference ``log(other^-1 x)``: ``other.rplus(x.rminus(other)) == x``."""
+        check_batch(("x", self.matrix, 2), ("other", other.matrix, 2))
         return (other.inverse() @ self).log()
 
     @classmethod
@@ -101,6 +104,7 @@ class MatrixLieGroup:
         """Geodesic ``a exp(t log(a^-1 b))``; t scalar or (*) broadcast with the batch."""
         # Computed in the compute dtype of all three inputs, returned in their promoted dtype.
         (ma, mb, t), out = as_floats(a.matrix, b.matrix, t, names=("a", "b", "t"))
+        check_batch(("a", ma, 2), ("b", mb, 2), ("t", t, 0))
         a, b = cls(ma), cls(mb)
         return cls(cast_out(a.rplus(t[..., None] * b.rminus(a)).matrix, out))
 
@@ -237,8 +241,17 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
         return rotations.matrix_to_sixd(self.matrix)
 
     @classmethod
-    def from_matrix(cls, m: Any, project: bool = False) -> "SO3":
-        """From (*, 3, 3) matrices; ``project=True`` maps to the nearest rotation (``linalg.project_to_so3``)."""
+    def from_matrix(cls, m: Any, project: bool = True) -> "SO3":
+        """From (*, 3, 3) matrices, projected to the nearest rotation (``linalg.project_to_so3``).
+
+        Checking that ``m`` is a rotation would need a host sync, so the input is made one
+        instead: any matrix gives a rotation (``2 * I`` gives ``I``; a rotation comes back
+        equal up to rounding). ``project=False`` stores ``m`` as it is, unchecked: only for
+        matrices known to be rotations (it skips a 3x3 SVD per element).
+
+        >>> SO3.from_matrix(2 * mx.eye(3)).matrix.tolist()[0]
+        [1.0, 0.0, 0.0]
+        """
         m, out = as_float(m, "m")
         check_trailing(m, (3, 3), "m")
         return cls(cast_out(linalg.project_to_so3(m) if project else m, out))
@@ -292,8 +305,14 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
         return self.matrix[..., :3, 3]
 
     @classmethod
-    def from_matrix(cls, m: Any, project: bool = False) -> "SE3":
-        """From (*, 4, 4); ``project=True`` projects the rotation block and resets the last row."""
+    def from_matrix(cls, m: Any, project: bool = True) -> "SE3":
+        """From (*, 4, 4): the rotation block is projected to the nearest rotation and the last
+        row reset to [0, 0, 0, 1] (as :meth:`SO3.from_matrix`); ``project=False`` stores ``m``
+        unchecked.
+
+        >>> SE3.from_matrix(mx.diag(mx.array([2.0, 2.0, 2.0, 5.0]))).matrix[3].tolist()
+        [0.0, 0.0, 0.0, 1.0]
+        """
         m, out = as_float(m, "m")
         check_trailing(m, (4, 4), "m")
         if not project:
@@ -333,8 +352,13 @@ class SL3(_SL3, MatrixLieGroup):
         return cls.exp(scale * mx.random.normal((*shape, 8), dtype=dtype, key=key))
 
     @classmethod
-    def from_matrix(cls, m: Any, project: bool = False) -> "SL3":
-        """From (*, 3, 3); ``project=True`` rescales to det 1 (``m / cbrt(det m)``)."""
+    def from_matrix(cls, m: Any, project: bool = True) -> "SL3":
+        """From (*, 3, 3), rescaled to det 1 (``m / cbrt(det m)``: a homography is defined up to
+        scale); ``project=False`` stores ``m`` unchecked.
+
+        >>> SL3.from_matrix(2 * mx.eye(3)).matrix.tolist()[0]
+        [1.0, 0.0, 0.0]
+        """
         m, out = as_float(m, "m")
         check_trailing(m, (3, 3), "m")
         return cls(cast_out(sl3._unit_det(m) if project else m, out))

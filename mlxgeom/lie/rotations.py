@@ -48,6 +48,13 @@ def _from_wxyz(q: mx.array, order: str) -> mx.array:
 
 
 def _quaternion_to_matrix(q: mx.array) -> mx.array:
+    # Divide by the largest |q_i| first, so |q|^2 lies in [1, 4]: the squared norm of a
+    # quaternion scaled by 1e20 overflows float32 and one scaled by 1e-20 underflows to 0.
+    # The rotation does not depend on the scale. The max is a stop-gradient scale: the
+    # result's gradient comes through the (scale-invariant) formula below.
+    m = mx.stop_gradient(mx.max(mx.abs(q), axis=-1, keepdims=True))
+    big = m > 0
+    q = q / mx.where(big, m, 1.0)
     # s = 2 / |q|^2 makes the formula valid for non-unit q; a zero q gives the identity.
     # Double where: 2 / max(n2, tiny) would put -2 / tiny^2 = -inf (times a zero cotangent:
     # NaN) into the gradient at q = 0.
@@ -66,7 +73,9 @@ def _quaternion_to_matrix(q: mx.array) -> mx.array:
 def quaternion_to_matrix(q, order: str = "wxyz") -> mx.array:
     """Rotation matrices (*, 3, 3) of quaternions (*, 4) (normalised first, as scipy does).
 
-    A zero quaternion (no rotation defined) maps to the identity.
+    Any scale works: the quaternion is divided by its largest entry before its norm is taken,
+    so ``1e20 q`` and ``1e-20 q`` give the rotation of ``q`` in float32. A zero quaternion (no
+    rotation defined) maps to the identity.
 
     >>> quaternion_to_matrix(mx.array([1.0, 0.0, 0.0, 0.0])).tolist()[0]
     [1.0, 0.0, 0.0]

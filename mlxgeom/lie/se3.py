@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 from .._cuda import fast_path
 from . import _scalar as sc
 from . import lie_cuda, so3
@@ -207,6 +207,7 @@ def se3_compose(a, b) -> mx.array:
     (a, b), out = as_floats(a, b, names=("a", "b"))
     check_trailing(a, (4, 4), "a")
     check_trailing(b, (4, 4), "b")
+    check_batch(("a", a, 2), ("b", b, 2))
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -222,6 +223,7 @@ def se3_act(m, p) -> mx.array:
     (m, p), out = as_floats(m, p, names=("T", "p"))
     check_trailing(m, (4, 4), "T")
     check_trailing(p, (3,), "p")
+    check_batch(("T", m, 2), ("p", p, 1))
     return cast_out(_act(m, p), out)
 
 
@@ -286,6 +288,6 @@ def se3_from_rt(r, t) -> mx.array:
     (r, t), out = as_floats(r, t, names=("R", "t"))
     check_trailing(r, (3, 3), "R")
     check_trailing(t, (3,), "t")
-    batch = broadcast_batch(r.shape[:-2], t.shape[:-1], names=("R", "t"))
+    batch = check_batch(("R", r, 2), ("t", t, 1))
     r, t = mx.broadcast_to(r, (*batch, 3, 3)), mx.broadcast_to(t, (*batch, 3))
     return cast_out(_from_rt(r, t), out)

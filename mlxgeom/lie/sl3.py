@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
 # square roots (Denman-Beavers, fixed iteration counts) until |X - I|_F <= _THETA, then
@@ -193,6 +193,7 @@ def sl3_compose(a, b) -> mx.array:
     (a, b), out = as_floats(a, b, names=("a", "b"))
     check_trailing(a, (3, 3), "a")
     check_trailing(b, (3, 3), "b")
+    check_batch(("a", a, 2), ("b", b, 2))
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -205,6 +206,7 @@ def sl3_act(h, p) -> mx.array:
     (h, p), out = as_floats(h, p, names=("H", "p"))
     check_trailing(h, (3, 3), "H")
     check_trailing(p, (3,), "p")
+    check_batch(("H", h, 2), ("p", p, 1))
     return cast_out(mx.sum(h * p[..., None, :], axis=-1), out)
 
 

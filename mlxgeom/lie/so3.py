@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_trailing
+from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 from .._cuda import fast_path
 from . import _scalar as sc
 from . import lie_cuda
@@ -229,6 +229,7 @@ def so3_compose(a, b) -> mx.array:
     (a, b), out = as_floats(a, b, names=("a", "b"))
     check_trailing(a, (3, 3), "a")
     check_trailing(b, (3, 3), "b")
+    check_batch(("a", a, 2), ("b", b, 2))
     return cast_out(linalg.matmul(a, b), out)
 
 
@@ -244,6 +245,7 @@ def so3_act(r, p) -> mx.array:
     (r, p), out = as_floats(r, p, names=("R", "p"))
     check_trailing(r, (3, 3), "R")
     check_trailing(p, (3,), "p")
+    check_batch(("R", r, 2), ("p", p, 1))
     return cast_out(_act(r, p), out)
 
 
