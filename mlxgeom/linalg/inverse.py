@@ -14,6 +14,7 @@ import functools
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
+from .._cuda import fast_path
 from . import inverse_cuda
 from .products import matmul
 
@@ -143,19 +144,21 @@ def _det_jvp(primal, tangent):
     return (mx.sum(_adjugate_transposed(primal) * tangent, axis=(-2, -1)),)
 
 
-@mx.custom_function
-def _inverse(a: mx.array) -> mx.array:
-    if inverse_cuda.enabled(a):
-        return inverse_cuda.inverse(a)
-    return _inverse_adjugate(a)
-
-
 def _inverse_adjugate(a: mx.array) -> mx.array:
     b, s = _scaled_entries(a)
     adj, det = _adjugate_det(b)
     # A^-1 = (A / s)^-1 / s; (c / det) is an entry of (A / s)^-1, in range wherever A^-1 is.
     inv_det, inv_s = 1.0 / det, 1.0 / s
     return _assemble([[c * inv_det * inv_s for c in row] for row in adj])
+
+
+# The kernel on CUDA (float32 3x3/4x4), else the adjugate.
+_inverse_any = fast_path(inverse_cuda.inverse, _inverse_adjugate, inverse_cuda.enabled)
+
+
+@mx.custom_function
+def _inverse(a: mx.array) -> mx.array:
+    return _inverse_any(a)
 
 
 @_inverse.vjp
