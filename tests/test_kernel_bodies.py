@@ -78,7 +78,7 @@ def _library(src: str, build_dir) -> ctypes.CDLL:
     if name not in _LIBRARIES:
         (build_dir / f"{name}.cpp").write_text(src)
         lib = build_dir / f"{name}.so"
-        subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(lib), str(build_dir / f"{name}.cpp")], check=True)
+        subprocess.run(["g++", "-O0", "-shared", "-fPIC", "-o", str(lib), str(build_dir / f"{name}.cpp")], check=True)
         _LIBRARIES[name] = ctypes.CDLL(str(lib))
     return _LIBRARIES[name]
 
