@@ -96,7 +96,8 @@ def _adjugate_det(m: list[list[mx.array]]) -> tuple[list[list[mx.array]], mx.arr
     s3, s4, s5 = a01 * a12 - a11 * a02, a01 * a13 - a11 * a03, a02 * a13 - a12 * a03
     c5, c4, c3 = a22 * a33 - a32 * a23, a21 * a33 - a31 * a23, a21 * a32 - a31 * a22
     c2, c1, c0 = a20 * a33 - a30 * a23, a20 * a32 - a30 * a22, a20 * a31 - a30 * a21
-    det = s0 * c5 - s1 * c4 + s2 * c3 + s3 * c2 - s4 * c1 + s5 * c0
+    # Summed in pairs: a shallower graph, which MLX's compile fuses into fewer kernels (as kernels/inverse.cu).
+    det = (s0 * c5 - s1 * c4) + (s2 * c3 + s3 * c2) - (s4 * c1 - s5 * c0)
     adj = [
         [a11 * c5 - a12 * c4 + a13 * c3, -a01 * c5 + a02 * c4 - a03 * c3,
          a31 * s5 - a32 * s4 + a33 * s3, -a21 * s5 + a22 * s4 - a23 * s3],
