@@ -1,13 +1,10 @@
-"""Shared machinery of the ``mx.fast.cuda_kernel`` fast paths (``lie/lie_cuda.py``, ``linalg/*_cuda.py``, ``optim/pnp_cuda.py``).
+"""The one launcher (:func:`launch`) and the one dispatch rule (:func:`fast_path`) of the CUDA fast paths.
 
-A :func:`launch` kernel evaluates one small element (a rotation vector, a 4x4 matrix, a point) per thread.
-Each block of ``THREADS`` threads stages its elements' inputs through shared memory with
-coalesced loads (rows padded to k + 1 words against bank conflicts), the thread computes in
-registers (``NAME_r[k]`` in, ``out_r[k]`` out), and the block writes back coalesced, which runs
-near the speed of a copy where MLX's own fused kernels read entries with strides. An input
-with a single element (one matrix for all) is read by every thread directly. The pure-mx
-function is always the reference: :func:`fast_path` differentiates through it.
-Set ``MLXGEOM_CUDA_KERNELS=0`` to disable every fast path.
+Each kernel is one source file, ``mlxgeom/kernels/NAME.cu`` (device functions above its ``// @body``
+line, the kernel's body below, after ``common.cuh`` and the headers it names), specialised only by MLX's
+typed template arguments (``("N", 4)`` becomes ``constexpr int N = 4;``); run-time values are inputs.
+The pure-mx function is the reference and :func:`fast_path` differentiates through it;
+``MLXGEOM_CUDA_KERNELS=0`` disables every fast path. tests/test_kernel_bodies.py runs each kernel via g++.
 """
 
 from __future__ import annotations
@@ -15,11 +12,14 @@ from __future__ import annotations
 import functools
 import math
 import os
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import mlx.core as mx
 
+KERNELS = Path(__file__).with_name("kernels")
 THREADS = 256
+_BODY = "// @body"
 
 
 def on_cuda() -> bool:
@@ -28,86 +28,44 @@ def on_cuda() -> bool:
             and mx.cuda.is_available())
 
 
-def horner(coeffs, x: str) -> str:
-    """C expression of ``sum_k coeffs[k] x^k`` (float literals)."""
-    expr = f"{float(coeffs[-1])!r}f"
-    for c in reversed(coeffs[:-1]):
-        expr = f"({expr} * {x} + {float(c)!r}f)"
-    return expr
-
-
-def _stage_in(name: str, k: int) -> str:
-    return f"""
-  for (int j = tid; j < TB * {k}; j += TB) {{
-    const long long g = base * {k} + j;
-    tile[(j / {k}) * {k + 1} + j % {k}] = g < total * {k} ? {name}[g] : 0.0f;
-  }}
-  __syncthreads();
-  float {name}_r[{k}];
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) {name}_r[j] = tile[tid * {k + 1} + j];
-  __syncthreads();
-"""
-
-
-def _read_single(name: str, k: int) -> str:
-    return f"""
-  float {name}_r[{k}];
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) {name}_r[j] = {name}[j];
-"""
-
-
-def _stage_out(k: int) -> str:
-    return f"""
-  #pragma unroll
-  for (int j = 0; j < {k}; ++j) tile[tid * {k + 1} + j] = out_r[j];
-  __syncthreads();
-  for (int j = tid; j < TB * {k}; j += TB) {{
-    const long long g = base * {k} + j;
-    if (g < total * {k}) out[g] = tile[(j / {k}) * {k + 1} + j % {k}];
-  }}
-"""
-
-
-def kernel_source(body: str, inputs: tuple[tuple[str, int, bool], ...], k_out: int) -> str:
-    """Kernel source: inputs (name, entries, single), the last one staged and setting the batch."""
-    pad = max([k for _, k, single in inputs if not single] + [k_out]) + 1
-    src = [f"  __shared__ float tile[TB * {pad}];",
-           f"  const long long total = {inputs[-1][0]}_shape[0];",
-           "  const long long base = (long long)blockIdx.x * TB;",
-           "  const int tid = threadIdx.x;"]
-    src += [_read_single(n, k) if single else _stage_in(n, k) for n, k, single in inputs]
-    src += [f"  float out_r[{k_out}];", body, _stage_out(k_out)]
-    return "\n".join(src)
-
-
 @functools.cache
-def _kernel(op: str, body: str, inputs: tuple[tuple[str, int, bool], ...], k_out: int):
-    name = f"mlxgeom_{op}_" + "_".join(f"{n}{k}{'s' if s else ''}" for n, k, s in inputs)
-    return mx.fast.cuda_kernel(name=name, input_names=[n for n, _, _ in inputs], output_names=["out"],
-                               source=kernel_source(body, inputs, k_out))
+def _kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], headers: tuple[str, ...]):
+    # kernels/NAME.cu: its header above the "// @body" line, after common.cuh and ``headers``; its body below.
+    head, _, body = (KERNELS / f"{name}.cu").read_text().partition(_BODY)
+    header = "".join((KERNELS / h).read_text() + "\n" for h in ("common.cuh", *headers)) + head
+    return mx.fast.cuda_kernel(name=f"mlxgeom_{name}", input_names=list(inputs), output_names=list(outputs),
+                               source=body.split("\n", 1)[1], header=header)
 
 
-def launch(op: str, body: str, arrays: list[mx.array], names: list[str], trailing: list[int],
-           out_tail: tuple[int, ...]) -> mx.array:
-    """Run ``body`` per element. ``trailing[i]`` is input i's element ndim; the last input sets
-    the batch, an earlier input with one element is read by every thread (it broadcasts).
+def launch(name: str, inputs: dict[str, mx.array], outputs: dict[str, tuple[int, ...]], threads: int,
+           template: Sequence[tuple[str, int | bool]] = (), headers: tuple[str, ...] = ()) -> list[mx.array]:
+    """Run ``kernels/NAME.cu`` on ``threads`` threads (blocks of ``THREADS``, template ``TB``) with the
+    named inputs; float32 outputs of the given shapes.
 
     The kernel is opaque to autodiff: its inputs are cut from the graph with ``stop_gradient``,
     so ``mx.jvp`` and ``mx.vjp`` never reach it (MLX's custom kernels have no derivative rules)
-    and the caller's ``mx.custom_function`` supplies the derivatives.
+    and the caller's :func:`fast_path` supplies the derivatives.
     """
-    batch = tuple(arrays[-1].shape[: arrays[-1].ndim - trailing[-1]])
+    blocks = -(-threads // THREADS)
+    kernel = _kernel(name, tuple(inputs), tuple(outputs), headers)
+    return kernel(inputs=[mx.stop_gradient(a) for a in inputs.values()], template=[("TB", THREADS), *template],
+                  grid=(blocks * THREADS, 1, 1), threadgroup=(THREADS, 1, 1), output_shapes=list(outputs.values()),
+                  output_dtypes=[mx.float32] * len(outputs))
+
+
+def elementwise(name: str, inputs: dict[str, mx.array], trailing: Sequence[int], out_tail: tuple[int, ...],
+                template: Sequence[tuple[str, int | bool]] = (), headers: tuple[str, ...] = ()) -> mx.array:
+    """:func:`launch` with one element per thread: ``trailing[i]`` is input i's element ndim, the last
+    input sets the batch; template ``SINGLE`` says whether the first of several inputs has one
+    element, read by every thread (it broadcasts). Returns (*batch, *out_tail)."""
+    last = list(inputs.values())[-1]
+    batch = tuple(last.shape[: last.ndim - trailing[-1]])
     count = math.prod(batch)
-    flat = [mx.stop_gradient(a).reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:]))
-            for a, t in zip(arrays, trailing)]
-    single = [f.shape[0] == 1 and i < len(flat) - 1 for i, f in enumerate(flat)]
-    k_out = math.prod(out_tail)
-    kernel = _kernel(op, body, tuple((n, f.shape[1], s) for n, f, s in zip(names, flat, single)), k_out)
-    blocks = -(-count // THREADS)
-    (out,) = kernel(inputs=flat, template=[("TB", THREADS)], grid=(blocks * THREADS, 1, 1),
-                    threadgroup=(THREADS, 1, 1), output_shapes=[(count, k_out)], output_dtypes=[mx.float32])
+    flat = {n: a.reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:]))
+            for (n, a), t in zip(inputs.items(), trailing)}
+    if len(flat) > 1:
+        template = [("SINGLE", next(iter(flat.values())).shape[0] == 1), *template]
+    (out,) = launch(name, flat, {"out": (count, math.prod(out_tail))}, count, template, headers)
     return out.reshape(*batch, *out_tail)
 
 
@@ -118,13 +76,9 @@ def _listed(x):
 
 def fast_path(kernel_fn: Callable[..., mx.array], pure_fn: Callable[..., mx.array],
               use_kernel: Callable[..., bool]) -> Callable[..., mx.array]:
-    """``pure_fn``, but through ``kernel_fn`` where ``use_kernel(*args)``; differentiated as ``pure_fn``.
-
-    The kernel runs inside a ``mx.custom_function`` whose VJP and JVP are those of ``pure_fn``
-    (the same maths). ``mx.vmap`` over the kernel's inputs is not possible: MLX's vmap transforms every node under
-    a custom function, the kernel included, and custom kernels have no vmap rule
-    (docs/conventions.md, "CUDA fast paths").
-    """
+    """``pure_fn``, but through ``kernel_fn`` where ``use_kernel(*args)``; differentiated as ``pure_fn``
+    (a ``mx.custom_function`` with ``pure_fn``'s VJP and JVP). No ``mx.vmap`` over the kernel's inputs:
+    custom kernels have no vmap rule (docs/conventions.md, "CUDA fast paths")."""
 
     @mx.custom_function
     def fast(*args):

@@ -33,6 +33,16 @@ def test_inverse_kernel_equals_pure_path(n, batch):
 
 
 @pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.parametrize("scale", [1e-20, 1e10, 1e20])
+def test_inverse_kernel_scales_matrices_whose_cofactors_would_overflow(n, scale):
+    a = (0.3 * np.random.default_rng(n).normal(size=(300, n, n)) + 3 * np.eye(n)) * scale
+    a32 = a.astype(np.float32)
+    fast = np.array(inverse_cuda.inverse(mx.array(a32)))
+    ref = np.linalg.inv(a32.astype(np.float64))
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n", [3, 4])
 def test_inverse_kernel_keeps_singular_entries_to_themselves(n):
     a = mx.stack([mx.eye(n) * 2, mx.zeros((n, n)), mx.eye(n) * 4])
     out = np.array(linalg.inv(a))

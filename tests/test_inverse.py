@@ -177,9 +177,14 @@ def test_wrong_shapes_raise_value_error_naming_the_shape(shape):
         linalg.inv(mx.zeros(shape))
 
 
-def test_large_n_error_suggests_the_cpu_stream():
-    with pytest.raises(ValueError, match="stream=mx.cpu"):
-        linalg.inv(mx.zeros((6, 6)))
+@pytest.mark.parametrize("fn", [linalg.inv, linalg.det, lambda a: linalg.solve(a, mx.ones(6))])
+def test_large_n_error_points_to_the_device_solvers_before_the_cpu_stream(fn):
+    with pytest.raises(ValueError) as err:
+        fn(mx.zeros((6, 6)))
+    message = str(err.value)
+    assert "(6, 6)" in message
+    offers = [message.find(name) for name in ("solve_spd", "eigh", "stream=mx.cpu")]
+    assert -1 not in offers and offers == sorted(offers), message
 
 
 def test_complex_input_raises_type_error():
@@ -206,3 +211,89 @@ def test_public_ops_are_device_safe_and_compile_at_two_batch_sizes(n):
     assert_device_safe(linalg.inv_ex, lambda b: (mats(b),))
     assert_device_safe(linalg.solve, lambda b: (mats(b), mx.ones((b, n))))
     assert_device_safe(linalg.matmul, lambda b: (mats(b), mats(b).swapaxes(-1, -2)))
+
+
+SCALES = [1e-20, 1e-10, 1e10, 1e20]
+
+
+def _scaled_inputs(n: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Well-conditioned float32 matrices times ``scale`` and the same values in float64."""
+    a = (random_matrices((6,), n, seed=n, cond=4.0) * scale).astype(np.float32)
+    return a, a.astype(np.float64)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("n", SIZES)
+def test_inverse_and_solve_of_scaled_matrices_match_numpy(n, scale):
+    a32, a64 = _scaled_inputs(n, scale)
+    x, ok = linalg.inv_ex(mx.array(a32))
+    ref = np.linalg.inv(a64)
+    norm = np.abs(ref).max(axis=(-2, -1), keepdims=True)
+    np.testing.assert_allclose(np.array(x) / norm, ref / norm, atol=2e-5)
+    np.testing.assert_allclose(np.array(linalg.inv(mx.array(a32))), np.array(x))
+    assert np.array(ok).all()
+    b = np.random.default_rng(n).normal(size=(6, n))
+    xs, xs_ref = np.array(linalg.solve(mx.array(a32), mx.array(b.astype(np.float32)))), np.linalg.solve(a64, b[..., None])[..., 0]
+    np.testing.assert_allclose(xs / np.abs(xs_ref).max(), xs_ref / np.abs(xs_ref).max(), atol=2e-5)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("n", SIZES)
+def test_det_of_scaled_matrices_is_numpys_rounded_to_float32(n, scale):
+    a32, a64 = _scaled_inputs(n, scale)
+    got = np.array(linalg.det(mx.array(a32)))
+    ref = np.linalg.det(a64)
+    with np.errstate(over="ignore", under="ignore"):
+        ref32 = ref.astype(np.float32)
+    tiny = np.abs(ref) < np.finfo(np.float32).tiny  # below the normal range: rounds to (nearly) zero
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref32))
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(np.sign(got[np.isinf(got)]), np.sign(ref[np.isinf(got)]))
+    finite = np.isfinite(ref32) & ~tiny
+    np.testing.assert_allclose(got[finite], ref[finite], rtol=2e-5)
+    np.testing.assert_allclose(got[tiny], 0.0, atol=np.finfo(np.float32).tiny)
+
+
+def test_det_that_overflows_is_signed_inf_and_singular_stays_zero():
+    a = np.stack([np.eye(4), np.diag([-1.0, 1.0, 1.0, 1.0]), np.zeros((4, 4)), np.ones((4, 4))]) * 1e20
+    got = np.array(linalg.det(mx.array(a, dtype=mx.float32)))
+    np.testing.assert_array_equal(got, [np.inf, -np.inf, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+@pytest.mark.parametrize("n", SIZES)
+def test_inv_ex_mask_does_not_depend_on_scale(n, scale):
+    singular = random_matrices((), n, seed=1)
+    singular[-1] = singular[0] - 2 * singular[1 % (n - 1)]  # rank-deficient
+    a = np.stack([random_matrices((), n, seed=2, cond=3.0), singular, np.zeros((n, n))]) * scale
+    _, ok = linalg.inv_ex(mx.array(a, dtype=mx.float32))
+    np.testing.assert_array_equal(np.array(ok), [True, False, False])
+
+
+@pytest.mark.parametrize("scale", [1e-10, 1e10])
+@pytest.mark.parametrize("n", SIZES)
+def test_gradients_of_scaled_matrices_match_the_float64_formulas(n, scale):
+    a32, a64 = _scaled_inputs(n, scale)
+    a32, a64 = a32[:2], a64[:2]
+    ainv = np.linalg.inv(a64)
+    g_det = np.array(mx.grad(lambda x: mx.sum(linalg.det(x)))(mx.array(a32)))
+    ref_det = np.linalg.det(a64)[:, None, None] * np.swapaxes(ainv, -1, -2)  # Jacobi: adj(A)^T
+    np.testing.assert_allclose(g_det, ref_det, rtol=1e-4, atol=1e-5 * np.abs(ref_det).max())
+    w = np.arange(n * n, dtype=np.float64).reshape(n, n)
+    g_inv = np.array(mx.grad(lambda x: mx.sum(linalg.inv(x) * mx.array(w, dtype=mx.float32)))(mx.array(a32)))
+    ref_inv = -np.swapaxes(ainv, -1, -2) @ w @ np.swapaxes(ainv, -1, -2)
+    np.testing.assert_allclose(g_inv, ref_inv, rtol=1e-4, atol=1e-4 * np.abs(ref_inv).max())
+
+
+@pytest.mark.float64
+@pytest.mark.parametrize("n", SIZES)
+def test_det_jvp_and_second_derivative_match_finite_differences(n):
+    a = mx.array(random_matrices((), n, seed=5, cond=3.0), dtype=mx.float64)
+    t = mx.array(random_matrices((), n, seed=6), dtype=mx.float64)
+    h = 1e-6
+    fd = (linalg.det(a + h * t) - linalg.det(a - h * t)) / (2 * h)
+    np.testing.assert_allclose(np.array(mx.jvp(linalg.det, [a], [t])[1][0]), np.array(fd), rtol=1e-7)
+    grad = mx.grad(lambda x: linalg.det(x))
+    hess_t = mx.jvp(grad, [a], [t])[1][0]
+    fd2 = (grad(a + h * t) - grad(a - h * t)) / (2 * h)
+    np.testing.assert_allclose(np.array(hess_t), np.array(fd2), rtol=1e-6, atol=1e-8)

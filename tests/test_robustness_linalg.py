@@ -29,6 +29,8 @@ def _inverse_specs() -> list[Spec]:
         sing = {f"singular_{k}": ([_n(n, v) if n != 4 else np.pad(v, ((0, 1), (0, 1)))], e) for k, (v, e) in SINGULAR.items()}
         huge = {"entries_1e6": ([np.eye(n) * 1e6 + 1e5], "valid"), "entries_1e-6": ([np.eye(n) * 1e-6], "valid")}
         det_cases = {k: (a, "valid") for k, (a, _) in sing.items()} | huge
+        # The inverse fits float32 (and so do its gradients); the cofactors of the unscaled matrix would not.
+        huge |= {"entries_1e20": ([well_conditioned(n)(np.random.default_rng(n), ()) * 1e20], "valid")}
         specs += [
             Spec(f"det_{n}", linalg.det, [Arg((n, n), well_conditioned(n))], specials=det_cases),
             Spec(f"inv_{n}", linalg.inv, [Arg((n, n), well_conditioned(n))], specials=sing | huge),

@@ -9,14 +9,20 @@ device and fuses under ``mx.compile``.
 
 from __future__ import annotations
 
+import functools
+
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
+from .._cuda import fast_path
 from . import inverse_cuda
 from .products import matmul
 
 _SIZES = (2, 3, 4)
-_LARGE_N_HINT = "for larger matrices use mx.linalg.inv(..., stream=mx.cpu), which runs on the CPU only"
+# What mlxgeom offers on the device first; MLX's own routines run on the CPU stream only.
+_LARGE_N_HINT = ("for larger systems on the device, use mlxgeom.linalg.solve_spd / solve_spd_ex (symmetric "
+                 "positive definite A, e.g. normal equations, any n) or mlxgeom.linalg.eigh (symmetric A: "
+                 "A^-1 = V diag(1 / w) V^T); otherwise mx.linalg.inv / solve (..., stream=mx.cpu) run on the CPU only")
 
 
 def _check(a: mx.array, name: str) -> int:
@@ -31,6 +37,38 @@ def _entries(a: mx.array, n: int) -> list[list[mx.array]]:
     return [[flat[..., i * n + j] for j in range(n)] for i in range(n)]
 
 
+# Bits of the exponent field: masking them off |x| gives the power of two 2^floor(log2 |x|).
+_EXPONENT = {mx.float32: (mx.int32, 0x7F800000), mx.float64: (mx.int64, 0x7FF0000000000000)}
+
+
+def _scaled_entries(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
+    """Entries of B = A / s and s (*), s = 2^floor(log2 max |a_ij|) (the exponent bits of the max).
+
+    Cofactors of an n x n matrix are products of n - 1 entries, so entries near 1e10 (4x4) or
+    1e-13 overflow or underflow float32 although the inverse fits. Dividing by a power of two is
+    exact, so the results equal the unscaled formulas' bit for bit wherever those stay in range.
+    s is 1 where max |a_ij| is 0, subnormal or not finite (NaN and inf still propagate).
+    """
+    n = a.shape[-1]
+    m = _entries(a, n)
+    # Elementwise maximum over the entries (not mx.max): it fuses with the cofactors under compile.
+    largest = functools.reduce(mx.maximum, [mx.abs(x) for row in m for x in row])
+    # The results do not depend on s mathematically, so s carries no derivative (stopped before
+    # the bit view, which has none in MLX).
+    int_dtype, mask = _EXPONENT[a.dtype]
+    s = (mx.stop_gradient(largest).view(int_dtype) & mask).view(a.dtype)
+    s = mx.where((s > 0) & mx.isfinite(s), s, 1.0)
+    r = 1.0 / s  # exact (a power of two; a subnormal one for s = 2^127), and cheaper than n^2 divisions
+    return [[x * r for x in row] for row in m], s
+
+
+def _times_power(x: mx.array, s: mx.array, k: int) -> mx.array:
+    """x s^k, one factor at a time: overflow gives +-inf rather than inf * 0 = NaN when x is 0."""
+    for _ in range(k):
+        x = x * s
+    return x
+
+
 def _assemble(rows: list[list[mx.array]]) -> mx.array:
     # Stacking on a new leading axis writes each entry as one contiguous block; the
     # (*, n, n) result is a transposed view of it. Interleaving the entries with
@@ -41,10 +79,9 @@ def _assemble(rows: list[list[mx.array]]) -> mx.array:
     return planes.transpose(*range(2, planes.ndim), 0, 1)
 
 
-def _adjugate_det(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
-    """Adjugate (as rows of entries) and determinant of (*, n, n), n in 2, 3, 4."""
-    n = a.shape[-1]
-    m = _entries(a, n)
+def _adjugate_det(m: list[list[mx.array]]) -> tuple[list[list[mx.array]], mx.array]:
+    """Adjugate (as rows of entries) and determinant of the matrix with entries m, n in 2, 3, 4."""
+    n = len(m)
     if n == 2:
         (p, q), (r, s) = m
         return [[s, -q], [-r, p]], p * s - q * r
@@ -59,7 +96,8 @@ def _adjugate_det(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
     s3, s4, s5 = a01 * a12 - a11 * a02, a01 * a13 - a11 * a03, a02 * a13 - a12 * a03
     c5, c4, c3 = a22 * a33 - a32 * a23, a21 * a33 - a31 * a23, a21 * a32 - a31 * a22
     c2, c1, c0 = a20 * a33 - a30 * a23, a20 * a32 - a30 * a22, a20 * a31 - a30 * a21
-    det = s0 * c5 - s1 * c4 + s2 * c3 + s3 * c2 - s4 * c1 + s5 * c0
+    # Summed in pairs: a shallower graph, which MLX's compile fuses into fewer kernels (as kernels/inverse.cu).
+    det = (s0 * c5 - s1 * c4) + (s2 * c3 + s3 * c2) - (s4 * c1 - s5 * c0)
     adj = [
         [a11 * c5 - a12 * c4 + a13 * c3, -a01 * c5 + a02 * c4 - a03 * c3,
          a31 * s5 - a32 * s4 + a33 * s3, -a21 * s5 + a22 * s4 - a23 * s3],
@@ -73,27 +111,55 @@ def _adjugate_det(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
     return adj, det
 
 
-def _det(a: mx.array) -> mx.array:
-    n = a.shape[-1]
-    m = _entries(a, n)
+def _det_unscaled(m: list[list[mx.array]]) -> mx.array:
+    n = len(m)
     if n == 2:
         return m[0][0] * m[1][1] - m[0][1] * m[1][0]
     if n == 3:
         (p, q, r), (s, t, u), (v, w, x) = m
         return p * (t * x - u * w) + q * (u * v - s * x) + r * (s * w - t * v)
-    return _adjugate_det(a)[1]
+    return _adjugate_det(m)[1]
+
+
+@mx.custom_function
+def _det(a: mx.array) -> mx.array:
+    b, s = _scaled_entries(a)
+    return _times_power(_det_unscaled(b), s, a.shape[-1])
+
+
+def _adjugate_transposed(a: mx.array) -> mx.array:
+    """adj(A)^T = d det(A) / dA, scaled like the determinant (adj(A) = adj(A / s) s^(n - 1))."""
+    b, s = _scaled_entries(a)
+    adj = _adjugate_det(b)[0]
+    return _times_power(_assemble(adj), s[..., None, None], a.shape[-1] - 1).swapaxes(-1, -2)
+
+
+@_det.vjp
+def _det_vjp(primal, cotangent, output):
+    # d det = tr(adj(A) dA) (Jacobi's formula), defined at singular A too.
+    return (cotangent[..., None, None] * _adjugate_transposed(primal),)
+
+
+@_det.jvp
+def _det_jvp(primal, tangent):
+    return (mx.sum(_adjugate_transposed(primal) * tangent, axis=(-2, -1)),)
+
+
+def _inverse_adjugate(a: mx.array) -> mx.array:
+    b, s = _scaled_entries(a)
+    adj, det = _adjugate_det(b)
+    # A^-1 = (A / s)^-1 / s; (c / det) is an entry of (A / s)^-1, in range wherever A^-1 is.
+    inv_det, inv_s = 1.0 / det, 1.0 / s
+    return _assemble([[c * inv_det * inv_s for c in row] for row in adj])
+
+
+# The kernel on CUDA (float32 3x3/4x4), else the adjugate.
+_inverse_any = fast_path(inverse_cuda.inverse, _inverse_adjugate, inverse_cuda.enabled)
 
 
 @mx.custom_function
 def _inverse(a: mx.array) -> mx.array:
-    if inverse_cuda.enabled(a):
-        return inverse_cuda.inverse(a)
-    return _inverse_adjugate(a)
-
-
-def _inverse_adjugate(a: mx.array) -> mx.array:
-    adj, det = _adjugate_det(a)
-    return _assemble([[c / det for c in row] for row in adj])
+    return _inverse_any(a)
 
 
 @_inverse.vjp
@@ -118,8 +184,10 @@ def det(a) -> mx.array:
             (computed in float32), or integers (promoted to float32).
 
     Returns:
-        (*) determinants in the input's float dtype. Differentiable (autodiff of the
-        cofactor expansion, d det = det tr(A^-1 dA) where A is invertible).
+        (*) determinants in the input's float dtype; +-inf where the determinant
+        overflows (it is computed from A / s, s a power of two near max |a_ij|, and scaled
+        back one factor at a time). Gradient by Jacobi's formula ``d det = tr(adj(A) dA)``,
+        defined at singular A too.
 
     Example:
         >>> import mlx.core as mx
@@ -135,7 +203,9 @@ def inv(a) -> mx.array:
     """Inverse of a batch of 2x2, 3x3 or 4x4 matrices (adjugate / determinant).
 
     A singular entry gets IEEE inf/nan in its own output only; use :func:`inv_ex` to get
-    a mask of the entries that were invertible. The VJP is ``-A^-T G A^-T``.
+    a mask of the entries that were invertible. The adjugate is taken of A / s, s a power of
+    two near max |a_ij| (exact), so any well-conditioned A whose inverse fits the dtype is
+    inverted (e.g. a 4x4 scaled by 1e20). The VJP is ``-A^-T G A^-T``.
 
     Args:
         a: (*, n, n), n in {2, 3, 4}. Dtypes as in :func:`det`.
@@ -161,7 +231,9 @@ def inv_ex(a) -> tuple[mx.array, mx.array]:
     ``|det A| > n * eps * prod_i ||A[i, :]||`` (eps of the compute dtype). By
     Hadamard's inequality the ratio ``|det A| / prod_i ||A[i, :]||`` lies in [0, 1] and
     is invariant to scaling rows, so the test flags matrices whose rows are linearly
-    dependent to working precision (condition numbers beyond about ``1 / (n eps)``).
+    dependent to working precision (condition numbers beyond about ``1 / (n eps)``). It is
+    evaluated on A / s (as :func:`inv`), so it holds at any scale: the mask of ``c A`` is
+    that of A for every ``c`` whose inverse fits the dtype.
 
     Args:
         a: (*, n, n), n in {2, 3, 4}.
@@ -179,10 +251,9 @@ def inv_ex(a) -> tuple[mx.array, mx.array]:
     n = _check(a, "a")
     ainv = _inverse(a)
     eps = 2.220446049250313e-16 if a.dtype == mx.float64 else 1.1920929e-07
-    row_norms = mx.sqrt(mx.sum(a * a, axis=-1))
-    scale = mx.prod(row_norms, axis=-1)
-    d = _det(a)
-    ok = mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(d) > n * eps * scale)
+    b, _ = _scaled_entries(a)
+    hadamard = functools.reduce(mx.multiply, [mx.sqrt(sum(x * x for x in row)) for row in b])
+    ok = mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(_det_unscaled(b)) > n * eps * hadamard)
     return cast_out(ainv, out), ok
 
 

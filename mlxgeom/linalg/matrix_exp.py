@@ -48,6 +48,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_float, cast_out, check_square
+from .._cuda import fast_path
 from . import matrix_exp_cuda
 from .products import matmul
 
@@ -271,11 +272,13 @@ def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
 
 @lru_cache(maxsize=None)
 def _differentiable_expm(max_squarings: int) -> Any:
+    expm_any = fast_path(lambda a: matrix_exp_cuda.expm(a, coefficient_table(), _THETAS[mx.float32], max_squarings,
+                                                        _SHIFT_LIMIT),
+                         lambda a: _expm(a, max_squarings), matrix_exp_cuda.enabled)
+
     @mx.custom_function
     def expm(a: mx.array) -> mx.array:
-        if matrix_exp_cuda.enabled(a):
-            return matrix_exp_cuda.expm(a, coefficient_table(), _THETAS[mx.float32], max_squarings, _SHIFT_LIMIT)
-        return _expm(a, max_squarings)
+        return expm_any(a)
 
     # With one input and one output, MLX hands the arrays over bare (not in tuples).
     @expm.vjp
