@@ -24,6 +24,7 @@ from ..solve import lm_loop
 from ._common import check_correspondences, safe_div, spread_ok
 from .dlt import denormalize, hartley_normalization, normalize_points
 from .minimal import finish
+from .result import RefinedHomography
 
 _ERRORS = ("reprojection", "symmetric")
 
@@ -128,7 +129,7 @@ def lm_refine(
 
 def refine_homography(
     H: Any, src: Any, dst: Any, weights: Any | None = None, *, iterations: int = 10, error: str = "reprojection"
-) -> tuple[mx.array, mx.array, mx.array]:
+) -> RefinedHomography:
     """Levenberg-Marquardt refinement of homographies, batched, on SL(3).
 
     Args:
@@ -140,9 +141,9 @@ def refine_homography(
             ``"symmetric"`` (transfer error both ways).
 
     Returns:
-        ``(H, ok, rms)``: refined (*, 3, 3) with ``H[2, 2] = 1`` (identity where not ok); ok (*)
-        False for degenerate input (as in :func:`find_homography`); rms (*) weighted root-mean-square
-        point error in pixels (averaged over both directions for ``"symmetric"``).
+        :class:`RefinedHomography` ``(H, ok, rms)``: refined (*, 3, 3) with ``H[2, 2] = 1`` (identity
+        where not ok); ok (*) False for degenerate input (as in :func:`find_homography`); rms (*)
+        weighted root-mean-square point error in pixels (averaged over both directions for ``"symmetric"``).
 
     Example:
         >>> import mlx.core as mx
@@ -172,4 +173,5 @@ def refine_homography(
     h, ok = finish(h, hn, enough & mx.isfinite(cost))
     terms = mx.sum(w, -1) * (2 if error == "symmetric" else 1)
     rms = mx.sqrt(safe_div(cost, terms, enough & mx.isfinite(cost)))
-    return cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch), cast_out(rms.reshape(batch), out_dtype)
+    return RefinedHomography(cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch),
+                             cast_out(rms.reshape(batch), out_dtype))

@@ -1,4 +1,4 @@
-"""The named result of :func:`mlxgeom.homography.find_homography`."""
+"""The named results of the homography estimators (tuples: they cross ``mx.compile`` and ``mx.grad``)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,30 @@ class HomographyResult(NamedTuple):
     num_inliers: mx.array
     residual: mx.array
     trials: mx.array
+
+
+class RefinedHomography(NamedTuple):
+    """Result of :func:`mlxgeom.homography.refine_homography`.
+
+    Attributes:
+        H: (*, 3, 3) refined homography with ``H[2, 2] = 1`` (identity where not ok).
+        ok: (*) bool, False for degenerate input or a non-finite fit.
+        rms: (*) weighted root-mean-square point error in pixels (averaged over both directions
+            for the symmetric error).
+    """
+
+    H: mx.array
+    ok: mx.array
+    rms: mx.array
+
+
+class ExactHomography(NamedTuple):
+    """Result of :func:`mlxgeom.homography.homography_from_4_points`.
+
+    Attributes:
+        H: (*, 3, 3) with ``H[2, 2] = 1`` (identity where not ok).
+        ok: (*) bool, False where three source or three target points are (nearly) collinear.
+    """
+
+    H: mx.array
+    ok: mx.array
