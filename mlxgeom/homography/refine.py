@@ -42,8 +42,9 @@ def _generator_columns(v: tuple) -> tuple:
             (v0, -v1, None), (None, -v1, v2), (None, None, v0), (None, None, v1))
 
 
-def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.array) -> tuple[list, list]:
-    """Rows of the residual pi(y) - target (2 arrays (B, N)) and of its Jacobian (2 x 8 arrays).
+def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.array) -> tuple[list, list, mx.array]:
+    """Rows of the residual pi(y) - target (2 arrays (B, N)), of its Jacobian (2 x 8 arrays) and
+    the mask (B, N) of points not sent to infinity.
 
     ``y`` (B, N, 3) is homogeneous with ``dy / dd_k = M G_k v``; ``m`` holds M's rows as
     triples (arrays (B, 1) or floats). By the chain rule row a of the Jacobian is
@@ -61,42 +62,27 @@ def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.a
         alpha = [inv * (m[a][c] - p * m[2][c]) for c in range(3)]
         row = [sum(alpha[c] * g for c, g in enumerate(col) if g is not None) for col in cols]
         jac.append([mx.where(good, j, 0) for j in row])
-    return res, jac
+    return res, jac, good
 
 
-def _cost(h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool) -> mx.array:
-    """Weighted sum of squared pixel errors (B); points mapped to infinity cost as much as NaN does: inf."""
-    total = _one_cost(h, xn, un, w, kd)
-    if symmetric:
-        hinv, _ = linalg.inv_ex(h)
-        total = total + _one_cost(hinv, un, xn, w, ks)
-    return total
-
-
-def _one_cost(h: mx.array, x: mx.array, u: mx.array, w: mx.array, scale: mx.array) -> mx.array:
-    y = _apply(h, x)
-    good = mx.abs(y[..., 2]) > 1e-9
-    p = y[..., :2] / mx.where(good, y[..., 2], 1)[..., None]
-    e2 = mx.sum((p - u) ** 2, axis=-1) / (scale * scale)[:, None]
-    return mx.sum(mx.where(w > 0, mx.where(good, w * e2, mx.inf), 0), axis=-1)
-
-
-def _normal_equations(
+def _linearize(
     h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool
-) -> tuple[mx.array, mx.array]:
-    """Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
+) -> tuple[mx.array, mx.array, mx.array]:
+    """Cost ``0.5 sum_i w_i |r_i|^2`` (B) in pixels (inf where a used point goes to infinity) and
+    the Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
     x3 = (xn[..., 0], xn[..., 1], mx.ones_like(xn[..., 0]))
     # d(H exp(d) x) / dd_k = H G_k x
     h_rows = [[h[:, a, c][:, None] for c in range(3)] for a in range(3)]
-    res, jac = _residual_rows(_apply(h, xn), h_rows, x3, un, kd)
+    res, jac, good = _residual_rows(_apply(h, xn), h_rows, x3, un, kd)
     if symmetric:
         hinv, _ = linalg.inv_ex(h)
         z = _apply(hinv, un)
         # (H exp(d))^-1 = exp(-d) H^-1, so dz/dd_k = -G_k z.
         minus_eye = [[-1.0 if a == c else 0.0 for c in range(3)] for a in range(3)]
-        res_b, jac_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
-        res, jac = res + res_b, jac + jac_b
-    return linalg.gauss_newton_system(jac, res, w)
+        res_b, jac_b, good_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
+        res, jac, good = res + res_b, jac + jac_b, good & good_b
+    e2 = mx.where(good, w * sum(r * r for r in res), mx.inf)
+    return (0.5 * mx.sum(mx.where(w > 0, e2, 0), axis=-1), *linalg.gauss_newton_system(jac, res, w))
 
 
 def lm_normalized(
@@ -108,7 +94,7 @@ def lm_normalized(
     hn = safe_div(hn, fro[:, None, None], (fro > 0)[:, None, None])
 
     def linearize(h: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        return (0.5 * _cost(h, xn, un, w, ks, kd, symmetric), *_normal_equations(h, xn, un, w, ks, kd, symmetric))
+        return _linearize(h, xn, un, w, ks, kd, symmetric)
 
     res = lm_loop(linearize, hn, lambda h, d: linalg.matmul(h, lie.sl3_exp(d)), hn.shape[:1], max_iters=iterations)
     return res.x, 2.0 * res.cost
