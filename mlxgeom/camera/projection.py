@@ -201,7 +201,7 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
             pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(points, K, *cameras)
             valid = valid > 0
         else:
-            pixels, depth, valid = project_core(points, K, pose, dist, model, min_depth)
+            pixels, depth, valid = _project_values(points, K, pose, dist, model, min_depth)
         if single:
             pixels, depth, valid = pixels[..., 0, :], depth[..., 0], valid[..., 0]
         return Projection(cast_out(pixels, out), cast_out(depth, out), valid)
@@ -246,18 +246,12 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     return _Forward(pixels, depth, valid, (x, y), iz, d, (fx, fy, s), (X, Y, Z))
 
 
-def project_core(points: mx.array, K: mx.array, pose: mx.array | None = None, dist: mx.array | None = None,
-                 model: str = "opencv", min_depth: float = MIN_DEPTH) -> Projection:
-    """The elementwise projection core that every projection of the library goes through:
+def _project_values(points: mx.array, K: mx.array, pose: mx.array | None = None, dist: mx.array | None = None,
+                    model: str = "opencv", min_depth: float = MIN_DEPTH) -> Projection:
+    """The elementwise projection core that every projection of the library goes through
+    (``Camera``, PnP, triangulation, the RANSAC models, the CUDA kernel's reference):
     :func:`project_points` on arrays already checked and converted, in pure mx (no kernel
-    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it). PnP, triangulation and the
-    RANSAC models call it. Shapes and broadcasting as in :func:`project_points` with (*, N, 3) points.
-
-    Example:
-        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
-        >>> project_core(mx.array([[0.1, 0.2, 2.0]]), K).pixels.tolist()
-        [[55.0, 50.0]]
-    """
+    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it)."""
     return Projection(*_forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3])
 
 
@@ -280,7 +274,7 @@ def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
         return projection_cuda.project(points, K, *_taken(rest, has_pose, has_dist), min_depth)
 
     def pure(points, K, *rest):
-        pixels, depth, valid = project_core(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
+        pixels, depth, valid = _project_values(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
         return pixels, depth, mx.where(valid, 1.0, 0.0)
 
     return fast_path(kernel, pure, lambda *args: True)

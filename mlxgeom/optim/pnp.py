@@ -80,13 +80,13 @@ def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
 
 def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
     """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) through the pinhole projection
-    core (:func:`mlxgeom.camera.projection.project_core`); finite placeholders for points behind
+    core (``camera.projection._project_values``); finite placeholders for points behind
     the camera."""
     check_trailing(pose, (4, 4), "pose")
     check_trailing(pw, (3,), "points")
     check_trailing(pixels, (2,), "pixels")
     check_trailing(k, (3, 3), "K")
-    return projection.project_core(pw, k, pose).pixels - pixels
+    return projection._project_values(pw, k, pose).pixels - pixels
 
 
 def _safe_depth(z: mx.array) -> mx.array:
@@ -97,7 +97,7 @@ def _safe_depth(z: mx.array) -> mx.array:
 def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
     """Squared pixel errors (*, N) of :func:`reprojection_residuals`, +inf for points the camera
     does not see (behind it, or not finite)."""
-    proj = projection.project_core(pw, k, pose)
+    proj = projection._project_values(pw, k, pose)
     e2 = mx.sum(mx.square(proj.pixels - pixels), axis=-1)
     return mx.where(proj.valid & ~mx.isnan(e2), e2, mx.inf)
 
@@ -235,7 +235,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
     from .. import lie
 
-    in_front = mx.all((projection.project_core(pw, k, pose).depth > 0) | (w == 0),
+    in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
                       axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
     eye4 = mx.eye(4, dtype=pose.dtype)

@@ -31,7 +31,7 @@ class TriangulationResult(NamedTuple):
 
 def _view_residuals(x: mx.array, k: mx.array, pose: mx.array, uv: mx.array) -> tuple[mx.array, mx.array]:
     """Pixel residuals (*, V, 2) of world points x (*, 3) through the projection core, and depths (*, V)."""
-    proj = projection.project_core(x[..., None, None, :], k, pose)
+    proj = projection._project_values(x[..., None, None, :], k, pose)
     return proj.pixels[..., 0, :] - uv, proj.depth[..., 0]
 
 
