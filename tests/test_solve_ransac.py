@@ -133,11 +133,12 @@ def test_threshold_per_problem():
 
 
 def test_compiles_at_two_batch_sizes_and_stays_on_device():
+    # Small on purpose: the first compile of a graph spends its time in g++ (cached afterwards).
     def make(b: int):
-        return (_lines(b, 600, 0.4, seed=b)[0],)
+        return (_lines(b, 60, 0.4, seed=b)[0],)
 
     def fn(pts):
-        res = ransac(LINE, (pts,), mx.ones(pts.shape[:2]), 0.05, max_trials=64)
+        res = ransac(LINE, (pts,), mx.ones(pts.shape[:2]), 0.05, max_trials=16, refit_rounds=1)
         return tuple(res)
 
     assert_device_safe(fn, make)

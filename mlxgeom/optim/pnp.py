@@ -54,17 +54,12 @@ class PnPResult(NamedTuple):
     inliers: mx.array
 
 
-def intrinsics_of(camera_or_k: Any) -> Any:
-    """K (*, 3, 3) of a ``camera.Camera`` (anything with a ``K`` attribute) or K itself."""
-    return camera_or_k.K if hasattr(camera_or_k, "K") else camera_or_k
-
-
 def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
     """``(K, pixels, converged)``: a Camera's pixels with its lens distortion removed
     (``camera.undistort_points`` with ``K_new = K``); plain K passes through (converged None)."""
     dist = getattr(camera_or_k, "dist", None)
     if not hasattr(camera_or_k, "K") or dist is None or dist.shape[-1] == 0:
-        return intrinsics_of(camera_or_k), pixels, None
+        return getattr(camera_or_k, "K", camera_or_k), pixels, None
     from .. import camera
 
     model = getattr(camera_or_k, "model", "opencv")

@@ -284,5 +284,3 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
     trials = adaptive_trials(count, num_valid, model.sample_size, confidence, max_trials)
     return RansacResult(best, inliers, ok, count, trials, score)
 
-
-__all__ = ["RansacModel", "RansacResult", "adaptive_trials", "gather_points", "ransac", "sample_indices"]
