@@ -124,12 +124,12 @@ def intrinsics_from_homographies(H: mx.array, view_ok: mx.array, fix_skew: bool 
     Example:
         >>> import mlx.core as mx
         >>> from mlxgeom.lie import so3_exp
-        >>> K = mx.array([[800.0, 0, 320], [0, 780, 240], [0, 0, 1]])
+        >>> K = mx.array([[1.6, 0, 0.1], [0, 1.5, -0.05], [0, 0, 1]])  # pixels / 500, centred
         >>> R = so3_exp(mx.array([[0.3, 0.0, 0.0], [0.0, 0.3, 0.1], [0.2, -0.2, 0.0]]))
         >>> Rt = mx.concatenate([R[..., :2], mx.array([[[0.0], [0.0], [1.0]]] * 3)], axis=-1)
         >>> Kz, reason = intrinsics_from_homographies(K @ Rt, mx.ones(3, dtype=mx.bool_))
-        >>> [round(v) for v in (Kz[0, 0].item(), Kz[1, 1].item(), Kz[0, 2].item())], reason.item()
-        ([800, 780, 320], 0)
+        >>> [round(v, 3) for v in (Kz[0, 0].item(), Kz[1, 1].item(), Kz[0, 2].item())], reason.item()
+        ([1.6, 1.5, 0.1], 0)
     """
     m = _iac_system(H, view_ok, fix_skew)
     w, v, found = linalg.eigh_smallest(m, k=2, iterations=3)
@@ -206,9 +206,9 @@ def zhang_init(object_points: mx.array, image_points: mx.array, image_size: mx.a
     Example:
         >>> import mlx.core as mx
         >>> from mlxgeom.calibration.synthetic import synthetic_views
-        >>> obj, img, K, dist, poses = synthetic_views(num_views=6, noise=0.0, seed=1)
+        >>> obj, img, K, dist, poses = synthetic_views(num_views=6, noise=0.0, seed=1, dist=())
         >>> z = zhang_init(obj, img, mx.array([640.0, 480.0]), mx.ones(img.shape[:-1]))
-        >>> bool(mx.allclose(z.K, K, rtol=1e-2, atol=2.0)), z.reason.item()
+        >>> bool(mx.allclose(z.K, K, atol=0.5)), z.reason.item()
         (True, 0)
     """
     c, s = normalizing_transform(image_size)
