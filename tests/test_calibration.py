@@ -11,7 +11,7 @@ import pytest
 from helpers import CPU_ONLY_PRIMITIVES, assert_device_safe, graph_primitives
 from mlxgeom import calibrate_camera, warp_perspective
 from mlxgeom.calibration import CalibrationReason, board_points, reason_text, synthetic_views
-from mlxgeom.lie import se3_from_rt
+from mlxgeom.camera import project_points
 
 SIZE = (640, 480)
 # OpenCV's stdDeviationsIntrinsics order [fx, fy, cx, cy, k1, k2, p1, p2, k3, ...] -> ours, which adds skew.
@@ -129,9 +129,10 @@ def test_batch_of_cameras_equals_each_calibrated_alone():
             enumerate(zip(lenses, dists))]
     obj = mx.stack([d[0] for d in data])
     img = mx.stack([d[1] for d in data])
-    batch = calibrate_camera(obj, img, SIZE)
+    # every camera runs its own LM (own damping, own stopping): a few iterations show it
+    batch = calibrate_camera(obj, img, SIZE, max_iters=12)
     for i in range(2):
-        alone = calibrate_camera(obj[i], img[i], SIZE)
+        alone = calibrate_camera(obj[i], img[i], SIZE, max_iters=12)
         np.testing.assert_allclose(np.asarray(batch.camera.K[i]), np.asarray(alone.camera.K), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(batch.camera.dist[i]), np.asarray(alone.camera.dist), atol=1e-5)
         np.testing.assert_allclose(np.asarray(batch.rms[i]), np.asarray(alone.rms), rtol=1e-5)
@@ -139,10 +140,8 @@ def test_batch_of_cameras_equals_each_calibrated_alone():
 
 def test_fisheye_lens_recovers_the_generating_camera():
     K = ((400.0, 0, 320), (0, 400, 240), (0, 0, 1))
-    obj, img, *_ = synthetic_views(num_views=12, noise=0.0, seed=7, K=K, dist=(0.05, -0.01, 0.0, 0.0))
-    # the synthetic generator projects with Camera's opencv lens: reproject through the fisheye one
-    from mlxgeom.camera import project_points
-    _, _, _, _, poses = synthetic_views(num_views=12, noise=0.0, seed=7, K=K, dist=())
+    # the board seen through the fisheye lens
+    obj, _, _, _, poses = synthetic_views(num_views=8, noise=0.0, seed=7, K=K, dist=())
     img = project_points(obj, mx.array(K), poses, mx.array([0.05, -0.01, 0.0, 0.0]), model="fisheye").pixels
     res = calibrate_camera(obj, img, SIZE, model="fisheye")
     assert res.ok.item() and res.rms.item() < 1e-2
