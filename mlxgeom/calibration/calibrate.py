@@ -157,8 +157,8 @@ def _retract(layout: ParameterLayout, scale: _Scale):
         n = layout.size
         step = mx.sum(mx.array(M, dtype=theta.dtype) * (h[..., None, :n] * scale.intrinsics[:, None, :]), axis=-1)
         xi = h[..., n:].reshape(*poses.shape[:-2], 6) * scale.poses
-        # d_pose of project_points_jacobian is the LEFT perturbation T <- exp(xi) T.
-        return theta + step, se3_compose(se3_exp(xi), poses)
+        # d_pose of project_points_jacobian is the RIGHT perturbation T <- T exp(xi) (docs/conventions.md).
+        return theta + step, se3_compose(poses, se3_exp(xi))
 
     return retract
 
