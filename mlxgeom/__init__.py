@@ -4,7 +4,8 @@ Subpackages (imports only point down): ``linalg`` (small-matrix det/inv/solve, e
 solve_spd, matrix_exp), ``lie`` (SO(3), SE(3), SL(3)), ``camera`` (Camera, distortion,
 projection, OpenCV/COLMAP/OpenGL interop), ``homography`` (DLT, RANSAC, SL(3) refinement,
 warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSAC) and
-``optim`` (PnP, triangulation). The names used most are re-exported here.
+``optim`` (PnP, triangulation) and ``calibration`` (Zhang + LM, many cameras at once). The
+names used most are re-exported here.
 """
 
 from . import calibration, camera, homography, lie, linalg, optim, solve
