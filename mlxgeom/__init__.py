@@ -3,7 +3,7 @@
 Subpackages (imports only point down): ``linalg`` (small-matrix det/inv/solve, eigh, svd3,
 solve_spd, matrix_exp), ``lie`` (SO(3), SE(3), SL(3)), ``camera`` (Camera, distortion,
 projection, OpenCV/COLMAP/OpenGL interop), ``homography`` (DLT, RANSAC, SL(3) refinement,
-warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSAC) and
+warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSAC),
 ``optim`` (PnP, triangulation) and ``calibration`` (Zhang + LM, many cameras at once). The
 names used most are re-exported here.
 """
