@@ -230,7 +230,7 @@ def test_rejected_trial_points_with_nan_residuals_leave_gradients_finite():
 
 def test_optim_keeps_reexporting_the_solver_names():
     assert optim.levenberg_marquardt is levenberg_marquardt and optim.Huber is Huber
-    assert optim.losses.Cauchy is Cauchy and optim.LMStatus is LMStatus
+    assert optim.Cauchy is Cauchy and optim.LMStatus is LMStatus
 
 
 def _two_block_problem(b: int):
