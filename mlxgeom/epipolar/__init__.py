@@ -1,0 +1,15 @@
+"""Two-view geometry: essential and fundamental matrices, relative pose, correction, rectification.
+
+Conventions (docs/epipolar.md): the relative pose ``[R | t]`` maps camera-1 coordinates to
+camera-2 coordinates (``X2 = R X1 + t``, OpenCV's ``recoverPose`` / ``stereoRectify``), and
+``x2^T E x1 = 0`` / ``p2^T F p1 = 0`` for normalised points / pixels.
+"""
+
+# twoview: relative pose and two-view tools.
+from .pose import EssentialDecomposition, RelativePose, decompose_essential_matrix, recover_pose
+from .relations import essential_from_pose, fundamental_from_cameras, fundamental_from_essential, relative_pose
+
+__all__ = [
+    "EssentialDecomposition", "RelativePose", "decompose_essential_matrix", "recover_pose",
+    "essential_from_pose", "fundamental_from_cameras", "fundamental_from_essential", "relative_pose",
+]
