@@ -8,9 +8,11 @@ camera-2 coordinates (``X2 = R X1 + t``, OpenCV's ``recoverPose`` / ``stereoRect
 # twoview: relative pose and two-view tools.
 from .correction import CorrectedMatches, correct_matches
 from .pose import EssentialDecomposition, RelativePose, decompose_essential_matrix, recover_pose
+from .rectify import StereoRectification, stereo_rectify
 from .relations import essential_from_pose, fundamental_from_cameras, fundamental_from_essential, relative_pose
 
 __all__ = [
+    "StereoRectification", "stereo_rectify",
     "CorrectedMatches", "correct_matches",
     "EssentialDecomposition", "RelativePose", "decompose_essential_matrix", "recover_pose",
     "essential_from_pose", "fundamental_from_cameras", "fundamental_from_essential", "relative_pose",
