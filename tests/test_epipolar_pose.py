@@ -229,3 +229,11 @@ def test_bad_shapes_raise_value_errors_naming_the_input():
         recover_pose(mx.eye(3), mx.zeros((5, 2)), mx.zeros((4, 2)), K)
     with pytest.raises(ValueError, match="pose"):
         essential_from_pose(mx.zeros((3, 3)))
+
+
+def test_essential_from_pose_matches_pycolmap_up_to_its_unit_baseline():
+    pycolmap = pytest.importorskip("pycolmap")
+    T = _pose(np.random.default_rng(9), baseline=2.5)
+    ref = pycolmap.essential_matrix_from_pose(pycolmap.Rigid3d(pycolmap.Rotation3d(T[:3, :3]), T[:3, 3]))
+    ours = np.array(essential_from_pose(mx.array(T, mx.float32)), np.float64) / 2.5
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
