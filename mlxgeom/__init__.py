@@ -7,8 +7,9 @@ warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSA
 ``optim`` (PnP, triangulation). The names used most are re-exported here.
 """
 
-from . import camera, homography, lie, linalg, optim, solve
+from . import camera, epipolar, homography, lie, linalg, optim, solve
 from .camera import Camera, FisheyeCamera, distort_points, pixel_grid, project_points, undistort_points, unproject_points
+from .epipolar import correct_matches, decompose_essential_matrix, recover_pose, stereo_rectify
 from .homography import HomographyResult, decompose_homography, find_homography, perspective_transform, warp_perspective
 from .lie import (
     SE3,
@@ -54,4 +55,6 @@ __all__ = [
     "quaternion_to_matrix", "rotvec_to_matrix", "se3_act", "se3_adjoint", "se3_compose", "se3_exp", "se3_inverse",
     "se3_log", "sl3_exp", "sl3_log", "so3_act", "so3_exp", "so3_log", "solve", "solve_pnp", "solve_pnp_ransac",
     "triangulate_points", "undistort_points", "unproject_points", "warp_perspective",
+    # two-view geometry (helper twoview)
+    "epipolar", "correct_matches", "decompose_essential_matrix", "recover_pose", "stereo_rectify",
 ]

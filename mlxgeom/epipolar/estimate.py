@@ -7,12 +7,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from .._checks import broadcast_batch, cast_out, check_square
-from ..camera import Camera, undistort_points
+from .._checks import as_floats, broadcast_batch, cast_out
 from ..homography._common import check_correspondences, safe_div
 from .distances import sampson_sq
 from .five_point import five_point
 from .fundamental import denormalize_f, eight_point, hartley_pair, unit_frobenius
+from .pose import _normalised
 from .result import EssentialResult, FundamentalResult
 from .seven_point import seven_point
 
@@ -134,17 +134,12 @@ def find_fundamental_matrix(
     )
 
 
-def normalized_points(x: mx.array, camera: Any) -> tuple[mx.array, mx.array, mx.array]:
-    """Undistorted ``K^-1`` coordinates (*, N, 2) of pixels, whether undistortion converged (*, N), mean focal (*)."""
-    if isinstance(camera, Camera):
-        y, conv = camera.undistort_points(x)
-        k = camera.K.astype(x.dtype)
-    else:
-        k = camera if isinstance(camera, mx.array) else mx.array(camera)
-        k = k.astype(x.dtype)
-        check_square(k, (3,), "camera")
-        y, conv = undistort_points(x, k)
-    return y, conv, 0.5 * (k[..., 0, 0] + k[..., 1, 1])
+def _normalised_and_focal(x: mx.array, camera: Any) -> tuple[mx.array, mx.array, mx.array]:
+    """Undistorted ``K^-1`` coordinates (*, N, 2), whether they are usable (*, N), and the mean focal (*)."""
+    y, ok = _normalised(camera, x)
+    (k,), _ = as_floats(getattr(camera, "K", camera), names=("camera",))
+    k = k.astype(x.dtype)
+    return y, ok, 0.5 * (k[..., 0, 0] + k[..., 1, 1])
 
 
 def find_essential_matrix(
@@ -192,8 +187,8 @@ def find_essential_matrix(
     a, b, w, out = check_correspondences(x1, x2, weights)
     if method == "5point" and a.shape[-2] != 5:
         raise ValueError(f"method='5point' needs x1, x2 of shape (*, 5, 2), got {tuple(a.shape)}")
-    y1, conv1, f1 = normalized_points(a, camera1)
-    y2, conv2, f2 = normalized_points(b, camera1 if camera2 is None else camera2)
+    y1, conv1, f1 = _normalised_and_focal(a, camera1)
+    y2, conv2, f2 = _normalised_and_focal(b, camera1 if camera2 is None else camera2)
     n = a.shape[-2]
     full = broadcast_batch(y1.shape[:-2], y2.shape[:-2], w.shape[:-1], names=("x1 / camera1", "x2 / camera2", "weights"))
     y1, y2 = mx.broadcast_to(y1, full + (n, 2)), mx.broadcast_to(y2, full + (n, 2))
