@@ -8,9 +8,18 @@ warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSA
 names used most are re-exported here.
 """
 
-from . import calibration, camera, homography, lie, linalg, optim, solve
+from . import calibration, camera, epipolar, homography, lie, linalg, optim, solve
 from .calibration import calibrate_camera
 from .camera import Camera, FisheyeCamera, distort_points, pixel_grid, project_points, undistort_points, unproject_points
+from .epipolar import (
+    correct_matches,
+    decompose_essential_matrix,
+    find_essential_matrix,
+    find_fundamental_matrix,
+    recover_pose,
+    sampson_distance,
+    stereo_rectify,
+)
 from .homography import HomographyResult, decompose_homography, find_homography, perspective_transform, warp_perspective
 from .lie import (
     SE3,
@@ -56,4 +65,8 @@ __all__ = [
     "quaternion_to_matrix", "rotvec_to_matrix", "se3_act", "se3_adjoint", "se3_compose", "se3_exp", "se3_inverse",
     "se3_log", "sl3_exp", "sl3_log", "so3_act", "so3_exp", "so3_log", "solve", "solve_pnp", "solve_pnp_ransac",
     "triangulate_points", "undistort_points", "unproject_points", "warp_perspective",
+    # two-view geometry (helper twoview)
+    "epipolar", "correct_matches", "decompose_essential_matrix", "recover_pose", "stereo_rectify",
+    # two-view estimation (helper epipolar)
+    "find_essential_matrix", "find_fundamental_matrix", "sampson_distance",
 ]
