@@ -3,11 +3,11 @@
 Subpackages (imports only point down): ``linalg`` (small-matrix det/inv/solve, eigh, svd3,
 solve_spd, matrix_exp), ``lie`` (SO(3), SE(3), SL(3)), ``camera`` (Camera, distortion,
 projection, OpenCV/COLMAP/OpenGL interop), ``homography`` (DLT, RANSAC, SL(3) refinement,
-warping) and ``optim`` (Levenberg-Marquardt, robust losses, PnP, triangulation). The names
-used most are re-exported here.
+warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSAC) and
+``optim`` (PnP, triangulation). The names used most are re-exported here.
 """
 
-from . import camera, epipolar, homography, lie, linalg, optim
+from . import camera, epipolar, homography, lie, linalg, optim, solve
 from .camera import Camera, FisheyeCamera, distort_points, pixel_grid, project_points, undistort_points, unproject_points
 from .epipolar import correct_matches, decompose_essential_matrix, recover_pose, stereo_rectify
 from .homography import HomographyResult, decompose_homography, find_homography, perspective_transform, warp_perspective
@@ -53,7 +53,7 @@ __all__ = [
     "find_homography", "homography", "levenberg_marquardt", "lie", "linalg", "matrix_to_euler",
     "matrix_to_quaternion", "matrix_to_rotvec", "optim", "perspective_transform", "pixel_grid", "project_points",
     "quaternion_to_matrix", "rotvec_to_matrix", "se3_act", "se3_adjoint", "se3_compose", "se3_exp", "se3_inverse",
-    "se3_log", "sl3_exp", "sl3_log", "so3_act", "so3_exp", "so3_log", "solve_pnp", "solve_pnp_ransac",
+    "se3_log", "sl3_exp", "sl3_log", "so3_act", "so3_exp", "so3_log", "solve", "solve_pnp", "solve_pnp_ransac",
     "triangulate_points", "undistort_points", "unproject_points", "warp_perspective",
     # two-view geometry (helper twoview)
     "epipolar", "correct_matches", "decompose_essential_matrix", "recover_pose", "stereo_rectify",
