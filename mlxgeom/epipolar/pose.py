@@ -20,7 +20,7 @@ from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing, eps
 from ..lie import se3_from_rt
 from ..optim.pnp import normalize_pixels, undistorted
-from .correction import correct_matches
+from .correction import correct_matches, matrix_and_matches
 
 
 class EssentialDecomposition(NamedTuple):
@@ -200,12 +200,7 @@ def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, ma
         >>> res.pose[:3, 3].tolist(), res.num_inliers.item()
         ([-1.0, 0.0, 0.0], 5)
     """
-    (e, p1, p2), out = as_floats(E, x1, x2, names=("E", "x1", "x2"))
-    check_trailing(e, (3, 3), "E")
-    check_trailing(p1, (None, 2), "x1")
-    check_trailing(p2, (None, 2), "x2")
-    if p1.shape[-2] != p2.shape[-2]:
-        raise ValueError(f"x1 and x2 must have the same number of points N, got {tuple(p1.shape)} and {tuple(p2.shape)}")
+    e, p1, p2, out = matrix_and_matches(E, x1, x2, "E")
     n = p1.shape[-2]
     batch = broadcast_batch(e.shape[:-2], p1.shape[:-2], p2.shape[:-2], names=("E", "x1", "x2"))
     n1, ok1 = _normalised(camera1, p1)
