@@ -9,7 +9,15 @@ warping), ``solve`` (Levenberg-Marquardt, normal equations, robust losses, RANSA
 
 from . import camera, epipolar, homography, lie, linalg, optim, solve
 from .camera import Camera, FisheyeCamera, distort_points, pixel_grid, project_points, undistort_points, unproject_points
-from .epipolar import correct_matches, decompose_essential_matrix, recover_pose, stereo_rectify
+from .epipolar import (
+    correct_matches,
+    decompose_essential_matrix,
+    find_essential_matrix,
+    find_fundamental_matrix,
+    recover_pose,
+    sampson_distance,
+    stereo_rectify,
+)
 from .homography import HomographyResult, decompose_homography, find_homography, perspective_transform, warp_perspective
 from .lie import (
     SE3,
@@ -57,4 +65,6 @@ __all__ = [
     "triangulate_points", "undistort_points", "unproject_points", "warp_perspective",
     # two-view geometry (helper twoview)
     "epipolar", "correct_matches", "decompose_essential_matrix", "recover_pose", "stereo_rectify",
+    # two-view estimation (helper epipolar)
+    "find_essential_matrix", "find_fundamental_matrix", "sampson_distance",
 ]

@@ -11,6 +11,7 @@ from .._checks import as_floats, broadcast_batch, cast_out
 from ..homography._common import check_correspondences, safe_div
 from .distances import sampson_sq
 from .five_point import five_point
+from .models import ransac_essential, ransac_fundamental
 from .fundamental import denormalize_f, eight_point, hartley_pair, unit_frobenius
 from .pose import _normalised
 from .result import EssentialResult, FundamentalResult
@@ -41,7 +42,8 @@ def _check_options(method: str, methods: tuple[str, ...], threshold: float, conf
     if method not in methods:
         raise ValueError(f"method must be one of {methods}, got {method!r}")
     if max_trials < 1 or not 0 < confidence < 1 or threshold <= 0:
-        raise ValueError("need max_trials >= 1, 0 < confidence < 1 and threshold > 0")
+        raise ValueError(f"need max_trials >= 1, 0 < confidence < 1 and threshold > 0, got {max_trials}, "
+                         f"{confidence}, {threshold}")
 
 
 def _placeholder(m: mx.array, ok: mx.array) -> mx.array:
@@ -69,7 +71,7 @@ def _minimal(x1: mx.array, x2: mx.array, w: mx.array, valid: mx.array, solver, t
 
 def find_fundamental_matrix(
     x1: Any, x2: Any, weights: Any | None = None, *, method: str = "8point", threshold: float = 3.0,
-    confidence: float = 0.999, max_trials: int = 1000, key: mx.array | None = None,
+    confidence: float = 0.999, max_trials: int = 1000, min_inliers: int = 15, key: mx.array | None = None,
 ) -> FundamentalResult:
     """Estimate fundamental matrices ``x2^T F x1 = 0`` for a batch of image pairs, on the device.
 
@@ -89,7 +91,10 @@ def find_fundamental_matrix(
         weights: optional (*, N) non-negative weights; 0 (or a non-finite point) drops a match.
         threshold: inlier threshold on the Sampson distance, pixels.
         confidence: RANSAC confidence for the adaptive trial count.
-        max_trials: RANSAC hypotheses (samples) per pair (static).
+        max_trials: RANSAC samples per pair (static: all are solved and scored; ``trials`` reports
+            how many the adaptive rule would have needed).
+        min_inliers: RANSAC pairs with fewer final inliers are not ``ok`` (random matches fit some
+            model with ~10 of 100 points within 1 px, so a few more are needed to tell a model from chance).
         key: ``mx.random.key`` for RANSAC; default ``mx.random.key(0)``.
 
     Returns:
@@ -117,9 +122,8 @@ def find_fundamental_matrix(
         k = (3,)
     else:
         if method == "ransac":
-            from .models import ransac_fundamental
             f, ok, trials = ransac_fundamental(a, b, w, threshold, confidence=confidence, max_trials=max_trials,
-                                               key=mx.random.key(0) if key is None else key)
+                                               key=mx.random.key(0) if key is None else key, min_inliers=min_inliers)
         else:
             f, ok = eight_point(a, b, w)
             ok = ok & (mx.sum(valid.astype(mx.int32), -1) >= 8)
@@ -145,7 +149,7 @@ def _normalised_and_focal(x: mx.array, camera: Any) -> tuple[mx.array, mx.array,
 def find_essential_matrix(
     x1: Any, x2: Any, camera1: Any, camera2: Any | None = None, weights: Any | None = None, *,
     method: str = "ransac", threshold: float = 1.0, confidence: float = 0.999, max_trials: int = 1000,
-    key: mx.array | None = None,
+    min_inliers: int = 15, key: mx.array | None = None,
 ) -> EssentialResult:
     """Estimate essential matrices ``y2^T E y1 = 0`` for a batch of image pairs, on the device.
 
@@ -167,7 +171,7 @@ def find_essential_matrix(
         weights: optional (*, N) non-negative weights.
         threshold: inlier threshold on the Sampson distance in pixels; it is divided by the mean
             focal length ``(fx1 + fy1 + fx2 + fy2) / 4`` to compare with normalised distances.
-        confidence, max_trials, key: as in :func:`find_fundamental_matrix`.
+        confidence, max_trials, min_inliers, key: as in :func:`find_fundamental_matrix`.
 
     Returns:
         :class:`EssentialResult` ``(E, inliers, ok, num_inliers, residual, trials)``.
@@ -201,9 +205,8 @@ def find_essential_matrix(
         k = (10,)
         trials = mx.zeros(count.shape, mx.int32)
     else:
-        from .models import ransac_essential
-        e, ok, trials = ransac_essential(y1, y2, w, threshold / focal, confidence=confidence,
-                                         max_trials=max_trials, key=mx.random.key(0) if key is None else key)
+        e, ok, trials = ransac_essential(y1, y2, w, threshold / focal, confidence=confidence, max_trials=max_trials,
+                                         key=mx.random.key(0) if key is None else key, min_inliers=min_inliers)
         inliers, count, rms = _score(sampson_sq(e[:, None], y1, y2) * (focal * focal)[:, None], valid, thr2)
         e = _placeholder(e, ok)
         k = ()

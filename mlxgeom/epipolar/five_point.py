@@ -23,6 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..homography._common import safe_div
+from ..lie.so3 import cross
 from ..linalg import gauss_newton_system, matmul, solve_spd_ex
 from .nullspace import design_rows, null_space
 from .polynomial import Complex, aberth, cmul, horner, log_scale
@@ -177,30 +178,32 @@ def _evaluate(p: mx.array, z: mx.array) -> mx.array:
     return acc
 
 
-def _cross(a: list[mx.array], b: list[mx.array]) -> list[mx.array]:
-    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-
-
-def _monomials(v: list[mx.array]) -> tuple[mx.array, list[mx.array]]:
-    """The 20 cubic monomials (*, 20) at v = (x, y, z) and their partial derivatives (3 x (*, 20))."""
+def _monomials(v: list[mx.array]) -> tuple[list[mx.array], list[list[tuple[int, mx.array]]]]:
+    """The 20 cubic monomials at v = (x, y, z) (each (*, K)) and, per variable, the nonzero partials as (index, value)."""
     powers = [[mx.ones_like(c), c, c * c, c * c * c] for c in v]
 
-    def term(exps: list[int]) -> mx.array:
+    def term(exps) -> mx.array:
         return powers[0][exps[0]] * powers[1][exps[1]] * powers[2][exps[2]]
 
-    mono = mx.stack([term(list(e)) for e in _MON3], axis=-1)
+    mono = [term(e) for e in _MON3]
     grads = []
     for axis in range(3):
         cols = []
-        for e in _MON3:
-            if e[axis] == 0:
-                cols.append(mx.zeros_like(v[0]))
-            else:
+        for j, e in enumerate(_MON3):
+            if e[axis]:
                 lower = list(e)
                 lower[axis] -= 1
-                cols.append(e[axis] * term(lower))
-        grads.append(mx.stack(cols, axis=-1))
+                cols.append((j, e[axis] * term(lower)))
+        grads.append(cols)
     return mono, grads
+
+
+def _apply(m: mx.array, terms: list[tuple[int, mx.array]]) -> mx.array:
+    """``sum_j m[:, j] t_j`` (*, K, 10) for m (*, 1, 10, 20) and monomial values t_j (*, K): elementwise, fused."""
+    acc = 0
+    for j, t in terms:
+        acc = acc + m[..., j] * t[..., None]
+    return acc
 
 
 def polish(m: mx.array, v: list[mx.array]) -> tuple[list[mx.array], mx.array]:
@@ -210,15 +213,16 @@ def polish(m: mx.array, v: list[mx.array]) -> tuple[list[mx.array], mx.array]:
     """
     for _ in range(_POLISH):
         mono, grads = _monomials(v)
-        r = mx.sum(m * mono[..., None, :], axis=-1)  # (*, K, 10)
-        jac = [mx.sum(m * g[..., None, :], axis=-1) for g in grads]
+        r = _apply(m, list(enumerate(mono)))  # (*, K, 10)
+        jac = [_apply(m, g) for g in grads]
         a, g = gauss_newton_system([jac], [r], mx.ones_like(r))
         step, ok = solve_spd_ex(a, -g)
         step = mx.where(ok[..., None] & mx.all(mx.isfinite(step), axis=-1, keepdims=True), step, 0)
         v = [v[i] + step[..., i] for i in range(3)]
     mono, _ = _monomials(v)
-    r = mx.sum(m * mono[..., None, :], axis=-1)
-    return v, mx.sqrt(mx.sum(r * r, axis=-1) / mx.maximum(mx.sum(mono * mono, axis=-1), 1e-30))
+    r = _apply(m, list(enumerate(mono)))
+    size = sum(t * t for t in mono)
+    return v, mx.sqrt(mx.sum(r * r, axis=-1) / mx.maximum(size, 1e-30))
 
 
 def five_point(y1: mx.array, y2: mx.array) -> tuple[mx.array, mx.array]:
@@ -251,11 +255,12 @@ def _solve(basis: mx.array, full: mx.array) -> tuple[mx.array, mx.array, mx.arra
     ur, ui = aberth(lambda u: _det_and_derivative(b, u), 10, b.shape[:-3], b.dtype)
     real = mx.abs(ui) <= _REAL_TOL * (1 + mx.abs(ur))
     z = ur * rho[..., None]
-    rows = [[_evaluate(b[..., i, j, :], ur) for j in range(3)] for i in range(3)]
-    crosses = [_cross(rows[0], rows[1]), _cross(rows[0], rows[2]), _cross(rows[1], rows[2])]
-    norms = [c[0] ** 2 + c[1] ** 2 + c[2] ** 2 for c in crosses]
-    best = [mx.where((norms[0] >= norms[1]) & (norms[0] >= norms[2]), crosses[0][i],
-                     mx.where(norms[1] >= norms[2], crosses[1][i], crosses[2][i])) for i in range(3)]
+    rows = [mx.stack([_evaluate(b[..., i, j, :], ur) for j in range(3)], axis=-1) for i in range(3)]  # (*, K, 3)
+    crosses = [cross(rows[0], rows[1]), cross(rows[0], rows[2]), cross(rows[1], rows[2])]
+    norms = [mx.sum(c * c, axis=-1, keepdims=True) for c in crosses]
+    best = mx.where((norms[0] >= norms[1]) & (norms[0] >= norms[2]), crosses[0],
+                    mx.where(norms[1] >= norms[2], crosses[1], crosses[2]))
+    best = [best[..., i] for i in range(3)]
     good = mx.abs(best[2]) > 0
     x, y = safe_div(best[0], best[2], good), safe_div(best[1], best[2], good)
     (x, y, z), res = polish(unit[..., None, :, :], [x, y, z])

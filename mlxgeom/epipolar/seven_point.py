@@ -13,15 +13,13 @@ import math
 import mlx.core as mx
 
 from ..homography._common import safe_div, safe_sqrt
+from ..lie.so3 import cross
 from .nullspace import design_rows, null_space
 
 
 def _det_rows(r0: mx.array, r1: mx.array, r2: mx.array) -> mx.array:
     """det of the 3x3 matrix with rows r0, r1, r2 (each (*, 3)): r0 . (r1 x r2)."""
-    c = mx.stack([r1[..., 1] * r2[..., 2] - r1[..., 2] * r2[..., 1],
-                  r1[..., 2] * r2[..., 0] - r1[..., 0] * r2[..., 2],
-                  r1[..., 0] * r2[..., 1] - r1[..., 1] * r2[..., 0]], axis=-1)
-    return mx.sum(r0 * c, axis=-1)
+    return mx.sum(r0 * cross(r1, r2), axis=-1)
 
 
 def det_cubic(f1: mx.array, f2: mx.array) -> list[mx.array]:

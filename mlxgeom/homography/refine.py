@@ -5,9 +5,9 @@ Benhimane and Malis, IROS 2004, as ordered by :func:`mlxgeom.lie.sl3_hat`), so t
 freedom carry no scale gauge. The cost is the (weighted) reprojection error in the destination
 image, ``sum_i w_i |u_i - pi(H x_i)|^2``, or the symmetric transfer error that adds
 ``|x_i - pi(H^-1 u_i)|^2`` (H&Z eq. 4.7 and 4.6). Work happens in Hartley-normalized coordinates
-(residuals rescaled to pixels) for conditioning. Damping follows Madsen, Nielsen and Tingleff,
-"Methods for non-linear least squares problems", 2004, Sect. 3.2 (gain ratio, Nielsen's update),
-per pair, with a fixed number of iterations.
+(residuals rescaled to pixels) for conditioning. The analytic normal equations are handed to the
+library's one Levenberg-Marquardt loop, :func:`mlxgeom.solve.lm_loop` (per-pair damping, a fixed
+number of iterations).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import mlx.core as mx
 
 from .. import lie, linalg
 from .._checks import broadcast_batch, cast_out
+from ..solve import lm_loop
 from ._common import check_correspondences, safe_div, spread_ok
 from .dlt import denormalize, hartley_normalization, normalize_points
 from .minimal import finish
@@ -100,30 +101,16 @@ def _normal_equations(
 def lm_normalized(
     hn: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, iterations: int, symmetric: bool
 ) -> tuple[mx.array, mx.array]:
-    """Run ``iterations`` LM steps from hn (B, 3, 3) in normalized coordinates; return (hn, cost)."""
+    """Run ``iterations`` steps of :func:`mlxgeom.solve.lm_loop` from hn (B, 3, 3) in normalized
+    coordinates, right update ``Hn sl3_exp(d)``; return (hn, weighted sum of squared pixel errors)."""
     fro = mx.sqrt(mx.sum(hn * hn, axis=(-2, -1)))
     hn = safe_div(hn, fro[:, None, None], (fro > 0)[:, None, None])
-    eye8 = mx.eye(8, dtype=hn.dtype)
-    cost = _cost(hn, xn, un, w, ks, kd, symmetric)
-    mu = None
-    nu = mx.full(cost.shape, 2.0, dtype=hn.dtype)
-    for _ in range(iterations):
-        jtj, jtr = _normal_equations(hn, xn, un, w, ks, kd, symmetric)
-        if mu is None:
-            mu = 1e-3 * mx.max(mx.diagonal(jtj, axis1=-2, axis2=-1), axis=-1) + 1e-12
-        step, solved = linalg.solve_spd_ex(jtj + mu[:, None, None] * eye8, -jtr)
-        step = mx.where(solved[:, None], step, 0)
-        cand = linalg.matmul(hn, lie.sl3_exp(step))
-        new_cost = _cost(cand, xn, un, w, ks, kd, symmetric)
-        predicted = mx.sum(step * (mu[:, None] * step - jtr), axis=-1)
-        rho = safe_div(cost - new_cost, predicted, predicted > 0)
-        accept = solved & (new_cost < cost) & mx.isfinite(new_cost) & mx.all(mx.isfinite(cand), axis=(-2, -1))
-        hn = mx.where(accept[:, None, None], cand, hn)
-        cost = mx.where(accept, new_cost, cost)
-        shrink = mx.maximum(1.0 / 3.0, 1 - (2 * mx.clip(rho, 0, 1) - 1) ** 3)
-        mu = mx.where(accept, mu * shrink, mu * nu)
-        nu = mx.where(accept, 2.0, 2 * nu)
-    return hn, cost
+
+    def linearize(h: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        return (0.5 * _cost(h, xn, un, w, ks, kd, symmetric), *_normal_equations(h, xn, un, w, ks, kd, symmetric))
+
+    res = lm_loop(linearize, hn, lambda h, d: linalg.matmul(h, lie.sl3_exp(d)), hn.shape[:1], max_iters=iterations)
+    return res.x, 2.0 * res.cost
 
 
 def lm_refine(

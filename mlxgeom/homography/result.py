@@ -14,7 +14,7 @@ class HomographyResult(NamedTuple):
         H: (*, 3, 3) homography mapping ``src`` to ``dst`` (``dst ~ H @ [x, y, 1]``), scaled so
             ``H[..., 2, 2] == 1``; the identity where ``ok`` is False.
         inliers: (*, N) bool, correspondences whose reprojection error ``|dst - pi(H src)|`` is at
-            most ``threshold`` pixels (for ``method="dlt"`` / ``"lm"``: every point of positive weight).
+            most ``threshold`` pixels; all False where ``ok`` is False.
         ok: (*) bool, False for pairs with fewer than 4 usable points, a degenerate configuration
             (collinear / duplicate points), too few inliers, or a non-finite / singular estimate.
         num_inliers: (*) int32, ``inliers.sum(-1)``.
