@@ -118,3 +118,13 @@ def test_demo_without_data_says_where_to_point_it(tmp_path: Path) -> None:
                            str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": _pythonpath()})
     assert proc.returncode == 2 and "--data" in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_relative_pose_example_recovers_the_scene_pairs(tmp_path: Path) -> None:
+    out = run([str(EXAMPLES / "relative_pose.py"), "--small"], tmp_path, timeout=120).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("ok "))
+    done, total = (int(v) for v in line.split()[1].rstrip(";").split("/"))
+    assert done == total == 6, out
+    rot = float(line.split("median rotation error ")[1].split(" deg")[0])
+    trans = float(line.split("median translation direction error ")[1].split(" deg")[0])
+    assert rot < 1.0 and trans < 3.0, out

@@ -58,8 +58,12 @@ def _columns(u: mx.array, sign: tuple[float, float], order: tuple[int, int]) -> 
     return mx.stack(cols, axis=-1)
 
 
-def _decompose(e: mx.array) -> tuple[EssentialDecomposition, mx.array]:
-    """The decomposition and E's singular values (*, 3)."""
+def _decompose(e: mx.array) -> EssentialDecomposition:
+    return _decompose_svd(e)[0]
+
+
+def _decompose_svd(e: mx.array) -> tuple[EssentialDecomposition, mx.array]:
+    """The decomposition and E's singular values (*, 3) from one ``svd3``."""
     u, s, vt = linalg.svd3(e)
     # det(U) = -1 or det(V^T) = -1 would make R a reflection: negate, as OpenCV does (E's sign is free).
     u = u * mx.where(linalg.det(u) < 0, -1.0, 1.0).astype(e.dtype)[..., None, None]
@@ -98,7 +102,7 @@ def decompose_essential_matrix(E: Any) -> EssentialDecomposition:
     """
     (e,), out = as_floats(E, names=("E",))
     check_trailing(e, (3, 3), "E")
-    return EssentialDecomposition(*(cast_out(x, out) for x in _decompose(e)[0]))
+    return EssentialDecomposition(*(cast_out(x, out) for x in _decompose(e)))
 
 
 def _normalised(camera: Any, pixels: mx.array) -> tuple[mx.array, mx.array]:
@@ -212,7 +216,7 @@ def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, ma
     e = mx.broadcast_to(e, (*batch, 3, 3))
     finite = mx.all(mx.isfinite(e), axis=(-2, -1))
     e = mx.where(finite[..., None, None], e, 0.0)
-    dec, s = _decompose(e)
+    dec, s = _decompose_svd(e)
     rank2 = (s[..., 1] > mx.sqrt(mx.array(eps(e.dtype), e.dtype)) * s[..., 0]) & finite
     n1 = mx.where(used[..., None], mx.broadcast_to(n1, (*batch, n, 2)), 0.0)
     n2 = mx.where(used[..., None], mx.broadcast_to(n2, (*batch, n, 2)), 0.0)
