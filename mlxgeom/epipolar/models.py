@@ -3,7 +3,8 @@
 Both score with the squared Sampson distance (H&Z eq. 11.9), the first-order geometric error:
 
 - F: seven-point samples (up to 3 candidates each; samples Hartley-normalised with the pair's
-  transform), errors in pixels, refit on the inliers by the normalised eight-point algorithm.
+  transform), errors in pixels, refit on the inliers by the normalised eight-point algorithm (or
+  the current model where that fits the inliers worse), then LM on the rank-2 matrices.
 - E: five-point samples (up to 10 candidates) on normalised coordinates, errors in normalised
   units (the caller divides the pixel threshold by the focal length); refit on the inliers by the
   normalised eight-point algorithm projected to the essential manifold (singular values (1, 1, 0)),
@@ -19,12 +20,12 @@ from ..solve import RansacModel, ransac
 from .distances import sampson_sq
 from .five_point import five_point
 from .fundamental import denormalize_f, eight_point, eight_point_normalized, hartley_pair, unit_frobenius
-from .refine import refine_essential, sampson_residuals
+from .refine import refine_essential, refine_fundamental
 from .seven_point import seven_point
 
-# Local optimisation of E: refit rounds of the driver, LM iterations in each.
-_REFIT_ROUNDS = 4
-_LM_ITERATIONS = 10
+# Local optimisation: refit rounds of the driver (each re-selects the inliers), LM iterations in each.
+_REFIT_ROUNDS = 8
+_LM_ITERATIONS = 3
 
 
 def _sq_error(models: mx.array, data: tuple[mx.array, ...]) -> mx.array:
@@ -43,7 +44,8 @@ def fundamental_model(norm) -> RansacModel:
         return unit_frobenius(denormalize_f(fn, norm)), ok
 
     def refit(model, data, w):
-        return eight_point(data[0], data[1], w)
+        f8, ok8 = eight_point(data[0], data[1], w)
+        return refine_fundamental(_better(f8, ok8, model, data, w), data[0], data[1], w, _LM_ITERATIONS)
 
     return RansacModel(7, solver, _sq_error, refit)
 
@@ -55,9 +57,10 @@ def essential_projection(e: mx.array) -> mx.array:
     return matmul(u * s, vt)
 
 
-def _cost(e: mx.array, y1: mx.array, y2: mx.array, w: mx.array) -> mx.array:
-    r = sampson_residuals(e, y1, y2, w)
-    return mx.sum(r * r, axis=-1)
+def _better(fit: mx.array, ok: mx.array, model: mx.array, data, w: mx.array) -> mx.array:
+    """The eight-point fit where it is ok and has the lower weighted Sampson cost on the inliers, else the model."""
+    cost = [mx.sum(mx.where(w > 0, w * _sq_error(m[:, None], data)[:, 0], 0), axis=-1) for m in (fit, model)]
+    return mx.where((ok & (cost[0] < cost[1]))[:, None, None], fit, model)
 
 
 def _essential_refit(model, data, w):
@@ -65,8 +68,7 @@ def _essential_refit(model, data, w):
     xn1, xn2, norm = hartley_pair(y1, y2, w)
     fn, ok8 = eight_point_normalized(xn1, xn2, w)
     e8 = essential_projection(denormalize_f(fn, norm))
-    start = mx.where((ok8 & (_cost(e8, y1, y2, w) < _cost(model, y1, y2, w)))[:, None, None], e8, model)
-    return refine_essential(start, y1, y2, w, _LM_ITERATIONS)
+    return refine_essential(_better(e8, ok8, model, data, w), y1, y2, w, _LM_ITERATIONS)
 
 
 def essential_model() -> RansacModel:
@@ -78,7 +80,7 @@ def ransac_fundamental(x1, x2, w, threshold, *, confidence, max_trials, key, min
     """(F (B, 3, 3), ok (B), trials (B)) by RANSAC over pixels (B, N, 2)."""
     _, _, norm = hartley_pair(x1, x2, w)
     res = ransac(fundamental_model(norm), (x1, x2), w, threshold, max_trials=max_trials, confidence=confidence,
-                 key=key, min_inliers=min_inliers)
+                 key=key, min_inliers=min_inliers, refit_rounds=_REFIT_ROUNDS)
     return res.model, res.ok, res.trials
 
 
