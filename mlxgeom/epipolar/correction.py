@@ -30,6 +30,19 @@ class CorrectedMatches(NamedTuple):
     valid: mx.array
 
 
+def matrix_and_matches(m: Any, x1: Any, x2: Any, name: str) -> tuple[mx.array, mx.array, mx.array, mx.Dtype]:
+    """Convert a (*, 3, 3) matrix and matches (*, N, 2) to one compute dtype; ValueError naming
+    the input whose shape is wrong or when x1 and x2 have different N."""
+    (m, p1, p2), out = as_floats(m, x1, x2, names=(name, "x1", "x2"))
+    check_trailing(m, (3, 3), name)
+    check_trailing(p1, (None, 2), "x1")
+    check_trailing(p2, (None, 2), "x2")
+    if p1.shape[-2] != p2.shape[-2]:
+        raise ValueError(f"x1 and x2 must have the same number of points N, got {tuple(p1.shape)} and "
+                         f"{tuple(p2.shape)}")
+    return m, p1, p2, out
+
+
 def _normalise(f: mx.array, p1: mx.array, p2: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
     """Shift each image's points by their mean and scale both by one factor s (the problem is
     invariant under that), so float32 sees O(1) numbers; returns F', points, and s."""
@@ -40,14 +53,10 @@ def _normalise(f: mx.array, p1: mx.array, p2: mx.array) -> tuple[mx.array, mx.ar
     spread = mx.sum(mx.where(finite, mx.abs(p1 - m1) + mx.abs(p2 - m2), 0.0), axis=(-2, -1), keepdims=True) / (4 * cnt)
     s = mx.where(spread > 0, spread, 1.0)
     # p = s q + m in each image: F' = T2^T F T1 with T = [[s, 0, m_x], [0, s, m_y], [0, 0, 1]].
-    one, zero = mx.ones_like(s[..., 0, 0]), mx.zeros_like(s[..., 0, 0])
-
-    def t(m):
-        sc = s[..., 0, 0]
-        rows = [mx.stack([sc, zero, m[..., 0, 0]], -1), mx.stack([zero, sc, m[..., 0, 1]], -1), mx.stack([zero, zero, one], -1)]
-        return mx.stack(rows, -2)
-
-    t1, t2 = t(m1), t(m2)
+    sc = s[..., 0, 0]
+    one, zero = mx.ones_like(sc), mx.zeros_like(sc)
+    t1, t2 = (mx.stack([mx.stack([sc, zero, m[..., 0, 0]], -1), mx.stack([zero, sc, m[..., 0, 1]], -1),
+                        mx.stack([zero, zero, one], -1)], -2) for m in (m1, m2))
     fn = linalg.matmul(linalg.matmul(t2.swapaxes(-1, -2), f), t1)
     norm2 = mx.sum(fn * fn, axis=(-2, -1), keepdims=True)
     nonzero = norm2 > 0
@@ -99,12 +108,7 @@ def correct_matches(F: Any, x1: Any, x2: Any, iterations: int = 3) -> CorrectedM
         >>> res.x1.tolist(), res.x2.tolist()
         ([[10.0, 5.0]], [[3.0, 5.0]])
     """
-    (f, p1, p2), out = as_floats(F, x1, x2, names=("F", "x1", "x2"))
-    check_trailing(f, (3, 3), "F")
-    check_trailing(p1, (None, 2), "x1")
-    check_trailing(p2, (None, 2), "x2")
-    if p1.shape[-2] != p2.shape[-2]:
-        raise ValueError(f"x1 and x2 must have the same number of points N, got {tuple(p1.shape)} and {tuple(p2.shape)}")
+    f, p1, p2, out = matrix_and_matches(F, x1, x2, "F")
     if iterations < 1:
         raise ValueError(f"iterations: expected >= 1, got {iterations}")
     batch = broadcast_batch(f.shape[:-2], p1.shape[:-2], p2.shape[:-2], names=("F", "x1", "x2"))
@@ -118,7 +122,8 @@ def correct_matches(F: Any, x1: Any, x2: Any, iterations: int = 3) -> CorrectedM
     q1, q2 = u1, u2
     for _ in range(iterations):
         q1, q2, real = _step(fn, q1, q2, u1, u2, c)
-    valid = real & mx.all(mx.isfinite(q1) & mx.isfinite(q2), axis=-1) & mx.all(mx.isfinite(fn), axis=(-2, -1))[..., None]
+    finite = mx.all(mx.isfinite(q1) & mx.isfinite(q2), axis=-1) & mx.all(mx.isfinite(fn), axis=(-2, -1))[..., None]
+    valid = real & finite
     c1 = mx.where(valid[..., None], q1 * s + m1, p1)
     c2 = mx.where(valid[..., None], q2 * s + m2, p2)
     return CorrectedMatches(cast_out(c1, out), cast_out(c2, out), valid)

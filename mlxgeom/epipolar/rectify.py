@@ -18,7 +18,6 @@ to float32 rounding. OpenCV's ``validPixROI`` rectangles are not returned.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import mlx.core as mx
@@ -120,9 +119,7 @@ def _zoom(rects: list[tuple[mx.array, mx.array]], centres: list[tuple[mx.array, 
         for rect, acc in ((inner, s0), (outer, s1)):
             acc += [c[..., 0] / (c0[..., 0] - rect[..., 0]), c[..., 1] / (c0[..., 1] - rect[..., 1]),
                     (wn - 1 - c[..., 0]) / (rect[..., 2] - c0[..., 0]), (hn - 1 - c[..., 1]) / (rect[..., 3] - c0[..., 1])]
-    lo = mx.max(mx.stack(s0, -1), -1)
-    hi = mx.min(mx.stack(s1, -1), -1)
-    return lo * (1 - alpha) + hi * alpha
+    return mx.max(mx.stack(s0, -1), -1) * (1 - alpha) + mx.min(mx.stack(s1, -1), -1) * alpha
 
 
 def _projection(f: mx.array, c: mx.array, tx: mx.array, ty: mx.array) -> mx.array:
