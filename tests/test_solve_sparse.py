@@ -27,13 +27,13 @@ def _problem(seed, cams=5, points=12, dc=6, extra=10):
     return cam, pt, jc, jp, r, w
 
 
-def _dense_step(cam, pt, jc, jp, r, w, cams, points, mu):
-    dc = jc.shape[-1]
-    n = cams * dc + 3 * points
-    J = np.zeros((2 * cam.size, n))
-    for i, (c, p) in enumerate(zip(cam, pt)):
-        J[2 * i:2 * i + 2, c * dc:(c + 1) * dc] = jc[i]
-        J[2 * i:2 * i + 2, cams * dc + 3 * p:cams * dc + 3 * p + 3] = jp[i]
+def _dense_step(structure, pt, jc, jp, r, w, mu):
+    nc = structure.reduced_size
+    n = nc + 3 * structure.num_points
+    J = np.zeros((2 * pt.size, n))
+    for i, (cols, p) in enumerate(zip(structure.columns_np, pt)):
+        J[2 * i:2 * i + 2, cols] += jc[i]
+        J[2 * i:2 * i + 2, nc + 3 * p:nc + 3 * p + 3] = jp[i]
     Wt = np.repeat(w, 2)
     A = J.T @ (Wt[:, None] * J)
     g = J.T @ (Wt * r.reshape(-1))
@@ -50,8 +50,8 @@ def _mlx(structure, jc, jp, r, w):
 def test_schur_step_equals_dense_float64_solve(seed, solver):
     cams, points, mu = 5, 12, 0.5
     cam, pt, jc, jp, r, w = _problem(seed, cams, points)
-    ref, A, g = _dense_step(cam, pt, jc, jp, r, w, cams, points, mu)
     st = BlockStructure(cam, pt, cams, points, 6)
+    ref, A, g = _dense_step(st, pt, jc, jp, r, w, mu)
     system = _mlx(st, jc, jp, r, w)
     np.testing.assert_allclose(np.array(flat_gradient(system)), g, rtol=1e-4, atol=1e-4)
     h, ok, pred = SchurStep(st, solver, pcg_iterations=60)(system, flat_gradient(system), mx.array(mu))
@@ -61,11 +61,24 @@ def test_schur_step_equals_dense_float64_solve(seed, solver):
     assert pred.item() == pytest.approx(ref_pred, rel=1e-3)
 
 
+@pytest.mark.parametrize("solver", ["dense", "pcg"])
+def test_shared_group_blocks_equal_dense_float64_solve(solver):
+    cams, points, mu = 5, 15, 0.2
+    cam, pt, jc, jp, r, w = _problem(7, cams, points, dc=9, extra=20)
+    st = BlockStructure(cam, pt, cams, points, 6, group_of_camera=[0, 0, 1, 1, 1], num_groups=2, group_dof=3)
+    ref, A, g = _dense_step(st, pt, jc, jp, r, w, mu)
+    system = _mlx(st, jc, jp, r, w)
+    h, ok, pred = SchurStep(st, solver, pcg_iterations=80)(system, flat_gradient(system), mx.array(mu))
+    assert ok.item()
+    np.testing.assert_allclose(np.array(h), ref, rtol=2e-3, atol=2e-3 * np.abs(ref).max())
+    assert pred.item() == pytest.approx(-g @ ref - 0.5 * ref @ A @ ref, rel=1e-3)
+
+
 def test_pcg_error_shrinks_with_iterations():
     cams, points, mu = 6, 20, 0.1
     cam, pt, jc, jp, r, w = _problem(3, cams, points, extra=30)
-    ref, _, _ = _dense_step(cam, pt, jc, jp, r, w, cams, points, mu)
     st = BlockStructure(cam, pt, cams, points, 6, with_pairs=False)
+    ref, _, _ = _dense_step(st, pt, jc, jp, r, w, mu)
     system = _mlx(st, jc, jp, r, w)
     errs = [np.abs(np.array(SchurStep(st, "pcg", pcg_iterations=k)(system, flat_gradient(system), mx.array(mu))[0])
                    - ref).max() for k in (2, 10, 80)]
@@ -76,8 +89,8 @@ def test_pcg_error_shrinks_with_iterations():
 def test_predicted_decrease_is_exact_for_any_step():
     cams, points = 3, 8
     cam, pt, jc, jp, r, w = _problem(4, cams, points)
-    _, A, g = _dense_step(cam, pt, jc, jp, r, w, cams, points, 1.0)
     st = BlockStructure(cam, pt, cams, points, 6)
+    _, A, g = _dense_step(st, pt, jc, jp, r, w, 1.0)
     system = _mlx(st, jc, jp, r, w)
     h = np.random.default_rng(0).normal(size=g.size)
     pred = predicted_decrease(st, system, flat_gradient(system), mx.array(h.astype(np.float32)))

@@ -38,61 +38,87 @@ import numpy as np
 from ..linalg import inv_ex, matmul, solve_spd_ex
 from ..linalg.cholesky import _factor
 
-#: Reduced camera systems up to this size (C * dc) are solved by dense Cholesky under "auto".
+#: Reduced camera systems up to this many unknowns are solved by dense Cholesky under "auto".
 DENSE_MAX = 1024
 LINEAR_SOLVERS = ("auto", "dense", "pcg")
 
 
 class BlockStructure:
-    """The static observation graph: camera and point index per observation, and the pairs
-    of observations that share a point (the non-zero blocks of the reduced camera system).
+    """The static observation graph of a BA problem and the layout of its reduced unknowns.
+
+    The camera-side unknowns are C camera blocks (``camera_dof`` each, e.g. a pose) followed by
+    G group blocks (``group_dof`` each, e.g. intrinsics shared by the images of a group):
+    observation i touches camera block ``c(i)``, group block ``group_of_camera[c(i)]`` and point
+    ``p(i)``. Its D = camera_dof + group_dof camera-side columns in the reduced vector are
+    ``columns[i]``. Observation pairs that share a point (the non-zero blocks of the reduced
+    system) are listed for the dense solver.
 
     Args:
         camera_index: (O,) ints in [0, C).
         point_index: (O,) ints in [0, P).
         num_cameras: C.
         num_points: P.
-        camera_dof: dc, parameters per camera block.
-        with_pairs: build the observation pairs (needed by the dense solver only).
+        camera_dof: parameters per camera block.
+        group_of_camera: (C,) ints in [0, G), or None for no group blocks.
+        num_groups: G.
+        group_dof: parameters per group block (0: none).
+        with_pairs: build the observation pairs (the dense solver needs them).
 
     Example:
         >>> s = BlockStructure([0, 1, 1], [0, 0, 1], 2, 2, 6)
-        >>> s.num_pairs
-        5
+        >>> s.num_pairs, s.reduced_size
+        (5, 12)
     """
 
-    def __init__(self, camera_index: Any, point_index: Any, num_cameras: int, num_points: int,
-                 camera_dof: int, with_pairs: bool = True):
+    def __init__(self, camera_index: Any, point_index: Any, num_cameras: int, num_points: int, camera_dof: int,
+                 group_of_camera: Any = None, num_groups: int = 0, group_dof: int = 0, with_pairs: bool = True):
         cam = np.asarray(camera_index, dtype=np.int64).reshape(-1)
         pt = np.asarray(point_index, dtype=np.int64).reshape(-1)
         if cam.shape != pt.shape:
             raise ValueError(f"camera_index {cam.shape} and point_index {pt.shape}: expected the same shape (O,)")
-        if cam.size and (cam.min() < 0 or cam.max() >= num_cameras):
-            raise ValueError(f"camera_index: expected values in [0, {num_cameras})")
-        if pt.size and (pt.min() < 0 or pt.max() >= num_points):
-            raise ValueError(f"point_index: expected values in [0, {num_points})")
-        self.num_cameras, self.num_points, self.camera_dof = num_cameras, num_points, camera_dof
-        self.num_observations = cam.size
+        _check_range(cam, num_cameras, "camera_index")
+        _check_range(pt, num_points, "point_index")
+        if group_dof and group_of_camera is None:
+            raise ValueError("group_of_camera: expected (C,) group indices when group_dof > 0")
+        self.num_cameras, self.num_points, self.num_observations = num_cameras, num_points, cam.size
+        self.camera_dof, self.num_groups, self.group_dof = camera_dof, num_groups if group_dof else 0, group_dof
+        self.reduced_size = num_cameras * camera_dof + self.num_groups * group_dof
+        cols = cam[:, None] * camera_dof + np.arange(camera_dof)[None, :]
+        if group_dof:
+            groups = np.asarray(group_of_camera, dtype=np.int64).reshape(-1)
+            if groups.shape != (num_cameras,):
+                raise ValueError(f"group_of_camera: expected shape ({num_cameras},), got {groups.shape}")
+            _check_range(groups, num_groups, "group_of_camera")
+            gcols = num_cameras * camera_dof + groups[cam][:, None] * group_dof + np.arange(group_dof)[None, :]
+            cols = np.concatenate([cols, gcols], axis=1)
+            self.group_index = mx.array(groups[cam].astype(np.int32))
+        self.columns_np = cols
+        self.columns = mx.array(cols.astype(np.int32))
         self.camera_index = mx.array(cam.astype(np.int32))
         self.point_index = mx.array(pt.astype(np.int32))
-        self.pair_first = self.pair_second = None
+        self.pair_first = self.pair_second = self.pair_flat = None
         self.num_pairs = 0
         if with_pairs:
             first, second = _observation_pairs(pt)
             self.pair_first, self.pair_second = mx.array(first), mx.array(second)
             self.num_pairs = first.size
-            # Flat positions of the pairs' (dc x dc) blocks in the dense (C dc) x (C dc) matrix.
-            d = camera_dof
-            rows = cam[first][:, None, None] * d + np.arange(d)[None, :, None]
-            cols = cam[second][:, None, None] * d + np.arange(d)[None, None, :]
-            self.pair_flat = mx.array((rows * (num_cameras * d) + cols).reshape(-1).astype(np.int32))
-            own = np.arange(num_cameras)[:, None, None] * d
-            diag = (own + np.arange(d)[None, :, None]) * (num_cameras * d) + own + np.arange(d)[None, None, :]
-            self.diag_flat = mx.array(diag.reshape(-1).astype(np.int32))
+            self.pair_flat = mx.array(_block_positions(cols[first], cols[second], self.reduced_size))
+            self.own_flat = mx.array(_block_positions(cols, cols, self.reduced_size))
 
     @property
-    def reduced_size(self) -> int:
-        return self.num_cameras * self.camera_dof
+    def column_count(self) -> int:
+        """D, the camera-side columns of one observation."""
+        return self.camera_dof + self.group_dof
+
+
+def _check_range(idx: np.ndarray, n: int, name: str) -> None:
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{name}: expected values in [0, {n})")
+
+
+def _block_positions(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Flat positions (K D D,) in an (n, n) matrix of the (D x D) blocks at rows[k] x cols[k]."""
+    return (rows[:, :, None] * n + cols[:, None, :]).reshape(-1).astype(np.int32)
 
 
 def _observation_pairs(point_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +129,7 @@ def _observation_pairs(point_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     counts = np.diff(np.r_[starts, sorted_pts.size])
     first, second = [], []
     for k in np.unique(counts):  # one vectorised block per track length
-        sel = starts[counts == k]
-        members = order[sel[:, None] + np.arange(k)[None, :]]  # (tracks, k)
+        members = order[starts[counts == k][:, None] + np.arange(k)[None, :]]  # (tracks, k)
         first.append(np.repeat(members, k, axis=1).reshape(-1))
         second.append(np.tile(members, (1, k)).reshape(-1))
     if not first:
@@ -115,25 +140,28 @@ def _observation_pairs(point_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 class BlockSystem(NamedTuple):
     """Block-sparse normal equations ``A = J^T W J``, ``g = J^T W r`` of one BA problem.
 
+    The camera-side blocks of A are kept as the weighted per-observation Jacobians
+    ``B_i = sqrt(w_i) J_c,i`` (products ``U x`` are gathers and scatter-adds; the dense solver
+    scatters ``B_i^T B_i``), which take 2 D floats per observation instead of D^2.
+
     Attributes:
-        U: (C, dc, dc) camera blocks.
-        V: (P, 3, 3) point blocks.
-        W: (O, dc, 3) coupling block of each observation.
-        g_c: (C, dc) camera gradient.
+        B: (O, 2, D) weighted camera-side Jacobians.
+        V: (P, 3, 3) point blocks ``sum_i w_i J_p,i^T J_p,i``.
+        W: (O, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation.
+        g_c: (n_c,) camera-side gradient, in the reduced layout.
         g_p: (P, 3) point gradient.
     """
 
-    U: mx.array
+    B: mx.array
     V: mx.array
     W: mx.array
     g_c: mx.array
     g_p: mx.array
 
 
-def _tmat(j: mx.array, k: mx.array, w: mx.array) -> mx.array:
-    """(O, a, b) = J_j^T diag(w) J_k for (O, 2, a) and (O, 2, b), exact float32."""
-    wj = j * w[:, None, None]
-    return matmul(wj.swapaxes(-1, -2), k)
+def _tmat(j: mx.array, k: mx.array) -> mx.array:
+    """(O, a, b) = J^T K for (O, 2, a) and (O, 2, b), exact float32."""
+    return matmul(j.swapaxes(-1, -2), k)
 
 
 def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_point: mx.array,
@@ -142,10 +170,10 @@ def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_
 
     Args:
         structure: the observation graph.
-        jac_camera: (O, 2, dc) d residual / d camera parameters.
+        jac_camera: (O, 2, D) d residual / d camera-side parameters (``structure.columns`` order).
         jac_point: (O, 2, 3) d residual / d point.
         residual: (O, 2).
-        weight: (O,) IRLS weights (0 drops an observation).
+        weight: (O,) IRLS weights >= 0 (0 drops an observation).
 
     Returns:
         :class:`BlockSystem`.
@@ -153,18 +181,20 @@ def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_
     Example:
         >>> s = BlockStructure([0], [0], 1, 1, 1)
         >>> sys = block_normal_equations(s, mx.ones((1, 2, 1)), mx.ones((1, 2, 3)), mx.ones((1, 2)), mx.ones(1))
-        >>> sys.U.tolist(), sys.g_p.tolist()
-        ([[[2.0]]], [[2.0, 2.0, 2.0]])
+        >>> sys.g_c.tolist(), sys.g_p.tolist()
+        ([2.0], [[2.0, 2.0, 2.0]])
     """
-    c, p = structure.camera_index, structure.point_index
-    dc, dt = jac_camera.shape[-1], jac_camera.dtype
-    wr = residual * weight[:, None]
-    U = mx.zeros((structure.num_cameras, dc, dc), dtype=dt).at[c].add(_tmat(jac_camera, jac_camera, weight))
-    V = mx.zeros((structure.num_points, 3, 3), dtype=dt).at[p].add(_tmat(jac_point, jac_point, weight))
-    W = _tmat(jac_camera, jac_point, weight)
-    g_c = mx.zeros((structure.num_cameras, dc), dtype=dt).at[c].add(mx.sum(jac_camera * wr[..., None], axis=-2))
-    g_p = mx.zeros((structure.num_points, 3), dtype=dt).at[p].add(mx.sum(jac_point * wr[..., None], axis=-2))
-    return BlockSystem(U, V, W, g_c, g_p)
+    if jac_camera.shape[-1] != structure.column_count:
+        raise ValueError(f"jac_camera: expected (O, 2, {structure.column_count}), got {tuple(jac_camera.shape)}")
+    root = mx.sqrt(mx.maximum(weight, 0.0))[:, None, None]
+    b, bp = jac_camera * root, jac_point * root
+    br = residual[..., None] * root  # (O, 2, 1)
+    p = structure.point_index
+    V = mx.zeros((structure.num_points, 3, 3), dtype=b.dtype).at[p].add(_tmat(bp, bp))
+    g_c = mx.zeros((structure.reduced_size,), dtype=b.dtype).at[structure.columns.reshape(-1)].add(
+        _tmat(b, br).reshape(-1))
+    g_p = mx.zeros((structure.num_points, 3), dtype=b.dtype).at[p].add(_tmat(bp, br)[..., 0])
+    return BlockSystem(b, V, _tmat(b, bp), g_c, g_p)
 
 
 def _mv(m: mx.array, x: mx.array) -> mx.array:
@@ -177,49 +207,73 @@ def _mtv(m: mx.array, x: mx.array) -> mx.array:
     return mx.sum(m * x[..., :, None], axis=-2)
 
 
-def _damped(a: mx.array, mu: mx.array) -> mx.array:
-    return a + mu * mx.eye(a.shape[-1], dtype=a.dtype)
+def _eye_like(a: mx.array) -> mx.array:
+    return mx.eye(a.shape[-1], dtype=a.dtype)
 
 
 class _Reduced(NamedTuple):
     v_inv: mx.array  # (P, 3, 3) (V + mu I)^-1
-    y: mx.array  # (O, dc, 3) W_i (V + mu I)^-1_p(i)
-    rhs: mx.array  # (C, dc) b of the reduced system
-    u_damped: mx.array  # (C, dc, dc)
+    y: mx.array  # (O, D, 3) W_i (V + mu I)^-1_p(i)
+    rhs: mx.array  # (n_c,) b of the reduced system
+    mu: mx.array  # ()
     ok: mx.array  # () every point block invertible
 
 
+def _scatter_columns(structure: BlockStructure, values: mx.array) -> mx.array:
+    """(n_c,) sum of per-observation camera-side values (O, D) into the reduced layout."""
+    return mx.zeros((structure.reduced_size,), dtype=values.dtype).at[structure.columns.reshape(-1)].add(
+        values.reshape(-1))
+
+
 def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Reduced:
-    v_inv, v_ok = inv_ex(_damped(system.V, mu))
+    v_inv, v_ok = inv_ex(system.V + mu * _eye_like(system.V))
     y = matmul(system.W, v_inv[structure.point_index])
-    t = _mv(y, system.g_p[structure.point_index])  # (O, dc)
-    rhs = -system.g_c + mx.zeros_like(system.g_c).at[structure.camera_index].add(t)
-    return _Reduced(v_inv, y, rhs, _damped(system.U, mu), mx.all(v_ok))
+    rhs = -system.g_c + _scatter_columns(structure, _mv(y, system.g_p[structure.point_index]))
+    return _Reduced(v_inv, y, rhs, mu, mx.all(v_ok))
 
 
-def schur_diagonal(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
-    """(C, dc, dc) diagonal blocks of the reduced camera system (the block-Jacobi preconditioner)."""
-    own = matmul(red.y, system.W.swapaxes(-1, -2))
-    return red.u_damped - mx.zeros_like(red.u_damped).at[structure.camera_index].add(own)
-
-
-def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
-    """(C dc, C dc) reduced camera system S, from the observation pairs of every point."""
-    if structure.pair_first is None:
-        raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
-    n = structure.reduced_size
-    blocks = matmul(red.y[structure.pair_first], system.W[structure.pair_second].swapaxes(-1, -2))
-    s = mx.zeros((n * n,), dtype=blocks.dtype).at[structure.pair_flat].add(-blocks.reshape(-1))
-    s = s.at[structure.diag_flat].add(red.u_damped.reshape(-1))
-    return s.reshape(n, n)
+def _camera_product(structure: BlockStructure, system: BlockSystem, x: mx.array) -> mx.array:
+    """(n_c,) ``U x`` from the weighted per-observation Jacobians: sum_i B_i^T (B_i x[cols_i])."""
+    u = _mv(system.B, x[structure.columns])  # (O, 2)
+    return _scatter_columns(structure, _mtv(system.B, u))
 
 
 def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
-    """``S x`` (C, dc) for x (C, dc) without forming S: ``U* x - sum_i W_i V*^-1 (sum_j W_j^T x_c(j))``."""
-    c, p = structure.camera_index, structure.point_index
-    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_mtv(system.W, x[c]))
-    z = _mv(red.y, t[p])
-    return _mv(red.u_damped, x) - mx.zeros_like(x).at[c].add(z)
+    """``S x`` (n_c,) without forming S: ``(U + mu I) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``."""
+    p = structure.point_index
+    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_mtv(system.W, x[structure.columns]))
+    return _camera_product(structure, system, x) + red.mu * x - _scatter_columns(structure, _mv(red.y, t[p]))
+
+
+def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
+    """(n_c, n_c) reduced camera system S, from the observations and their pairs per point."""
+    if structure.pair_flat is None:
+        raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
+    n = structure.reduced_size
+    pairs = matmul(red.y[structure.pair_first], system.W[structure.pair_second].swapaxes(-1, -2))
+    s = mx.zeros((n * n,), dtype=pairs.dtype).at[structure.pair_flat].add(-pairs.reshape(-1))
+    s = s.at[structure.own_flat].add(_tmat(system.B, system.B).reshape(-1))
+    return s.reshape(n, n) + red.mu * mx.eye(n, dtype=s.dtype)
+
+
+def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> list[mx.array]:
+    """Inverses of the diagonal blocks of S: camera blocks (C, dc, dc) and group blocks (G, dg, dg).
+
+    Each observation adds ``B_i^T B_i - Y_i W_i^T`` (its own pair); the pairs of two observations of
+    one point through the same group are left out (a preconditioner only has to be close).
+    """
+    own = _tmat(system.B, system.B) - matmul(red.y, system.W.swapaxes(-1, -2))  # (O, D, D)
+    dc, dg = structure.camera_dof, structure.group_dof
+    parts = [(own[:, :dc, :dc], structure.camera_index, structure.num_cameras)]
+    if dg:
+        parts.append((own[:, dc:, dc:], structure.group_index, structure.num_groups))
+    out = []
+    for blocks, index, count in parts:
+        diag = mx.zeros((count, *blocks.shape[1:]), dtype=blocks.dtype).at[index].add(blocks)
+        diag = diag + red.mu * _eye_like(diag)
+        inv, ok = solve_spd_ex(diag, mx.broadcast_to(_eye_like(diag), diag.shape))
+        out.append(mx.where(ok[:, None, None], inv, 0.0))
+    return out
 
 
 def _lower_inverse(lower: mx.array) -> mx.array:
@@ -293,28 +347,28 @@ def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx
     return sol, ok & mx.all(mx.isfinite(sol))
 
 
-def pcg(apply: Any, rhs: mx.array, precond: mx.array, iterations: int) -> mx.array:
+def pcg(apply: Any, rhs: mx.array, precondition: Any, iterations: int) -> mx.array:
     """Preconditioned conjugate gradients with a fixed iteration count (no host sync).
 
     Args:
-        apply: ``x (C, d) -> S x``.
-        rhs: (C, d).
-        precond: (C, d, d) inverse diagonal blocks (block-Jacobi).
+        apply: ``x (n,) -> S x`` for SPD S.
+        rhs: (n,).
+        precondition: ``r (n,) -> M^-1 r``.
         iterations: static count.
 
     Returns:
-        x (C, d). A direction whose curvature is not positive, or a residual that reached zero,
-        stops the updates (the step is frozen with ``mx.where``).
+        x (n,). A direction whose curvature is not positive, or a residual that reached zero,
+        stops the updates (the iterate is frozen with ``mx.where``).
 
     Example:
-        >>> A = mx.array([[[4.0, 1.0], [1.0, 3.0]]])
-        >>> x = pcg(lambda v: _mv(A, v), mx.array([[1.0, 2.0]]), mx.broadcast_to(mx.eye(2), (1, 2, 2)), 2)
-        >>> [round(v, 4) for v in x[0].tolist()]
+        >>> A = mx.array([[4.0, 1.0], [1.0, 3.0]])
+        >>> x = pcg(lambda v: _mv(A, v), mx.array([1.0, 2.0]), lambda r: r, 2)
+        >>> [round(v, 4) for v in x.tolist()]
         [0.0909, 0.6364]
     """
     x = mx.zeros_like(rhs)
     r = rhs
-    z = _mv(precond, r)
+    z = precondition(r)
     d = z
     rz = mx.sum(r * z)
     for _ in range(iterations):
@@ -324,7 +378,7 @@ def pcg(apply: Any, rhs: mx.array, precond: mx.array, iterations: int) -> mx.arr
         alpha = mx.where(go, rz / mx.where(go, curv, 1.0), 0.0)
         x = x + alpha * d
         r = r - alpha * q
-        z = _mv(precond, r)
+        z = precondition(r)
         rz_new = mx.sum(r * z)
         beta = mx.where(go, rz_new / mx.where(rz > 0, rz, 1.0), 0.0)
         d = mx.where(go, z + beta * d, d)
@@ -332,83 +386,95 @@ def pcg(apply: Any, rhs: mx.array, precond: mx.array, iterations: int) -> mx.arr
     return x
 
 
+def _block_precondition(structure: BlockStructure, inverses: list[mx.array]) -> Any:
+    cams = structure.num_cameras * structure.camera_dof
+
+    def apply(r: mx.array) -> mx.array:
+        parts = [_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
+        if len(inverses) > 1:
+            parts.append(_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
+        return mx.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    return apply
+
+
 class SchurStep:
-    """The damped block-sparse step as a :class:`StepSolver` for :func:`mlxgeom.solve.lm_loop`.
+    """The damped block-sparse step as a ``StepSolver`` for :func:`mlxgeom.solve.lm_loop`.
 
     ``__call__(system, g, mu) -> (h, ok, predicted)`` with ``system`` a :class:`BlockSystem`,
-    ``g`` the flat gradient ``[g_c.ravel(), g_p.ravel()]`` (n,), h likewise flat (n,) and
-    ``predicted = -g^T h - h^T A h / 2``. Damping ``mu I`` on the full system (as ``DenseStep``).
+    ``g`` the flat gradient ``[g_c, g_p.ravel()]`` (n,) (:func:`flat_gradient`), h likewise flat
+    (n,) and ``predicted = -g^T h - h^T A h / 2`` evaluated exactly. Damping ``mu I`` on the whole
+    system, as the core's ``DenseStep``.
 
     Args:
         structure: the observation graph.
-        linear_solver: ``"dense"`` (blocked Cholesky of S), ``"pcg"`` (block-Jacobi PCG,
-            S never formed) or ``"auto"`` (dense when ``C dc <= DENSE_MAX``).
+        linear_solver: ``"dense"`` (blocked Cholesky of S), ``"pcg"`` (block-Jacobi PCG, S never
+            formed) or ``"auto"`` (dense when the reduced system has at most ``DENSE_MAX`` unknowns).
         pcg_iterations: static PCG iteration count.
 
     Example:
         >>> s = BlockStructure([0, 0], [0, 1], 1, 2, 1)
         >>> sys = block_normal_equations(s, mx.ones((2, 2, 1)), mx.ones((2, 2, 3)), mx.ones((2, 2)), mx.ones(2))
         >>> h, ok, pred = SchurStep(s)(sys, flat_gradient(sys), mx.array(1.0))
-        >>> h.shape, ok.item()
-        ((7,), True)
+        >>> h.shape, ok.item(), pred.item() > 0
+        ((7,), True, True)
     """
 
     def __init__(self, structure: BlockStructure, linear_solver: str = "auto", pcg_iterations: int = 50):
-        if linear_solver not in LINEAR_SOLVERS:
-            raise ValueError(f"linear_solver: expected one of {LINEAR_SOLVERS}, got {linear_solver!r}")
-        if linear_solver == "auto":
-            linear_solver = "dense" if structure.reduced_size <= DENSE_MAX else "pcg"
-        if linear_solver == "dense" and structure.pair_first is None:
+        self.linear_solver = resolve_linear_solver(structure.reduced_size, linear_solver)
+        if self.linear_solver == "dense" and structure.pair_flat is None:
             raise ValueError("linear_solver='dense' needs a BlockStructure built with with_pairs=True")
-        self.structure, self.linear_solver, self.pcg_iterations = structure, linear_solver, pcg_iterations
+        self.structure, self.pcg_iterations = structure, pcg_iterations
 
     def max_diagonal(self, system: BlockSystem) -> mx.array:
-        du = mx.diagonal(system.U, axis1=-2, axis2=-1)
+        du = _scatter_columns(self.structure, mx.sum(system.B * system.B, axis=-2))
         dv = mx.diagonal(system.V, axis1=-2, axis2=-1)
         return mx.maximum(mx.max(du), mx.max(dv)) if dv.size else mx.max(du)
 
     def __call__(self, system: BlockSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         st = self.structure
         mu = mx.reshape(mu, ())
-        finite = mx.isfinite(mu) & mx.all(mx.isfinite(g)) & _all_finite(system)
+        finite = mx.isfinite(mu) & mx.all(mx.isfinite(g)) & mx.all(mx.stack([mx.all(mx.isfinite(a)) for a in system]))
         red = _reduce(st, system, mu)
         if self.linear_solver == "dense":
-            h_c, ok = cholesky_solve_blocked(schur_dense(st, system, red), red.rhs.reshape(-1))
-            h_c = h_c.reshape(red.rhs.shape)
+            h_c, ok = cholesky_solve_blocked(schur_dense(st, system, red), red.rhs)
         else:
-            diag_inv, ok = solve_spd_ex(schur_diagonal(st, system, red),
-                                        mx.broadcast_to(mx.eye(st.camera_dof, dtype=g.dtype), red.u_damped.shape))
-            diag_inv = mx.where(ok[:, None, None], diag_inv, 0.0)
-            h_c = pcg(lambda x: schur_apply(st, system, red, x), red.rhs, diag_inv, self.pcg_iterations)
+            pre = _block_precondition(st, schur_block_jacobi(st, system, red))
+            h_c = pcg(lambda x: schur_apply(st, system, red, x), red.rhs, pre, self.pcg_iterations)
             ok = mx.all(mx.isfinite(h_c))
-        c, p = st.camera_index, st.point_index
-        back = mx.zeros_like(system.g_p).at[p].add(_mtv(system.W, h_c[c]))
-        h_p = _mv(red.v_inv, -system.g_p - back)
-        h = mx.concatenate([h_c.reshape(-1), h_p.reshape(-1)])
+        p = st.point_index
+        back = mx.zeros_like(system.g_p).at[p].add(_mtv(system.W, h_c[st.columns]))
+        h = mx.concatenate([h_c, _mv(red.v_inv, -system.g_p - back).reshape(-1)])
         ok = ok & red.ok & finite & mx.all(mx.isfinite(h))
         h = mx.where(ok, h, 0.0)
         return h, ok, predicted_decrease(st, system, g, h)
 
 
-def _all_finite(system: BlockSystem) -> mx.array:
-    return mx.all(mx.stack([mx.all(mx.isfinite(a)) for a in system]))
+def resolve_linear_solver(reduced_size: int, linear_solver: str) -> str:
+    """``"dense"`` or ``"pcg"`` for ``"auto"`` (by ``DENSE_MAX``), else the name, checked."""
+    if linear_solver not in LINEAR_SOLVERS:
+        raise ValueError(f"linear_solver: expected one of {LINEAR_SOLVERS}, got {linear_solver!r}")
+    if linear_solver == "auto":
+        return "dense" if reduced_size <= DENSE_MAX else "pcg"
+    return linear_solver
 
 
 def flat_gradient(system: BlockSystem) -> mx.array:
-    """``g = [g_c.ravel(), g_p.ravel()]`` (C dc + 3 P,), the tangent order of :class:`SchurStep`."""
-    return mx.concatenate([system.g_c.reshape(-1), system.g_p.reshape(-1)])
+    """``g = [g_c, g_p.ravel()]`` (n_c + 3 P,), the tangent order of :class:`SchurStep`."""
+    return mx.concatenate([system.g_c, system.g_p.reshape(-1)])
 
 
 def split_step(structure: BlockStructure, h: mx.array) -> tuple[mx.array, mx.array]:
-    """Flat h (n,) -> camera part (C, dc) and point part (P, 3)."""
+    """Flat h (n,) -> camera-side part (n_c,) and point part (P, 3)."""
     n = structure.reduced_size
-    return h[:n].reshape(structure.num_cameras, structure.camera_dof), h[n:].reshape(structure.num_points, 3)
+    return h[:n], h[n:].reshape(structure.num_points, 3)
 
 
 def predicted_decrease(structure: BlockStructure, system: BlockSystem, g: mx.array, h: mx.array) -> mx.array:
-    """``L(0) - L(h) = -g^T h - h^T A h / 2`` of the undamped Gauss-Newton model, from the blocks."""
+    """``L(0) - L(h) = -g^T h - ||J h||^2 / 2`` of the undamped Gauss-Newton model, per observation."""
     h_c, h_p = split_step(structure, h)
-    c, p = structure.camera_index, structure.point_index
-    quad = (mx.sum(h_c * _mv(system.U, h_c)) + mx.sum(h_p * _mv(system.V, h_p))
-            + 2.0 * mx.sum(h_c[c] * _mv(system.W, h_p[p])))
+    # sqrt(w) J_p h_p is not stored; ||J h||^2 = ||B h_c||^2 + 2 h_c^T W h_p + h_p^T V h_p.
+    bh = _mv(system.B, h_c[structure.columns])
+    cross = mx.sum(h_c[structure.columns] * _mv(system.W, h_p[structure.point_index]))
+    quad = mx.sum(bh * bh) + 2.0 * cross + mx.sum(h_p * _mv(system.V, h_p))
     return -mx.sum(g * h) - 0.5 * quad
