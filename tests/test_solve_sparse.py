@@ -37,7 +37,8 @@ def _dense_step(structure, pt, jc, jp, r, w, mu):
     Wt = np.repeat(w, 2)
     A = J.T @ (Wt[:, None] * J)
     g = J.T @ (Wt * r.reshape(-1))
-    return np.linalg.solve(A + mu * np.eye(n), -g), A, g
+    D = np.diag(np.clip(np.diag(A), 1e-6, 1e32))  # Marquardt's diagonal
+    return np.linalg.solve(A + mu * D, -g), A, g
 
 
 def _mlx(structure, jc, jp, r, w):

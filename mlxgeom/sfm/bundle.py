@@ -23,13 +23,17 @@ import numpy as np
 from .. import lie
 from .._checks import as_float, check_trailing
 from ..camera import Camera, project_points_jacobian
+from ..linalg import matmul
 from ..solve.lm import lm_loop
 from ..solve.losses import RobustLoss, get_loss
 from ..solve.normal_equations import weighted_cost
 from ..solve.sparse import BlockStructure, SchurStep, block_normal_equations, flat_gradient, resolve_linear_solver
 
-#: Intrinsic parameters that ``refine_intrinsics`` may name; True means ("focal", "distortion").
+#: Intrinsic parameters ``refine_intrinsics`` may name; True means ("focal", "distortion"). "focal" is
+#: one scale of fx and fy (their ratio kept), "focal_xy" two; "distortion" all coefficients, or single
+#: coefficients by OpenCV name (``OPENCV_COEFFS``, fisheye: k1..k4).
 INTRINSICS = ("focal", "focal_xy", "principal_point", "distortion")
+OPENCV_COEFFS = ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6", "s1", "s2", "s3", "s4", "tau_x", "tau_y")
 
 
 class BundleResult(NamedTuple):
@@ -63,67 +67,57 @@ class BundleResult(NamedTuple):
 
 
 class _Intrinsics:
-    """Which intrinsics are refined, per camera group, as a parameter vector q (G, di)."""
+    """Which intrinsics are refined, per camera group, as offsets q (G, di) from the start (q = 0):
+    ``f = f_0 (1 + q_f)``, ``c = c_0 + q_c``, ``dist = dist_0 + q_d E`` (E selects the coefficients)."""
 
     def __init__(self, cameras: Camera, refine: bool | Sequence[str], num_groups: int, dtype: mx.Dtype):
         names = ("focal", "distortion") if refine is True else () if refine is False else tuple(refine)
-        bad = [n for n in names if n not in INTRINSICS]
-        if bad or ("focal" in names and "focal_xy" in names):
-            raise ValueError(f"refine_intrinsics: expected True, False or names from {INTRINSICS} "
-                             f"(not both focal and focal_xy), got {refine!r}")
-        self.names, self.model = names, cameras.model
         self.K0 = mx.broadcast_to(cameras.K, (num_groups, 3, 3)).astype(dtype)
         self.dist0 = mx.broadcast_to(cameras.dist, (num_groups, cameras.dist.shape[-1])).astype(dtype)
-        k = self.dist0.shape[-1]
-        sizes = {"focal": 1, "focal_xy": 2, "principal_point": 2, "distortion": k}
-        self.slices, start = {}, 0
-        for n in INTRINSICS:
-            if n in names:
-                self.slices[n] = slice(start, start + sizes[n])
-                start += sizes[n]
-        self.dof = start
+        k, self.model = self.dist0.shape[-1], cameras.model
+        coeff_names = OPENCV_COEFFS[:k]
+        bad = [n for n in names if n not in INTRINSICS and n not in coeff_names]
+        if bad or ("focal" in names and "focal_xy" in names):
+            raise ValueError(f"refine_intrinsics: expected True, False or names from {INTRINSICS} or of the "
+                             f"{k} distortion coefficients {coeff_names} (not both focal and focal_xy), got {refine!r}")
+        self.focal = 1 if "focal" in names else 2 if "focal_xy" in names else 0
+        self.principal = "principal_point" in names
+        self.coeffs = list(range(k)) if "distortion" in names else [i for i, n in enumerate(coeff_names) if n in names]
+        self.dof = self.focal + 2 * self.principal + len(self.coeffs)
+        self.select = mx.array(np.eye(k, dtype=np.float32)[self.coeffs].reshape(len(self.coeffs), k)).astype(dtype)
 
     def initial(self) -> mx.array:
-        g = self.K0.shape[0]
-        parts = {"focal": mx.ones((g, 1)), "focal_xy": mx.ones((g, 2)), "principal_point": mx.zeros((g, 2)),
-                 "distortion": self.dist0}
-        return mx.concatenate([parts[n].astype(self.K0.dtype) for n in INTRINSICS if n in self.slices]
-                              + [mx.zeros((g, 0), dtype=self.K0.dtype)], axis=-1)
+        return mx.zeros((self.K0.shape[0], self.dof), dtype=self.K0.dtype)
 
     def values(self, q: mx.array) -> tuple[mx.array, mx.array]:
-        """(K (G, 3, 3), dist (G, k)) at the parameters q (G, di)."""
-        K, dist = self.K0, self.dist0
-        scale = None
-        if "focal" in self.slices:
-            scale = mx.concatenate([q[:, self.slices["focal"]]] * 2, axis=-1)
-        elif "focal_xy" in self.slices:
-            scale = q[:, self.slices["focal_xy"]]
-        rows = [K[:, 0], K[:, 1], K[:, 2]]
-        if scale is not None:
-            rows[0] = mx.stack([K[:, 0, 0] * scale[:, 0], K[:, 0, 1], K[:, 0, 2]], axis=-1)
-            rows[1] = mx.stack([K[:, 1, 0], K[:, 1, 1] * scale[:, 1], K[:, 1, 2]], axis=-1)
-        if "principal_point" in self.slices:
-            pp = q[:, self.slices["principal_point"]]
-            rows[0] = mx.concatenate([rows[0][:, :2], (K[:, 0, 2] + pp[:, 0])[:, None]], axis=-1)
-            rows[1] = mx.concatenate([rows[1][:, :2], (K[:, 1, 2] + pp[:, 1])[:, None]], axis=-1)
-        if "distortion" in self.slices:
-            dist = q[:, self.slices["distortion"]]
-        return mx.stack(rows, axis=1), dist
+        """(K (G, 3, 3), dist (G, k)) at the offsets q (G, di)."""
+        K, g = self.K0, self.K0.shape[0]
+        zero = mx.zeros((g,), dtype=K.dtype)
+        sx = sy = zero
+        if self.focal:
+            sx, sy = q[:, 0], q[:, self.focal - 1]
+        cx = cy = zero
+        if self.principal:
+            cx, cy = q[:, self.focal], q[:, self.focal + 1]
+        delta = mx.stack([mx.stack([K[:, 0, 0] * sx, zero, cx], -1), mx.stack([zero, K[:, 1, 1] * sy, cy], -1),
+                          mx.zeros((g, 3), dtype=K.dtype)], axis=1)
+        start = self.focal + 2 * self.principal
+        if not self.coeffs:
+            return K + delta, self.dist0
+        return K + delta, self.dist0 + matmul(q[:, start:], self.select)
 
     def jacobian(self, d_intrinsics: mx.array, d_dist: mx.array, K0_obs: mx.array) -> mx.array:
         """(O, 2, di) d pixel / d q from the projection core's (O, 2, 5) and (O, 2, k)."""
-        cols = []
         fx0, fy0 = K0_obs[:, None, 0, 0], K0_obs[:, None, 1, 1]
-        if "focal" in self.slices:
+        cols = []
+        if self.focal == 1:
             cols.append(d_intrinsics[..., 0] * fx0 + d_intrinsics[..., 1] * fy0)
-        if "focal_xy" in self.slices:
+        elif self.focal == 2:
             cols += [d_intrinsics[..., 0] * fx0, d_intrinsics[..., 1] * fy0]
-        if "principal_point" in self.slices:
+        if self.principal:
             cols += [d_intrinsics[..., 2], d_intrinsics[..., 3]]
-        out = [mx.stack(cols, axis=-1)] if cols else []
-        if "distortion" in self.slices:
-            out.append(d_dist)
-        return mx.concatenate(out, axis=-1) if out else d_intrinsics[..., :0]
+        cols += [d_dist[..., i] for i in self.coeffs]
+        return mx.stack(cols, axis=-1)
 
 
 def _groups(cameras: Camera, num_images: int, intrinsics_index: Any) -> tuple[int, np.ndarray]:
@@ -256,7 +250,8 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         fix_poses: None, (C,) bool mask or indices of poses held constant.
         fix_points: None, (P,) bool mask or indices of points held constant.
         refine_intrinsics: False, True (focal and distortion, principal point kept, as COLMAP's
-            default) or names from ``INTRINSICS``; shared cameras stay shared.
+            default) or names from ``INTRINSICS`` and ``OPENCV_COEFFS`` (e.g. ``("focal", "k1")``
+            for COLMAP's SIMPLE_RADIAL); shared cameras stay shared.
         loss: robust loss (name or :class:`~mlxgeom.solve.RobustLoss`), None for squares.
         loss_scale: its scale in pixels.
         max_iters: LM iteration budget.

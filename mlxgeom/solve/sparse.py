@@ -7,21 +7,25 @@ coupling block ``W_i = J_c,i^T w_i J_p,i`` (dc x 3) per observation (Triggs et a
 Adjustment - A Modern Synthesis", 2000, sec. 6.1). Everything is accumulated with scatter-adds
 (``mx.array.at[idx].add``), never as a dense (n x n) matrix.
 
-The damped step solves ``(A + mu I) h = -g``. The points are eliminated with the closed-form
-batched 3x3 inverse of ``V*_p = V_p + mu I``, leaving the reduced camera system
+The damped step solves ``(A + mu D) h = -g`` with Marquardt's diagonal ``D = diag(A)`` (clamped to
+[1e-6, 1e32] as Ceres does). The points are eliminated with the closed-form batched 3x3 inverse of
+``V*_p = V_p + mu D_p``, leaving the reduced camera system
 
-    S h_c = b,   S = U* - sum_i W_i V*_p(i)^-1 W_j^T (over observation pairs i, j of one point),
+    S h_c = b,   S = U + mu D_c - sum W_i V*_p(i)^-1 W_j^T (over observation pairs i, j of one point),
     b = -g_c + sum_i W_i V*_p(i)^-1 g_p(i),
 
 then ``h_p = V*_p^-1 (-g_p - sum_i W_i^T h_c(i))``. S is solved either densely (a blocked
 right-looking Cholesky in pure MLX, Golub and Van Loan, "Matrix Computations", 4th ed.,
 Alg. 4.2.4) or by preconditioned conjugate gradients with the block-Jacobi preconditioner and
-a fixed iteration count, applying ``S x = U* x - sum W V*^-1 W^T x`` by gathers and scatter-adds
+a fixed iteration count, applying ``S x = (U + mu D_c) x - sum W V*^-1 W^T x`` by gathers and scatter-adds
 without forming S (Agarwal et al., "Bundle Adjustment in the Large", ECCV 2010, sec. 4).
 
-The damping is ``mu I`` (the solver core's :class:`DenseStep` convention, Madsen-Nielsen-Tingleff
-Alg. 3.16), and the predicted decrease ``L(0) - L(h) = -g^T h - h^T A h / 2`` is evaluated
-exactly from the blocks, so an inexact PCG step is scored correctly in the gain ratio.
+The damping is Marquardt's scaled diagonal, not the ``mu I`` of the core's dense step: bundle
+adjustment mixes parameters whose curvatures differ by many orders (a point at 1e5 scene units
+against a nearby one), and ``mu I`` would freeze the weak ones (Marquardt 1963; Ceres'
+``jacobi_scaling``). In the Jacobi-scaled variables the diagonal of A is 1, so :meth:`SchurStep.max_diagonal`
+is 1 and the loop starts at ``mu_0 = tau``. The predicted decrease ``L(0) - L(h) = -g^T h - h^T A h / 2``
+is evaluated exactly from the blocks, so an inexact PCG step is scored correctly in the gain ratio.
 
 The observation graph (which camera and point each observation has) is static problem structure:
 :class:`BlockStructure` analyses it once on the host, like Ceres' symbolic analysis; the numeric
@@ -36,8 +40,9 @@ import mlx.core as mx
 import numpy as np
 
 from ..linalg import inv_ex, matmul, solve_spd_ex
-from ..linalg.cholesky import _factor
 
+#: Marquardt's diagonal is clamped to [DIAGONAL_MIN, DIAGONAL_MAX] (Ceres' min/max_lm_diagonal).
+DIAGONAL_MIN, DIAGONAL_MAX = 1e-6, 1e32
 #: Reduced camera systems up to this many unknowns are solved by dense Cholesky under "auto".
 DENSE_MAX = 1024
 LINEAR_SOLVERS = ("auto", "dense", "pcg")
@@ -212,10 +217,10 @@ def _eye_like(a: mx.array) -> mx.array:
 
 
 class _Reduced(NamedTuple):
-    v_inv: mx.array  # (P, 3, 3) (V + mu I)^-1
+    v_inv: mx.array  # (P, 3, 3) (V + mu D_p)^-1
     y: mx.array  # (O, D, 3) W_i (V + mu I)^-1_p(i)
     rhs: mx.array  # (n_c,) b of the reduced system
-    mu: mx.array  # ()
+    damp: mx.array  # (n_c,) mu D_c, the camera-side damping
     ok: mx.array  # () every point block invertible
 
 
@@ -225,11 +230,21 @@ def _scatter_columns(structure: BlockStructure, values: mx.array) -> mx.array:
         values.reshape(-1))
 
 
+def _marquardt(diag: mx.array) -> mx.array:
+    return mx.clip(diag, DIAGONAL_MIN, DIAGONAL_MAX)
+
+
+def camera_diagonal(structure: BlockStructure, system: BlockSystem) -> mx.array:
+    """(n_c,) diagonal of the camera-side block U of A."""
+    return _scatter_columns(structure, mx.sum(system.B * system.B, axis=-2))
+
+
 def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Reduced:
-    v_inv, v_ok = inv_ex(system.V + mu * _eye_like(system.V))
+    dv = _marquardt(mx.diagonal(system.V, axis1=-2, axis2=-1))
+    v_inv, v_ok = inv_ex(system.V + mu * dv[..., None] * _eye_like(system.V))
     y = matmul(system.W, v_inv[structure.point_index])
     rhs = -system.g_c + _scatter_columns(structure, _mv(y, system.g_p[structure.point_index]))
-    return _Reduced(v_inv, y, rhs, mu, mx.all(v_ok))
+    return _Reduced(v_inv, y, rhs, mu * _marquardt(camera_diagonal(structure, system)), mx.all(v_ok))
 
 
 def _camera_product(structure: BlockStructure, system: BlockSystem, x: mx.array) -> mx.array:
@@ -239,10 +254,10 @@ def _camera_product(structure: BlockStructure, system: BlockSystem, x: mx.array)
 
 
 def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
-    """``S x`` (n_c,) without forming S: ``(U + mu I) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``."""
+    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``."""
     p = structure.point_index
     t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_mtv(system.W, x[structure.columns]))
-    return _camera_product(structure, system, x) + red.mu * x - _scatter_columns(structure, _mv(red.y, t[p]))
+    return _camera_product(structure, system, x) + red.damp * x - _scatter_columns(structure, _mv(red.y, t[p]))
 
 
 def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
@@ -253,7 +268,7 @@ def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -
     pairs = matmul(red.y[structure.pair_first], system.W[structure.pair_second].swapaxes(-1, -2))
     s = mx.zeros((n * n,), dtype=pairs.dtype).at[structure.pair_flat].add(-pairs.reshape(-1))
     s = s.at[structure.own_flat].add(_tmat(system.B, system.B).reshape(-1))
-    return s.reshape(n, n) + red.mu * mx.eye(n, dtype=s.dtype)
+    return s.reshape(n, n) + mx.eye(n, dtype=s.dtype) * red.damp
 
 
 def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> list[mx.array]:
@@ -268,32 +283,53 @@ def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Red
     if dg:
         parts.append((own[:, dc:, dc:], structure.group_index, structure.num_groups))
     out = []
+    offset = 0
     for blocks, index, count in parts:
         diag = mx.zeros((count, *blocks.shape[1:]), dtype=blocks.dtype).at[index].add(blocks)
-        diag = diag + red.mu * _eye_like(diag)
+        size = count * blocks.shape[-1]
+        diag = diag + red.damp[offset:offset + size].reshape(count, -1)[..., None] * _eye_like(diag)
+        offset += size
         inv, ok = solve_spd_ex(diag, mx.broadcast_to(_eye_like(diag), diag.shape))
         out.append(mx.where(ok[:, None, None], inv, 0.0))
     return out
 
 
+def _factor_block(a: mx.array) -> tuple[mx.array, mx.array]:
+    """Lower Cholesky factor of a (b, b) block by b right-looking rank-one steps, and an ok flag.
+
+    Vector ops per column (not the fully unrolled scalar form of :mod:`mlxgeom.linalg.cholesky`):
+    a few ops per column keep the graph small. Failed pivots are replaced by 1 and flagged.
+    """
+    b = a.shape[-1]
+    cols, ok, t = [], mx.array(True), a
+    for j in range(b):
+        d = t[0, 0]
+        good = d > 0
+        ok = ok & good
+        col = t[:, 0] / mx.sqrt(mx.where(good, d, 1.0))
+        cols.append(mx.concatenate([mx.zeros((j,), dtype=a.dtype), col]))
+        if j + 1 < b:
+            t = t[1:, 1:] - col[1:, None] * col[None, 1:]
+    return mx.stack(cols, axis=1), ok
+
+
 def _lower_inverse(lower: mx.array) -> mx.array:
-    """L^-1 of a lower-triangular (b, b) matrix by forward substitution on the identity."""
+    """L^-1 of a lower-triangular (b, b) matrix by forward substitution on the identity, row by row."""
     b = lower.shape[-1]
-    rows: list[mx.array] = []
     eye = mx.eye(b, dtype=lower.dtype)
+    rows: list[mx.array] = []
     for i in range(b):
         r = eye[i]
-        for k in range(i):
-            r = r - lower[i, k] * rows[k]
+        if i:
+            r = r - mx.sum(lower[i, :i, None] * mx.stack(rows), axis=0)
         rows.append(r / lower[i, i])
-    return mx.stack(rows, axis=0)
+    return mx.stack(rows)
 
 
 def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx.array, mx.array]:
     """Solve ``A x = b`` for one SPD (n, n) matrix by a blocked right-looking Cholesky.
 
-    Pure MLX (no ``mx.linalg``): per diagonal block the unrolled small Cholesky of
-    :mod:`mlxgeom.linalg.cholesky`, the panel ``A21 L11^-T`` and the trailing update
+    Pure MLX (no ``mx.linalg``): per diagonal block a vector-op Cholesky, the panel ``A21 L11^-T`` and the trailing update
     ``A22 - L21 L21^T`` as exact float32 rank-``block`` products (GVL Alg. 4.2.4); then blocked
     forward and back substitution. n is padded to a multiple of ``block`` with identity rows.
 
@@ -322,7 +358,7 @@ def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx
     inv_diag, panels = [], []
     trailing = 0.5 * (a + a.T)
     for k in range(nb):
-        lkk, ok_k = _factor(trailing[:block, :block])
+        lkk, ok_k = _factor_block(trailing[:block, :block])
         ok = ok & ok_k
         linv = _lower_inverse(lkk)
         inv_diag.append(linv)
@@ -403,8 +439,9 @@ class SchurStep:
 
     ``__call__(system, g, mu) -> (h, ok, predicted)`` with ``system`` a :class:`BlockSystem`,
     ``g`` the flat gradient ``[g_c, g_p.ravel()]`` (n,) (:func:`flat_gradient`), h likewise flat
-    (n,) and ``predicted = -g^T h - h^T A h / 2`` evaluated exactly. Damping ``mu I`` on the whole
-    system, as the core's ``DenseStep``.
+    (n,) and ``predicted = -g^T h - h^T A h / 2`` evaluated exactly. Damping ``mu D``, Marquardt's
+    clamped diagonal of A (see the module docstring); ``max_diagonal`` is 1, the diagonal of the
+    Jacobi-scaled system, so ``mu_0 = tau``.
 
     Args:
         structure: the observation graph.
@@ -427,9 +464,7 @@ class SchurStep:
         self.structure, self.pcg_iterations = structure, pcg_iterations
 
     def max_diagonal(self, system: BlockSystem) -> mx.array:
-        du = _scatter_columns(self.structure, mx.sum(system.B * system.B, axis=-2))
-        dv = mx.diagonal(system.V, axis1=-2, axis2=-1)
-        return mx.maximum(mx.max(du), mx.max(dv)) if dv.size else mx.max(du)
+        return mx.ones((), dtype=system.V.dtype)
 
     def __call__(self, system: BlockSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         st = self.structure
