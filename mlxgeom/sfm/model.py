@@ -170,3 +170,40 @@ def problem_to_model(cameras: Camera, poses: Any, points: Any, observations: Any
         points3D[j + 1] = colmap.ColmapPoint3D(j + 1, pts[j], np.zeros(3, np.uint8), 0.0,
                                                (cam_idx[sel] + 1).astype(np.int32), slot[sel].astype(np.int32))
     return colmap.ColmapModel(base.cameras, images, points3D)
+
+
+def rms_error(result: BundleResult) -> float:
+    """Root-mean-square reprojection error in pixels over the valid observations (host-side)."""
+    r, v = np.array(result.residual), np.array(result.valid)
+    return float(np.sqrt(np.sum(r[v] ** 2) / max(int(v.sum()), 1)))
+
+
+def adjust_model_dir(model_dir: str, out_dir: str, *, ext: str = ".bin", max_iters: int = 50,
+                     refine_intrinsics: bool = False, loss: str | None = None, loss_scale: float = 1.0,
+                     linear_solver: str = "auto") -> str:
+    """``python -m mlxgeom ba``: read a COLMAP model, bundle-adjust it with a tqdm bar, write it.
+
+    Returns the summary (initial / final RMS reprojection error, iterations, time).
+    """
+    import time
+
+    from tqdm import tqdm
+
+    model = colmap.read_model(model_dir)
+    start = bundle_adjust_model(model, max_iters=0)[1]
+    t0 = time.perf_counter()
+    with tqdm(total=max_iters, desc="bundle adjustment", unit="it") as bar:
+        def progress(done: int, cost: float) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix(cost=f"{cost:.6g}")
+
+        new, res = bundle_adjust_model(model, refine_intrinsics=refine_intrinsics, loss=loss, loss_scale=loss_scale,
+                                       max_iters=max_iters, linear_solver=linear_solver, progress=progress)
+    seconds = time.perf_counter() - t0
+    colmap.write_model(new, out_dir, ext=ext)
+    p, o = len(model.points3D), int(np.array(res.valid).sum())
+    return (f"{len(model.images)} images, {len(model.cameras)} cameras, {p} points, {o} observations\n"
+            f"RMS reprojection error: {rms_error(start):.4f} px -> {rms_error(res):.4f} px\n"
+            f"cost {float(res.initial_cost.item()):.6g} -> {float(res.cost.item()):.6g}, "
+            f"{int(res.iterations.item())} iterations, status {int(res.status.item())}, {seconds:.2f} s\n"
+            f"wrote {out_dir}\n")
