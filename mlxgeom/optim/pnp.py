@@ -19,8 +19,7 @@ from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._cuda import fast_path
 from . import _pnp_init, _point_sums, pnp_cuda
-from .levenberg_marquardt import levenberg_marquardt_linearized
-from .losses import RobustLoss, get_loss
+from ..solve import RobustLoss, get_loss, lm_loop
 
 _MIN_POINTS = {"epnp": 4, "iterative": 4, "dlt": 6}
 
@@ -211,8 +210,7 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
 
-    return levenberg_marquardt_linearized(linearize, pose, _left_retract, tuple(pose.shape[:-2]),
-                                          max_iters=max_iters, tau=1e-4)
+    return lm_loop(linearize, pose, _left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:

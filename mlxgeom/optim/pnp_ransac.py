@@ -8,7 +8,7 @@ from typing import Any, Union
 import mlx.core as mx
 
 from .._checks import argmin
-from .losses import RobustLoss
+from ..solve import RobustLoss
 from .pnp import PnPResult, _finish, _prepare, initial_pose, refine_pnp, reprojection_residuals
 
 _MIN_SAMPLE = {"epnp": 4, "dlt": 6}

@@ -9,7 +9,7 @@ import mlx.core as mx
 from .. import linalg
 from ..camera.projection import MIN_DEPTH
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from .levenberg_marquardt import levenberg_marquardt
+from ..solve import levenberg_marquardt
 from .pnp import normalize_pixels
 
 
