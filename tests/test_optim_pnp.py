@@ -162,8 +162,8 @@ def test_covariance_matches_monte_carlo_spread():
     res = solve_pnp(_f32(np.broadcast_to(pw, (reps, 40, 3))), _f32(uv), _f32(K_NP), method="iterative")
     truth = np.eye(4)
     truth[:3, :3], truth[:3, 3] = rot[0], t[0]
-    # Left perturbation: T_est = exp(e) T_true.
-    e = np.array(lie.se3_log(lie.se3_compose(res.pose, _f32(np.linalg.inv(truth)))))
+    # Right perturbation, the library's convention: T_est = T_true exp(e).
+    e = np.array(lie.se3_log(lie.se3_compose(_f32(np.linalg.inv(truth)), res.pose)))
     empirical = np.cov(e.T)
     predicted = np.array(res.covariance).mean(axis=0)
     ratio = np.diag(predicted) / np.diag(empirical)

@@ -135,9 +135,10 @@ class Projection(NamedTuple):
 class ProjectionJacobian(NamedTuple):
     """Projection plus analytic Jacobians of the pixels (rows u, v).
 
-    ``d_points`` (*, N, 2, 3) w.r.t. the world point; ``d_pose`` (*, N, 2, 6) w.r.t. a LEFT
-    se(3) perturbation ``T <- exp(xi) T``, ``xi = [rho, phi]`` (its rho block equals the
-    derivative w.r.t. t, OpenCV's ``dp/dt``); ``d_intrinsics`` (*, N, 2, 5) w.r.t.
+    ``d_points`` (*, N, 2, 3) w.r.t. the world point; ``d_pose`` (*, N, 2, 6) w.r.t. the RIGHT
+    se(3) perturbation ``T <- T exp(xi)``, ``xi = [rho, phi]`` (the library's one convention:
+    ``d x_cam / d xi = [R, -R [X]_x]`` for the world point X, so the rho block is OpenCV's
+    ``dp/dt`` times R); ``d_intrinsics`` (*, N, 2, 5) w.r.t.
     ``[fx, fy, cx, cy, skew]``; ``d_dist`` (*, N, 2, k) w.r.t. the distortion coefficients.
     """
 
@@ -219,10 +220,10 @@ class _Forward(NamedTuple):
     depth: mx.array
     valid: mx.array
     normalized: tuple[mx.array, mx.array]
-    points_cam: tuple[mx.array, mx.array, mx.array]
     iz: mx.array
     distorted: Distorted
     focal: tuple[mx.array, mx.array, mx.array]
+    points_world: tuple[mx.array, mx.array, mx.array]
 
 
 def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
@@ -242,7 +243,7 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     valid = front & d.ok & fok & mx.isfinite(u) & mx.isfinite(v)
     pixels = mx.broadcast_to(mx.stack([u, v], axis=-1), (*valid.shape, 2))
     depth = mx.broadcast_to(zc, valid.shape)
-    return _Forward(pixels, depth, valid, (x, y), (xc, yc, zc), iz, d, (fx, fy, s))
+    return _Forward(pixels, depth, valid, (x, y), iz, d, (fx, fy, s), (X, Y, Z))
 
 
 def _project_values(points, K, pose, dist, model, min_depth):
@@ -276,7 +277,7 @@ def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
 
 
 def _jacobians(f: _Forward, pose, dist):
-    (x, y), (xc, yc, zc), iz, d, shape = f.normalized, f.points_cam, f.iz, f.distorted, f.valid.shape
+    (x, y), iz, d, shape = f.normalized, f.iz, f.distorted, f.valid.shape
     fx, fy, s = f.focal
     j00, j01, j10, j11 = d.jac
     a = ((fx * j00 + s * j10, fx * j01 + s * j11), (fy * j10, fy * j11))
@@ -287,8 +288,10 @@ def _jacobians(f: _Forward, pose, dist):
         d_points = [tuple(sum(Pi[k] * Rt[k][j] for k in range(3)) for j in range(3)) for Pi in P]
     else:
         d_points = P
-    # Left perturbation: d x_cam = rho + phi x x_cam = [I | -[x_cam]_x] xi.
-    d_pose = [(p0, p1, p2, -p1 * zc + p2 * yc, p0 * zc - p2 * xc, -p0 * yc + p1 * xc) for p0, p1, p2 in P]
+    # Right perturbation: T exp(xi) X = T (X + rho + phi x X), so d x_cam = R [I | -[X]_x] xi and
+    # d pixel / d xi = [D | -D [X]_x] with D = d pixel / d X.
+    X, Y, Z = f.points_world
+    d_pose = [(d0, d1, d2, -d1 * Z + d2 * Y, d0 * Z - d2 * X, -d0 * Y + d1 * X) for d0, d1, d2 in d_points]
     zero, one = mx.zeros_like(d.x), mx.ones_like(d.x)
     d_intr = [(d.x, zero, one, zero, d.y), (zero, d.y, zero, one, zero)]
     d_dist = [[fx * du + s * dv for du, dv in d.jac_coeffs], [fy * dv for _, dv in d.jac_coeffs]]

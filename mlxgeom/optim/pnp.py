@@ -4,8 +4,10 @@ Conventions: poses are world-to-camera, ``x_cam = R x_world + t`` (OpenCV, COLMA
 ``rvec`` is the axis-angle of R (``cv2.Rodrigues``); pixels follow ``u = fx x/z + s y/z + cx``,
 ``v = fy y/z + cy`` with K's skew ``s``. Lens distortion of a ``camera.Camera`` argument is removed
 from the pixels first (``camera.undistort_points``); with a plain K pixels must be undistorted.
-The refinement perturbs poses on the LEFT, ``T <- exp(h) T`` with ``h = [rho, phi]`` in the
-camera frame, and the covariance is that of ``h`` at the solution.
+The refinement steps internally on the left, ``T <- exp(h) T`` (the per-point sums of its normal
+equations, mirrored by the CUDA kernel, are simplest in the camera frame); what is returned follows
+the library's one convention: the covariance is that of the RIGHT perturbation ``T exp(xi)``,
+``xi = [rho, phi]``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ class PnPResult(NamedTuple):
             front of the camera, and (EPnP) no reflection needed to explain the image.
             Where False, pose is the identity and the errors are inf.
         reprojection_error: (*) RMS pixel distance over the used points.
-        covariance: (*, 6, 6) covariance of the left perturbation ``[rho, phi]`` in the
-            camera frame, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
-            (inf where J^T J is singular).
-        inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers).
+        covariance: (*, 6, 6) covariance of the right perturbation ``xi = [rho, phi]`` in
+            ``T exp(xi)``, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
+            (inf where J^T J is singular or not ok).
+        inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers); all False where
+            ok is False.
     """
 
     pose: mx.array
@@ -242,11 +245,13 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
         hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
-    cov = _covariance(hessian, sq, n_used)
-    cov = mx.where(ok[..., None, None], cov, mx.inf)
+    # The LM's system is for the left step h = Ad(T) xi: Cov(xi) = Ad(T^-1) Cov(h) Ad(T^-1)^T.
+    ad = lie.se3_adjoint(lie.se3_inverse(pose))
+    cov = linalg.matmul(linalg.matmul(ad, _covariance(hessian, sq, n_used)), ad.swapaxes(-1, -2))
+    cov = mx.where(ok[..., None, None] & mx.all(mx.isfinite(cov), axis=(-2, -1), keepdims=True), cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
     return PnPResult(*(cast_out(a, out) for a in (pose, rvec, pose[..., :3, 3])), ok,
-                     cast_out(rms, out), cast_out(cov, out), inliers)
+                     cast_out(rms, out), cast_out(cov, out), inliers & ok[..., None])
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
@@ -292,8 +297,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
     Methods: ``"epnp"`` (Lepetit et al. IJCV 2009; >= 4 non-coplanar points), ``"dlt"``
     (Hartley-Zisserman sec. 7.1; >= 6 non-coplanar points), ``"iterative"`` (EPnP, then
     always LM, like ``cv2.SOLVEPNP_ITERATIVE``). With ``refine`` (default) the closed-form
-    pose is refined by :func:`levenberg_marquardt` on the reprojection error with the LEFT
-    update ``T <- se3_exp(h) T``, optionally with a robust ``loss`` over pixel errors.
+    pose is refined by :func:`mlxgeom.solve.lm_loop` on the reprojection error, optionally
+    with a robust ``loss`` over pixel errors.
     Everything runs a static number of iterations on the device (compilable); gradients
     with respect to the points, pixels and K flow through the unrolled LM iterations
     (the closed-form initial pose is a constant), which at convergence equals the
@@ -311,8 +316,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
 
     Returns:
         :class:`PnPResult`. Degenerate problems (too few points, coplanar points for EPnP/DLT,
-        poses with points behind the camera) get ``ok == False`` and the identity pose;
-        they never affect other problems.
+        poses with points behind the camera) get ``ok == False``, the identity pose and no
+        inliers; they never affect other problems.
 
     Example:
         >>> import mlx.core as mx
