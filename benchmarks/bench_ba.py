@@ -121,29 +121,36 @@ HEADER = ("| problem | cameras / points / observations | LM iterations | mlxgeom
           "pycolmap final cost |\n|---|---|---|---|---|---|---|---|---|")
 
 
+BASE = (20, 4000, 20000)
+SWEEPS = {"cameras": [(c, 4000, 20000) for c in (10, 20, 40, 80)],
+          "points": [(20, p, 20000) for p in (2000, 4000, 8000)],
+          "observations": [(20, 4000, o) for o in (10000, 20000, 40000, 80000)]}
+
+
 def growth(out: str, iters: int) -> None:
-    """Time per iteration against cameras, points and observations (a log-log plot)."""
+    """Time per iteration and peak memory against cameras, points and observations, one at a time
+    from a base problem (a log-log plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [0.005, 0.01, 0.02, 0.05, 0.1]
-    rows = []
-    for s in sizes:
-        c, p, o = (max(int(v * s), 2) for v in FULL[1:])
-        _, sec, peak = run_ours(synthetic(c, p, o), iters, "auto", False)
-        rows.append((c, p, o, 1e3 * sec / iters, peak / 2**20))
-        print(f"| {c:,} | {p:,} | {o:,} | {rows[-1][3]:,.0f} | {rows[-1][4]:,.0f} |", flush=True)
-    r = np.array(rows)
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].loglog(r[:, 2], r[:, 3], "o-")
-    ax[0].set_xlabel("observations (cameras = obs / 1000, points = obs / 10)")
-    ax[0].set_ylabel("ms per LM iteration")
-    ax[1].loglog(r[:, 2], r[:, 4], "o-")
-    ax[1].set_xlabel("observations")
-    ax[1].set_ylabel("peak MiB")
-    fig.suptitle(f"bundle_adjust on {mx.default_device()}")
+    for k, (what, sizes) in enumerate(SWEEPS.items()):
+        rows = []
+        for c, p, o in sizes:
+            _, sec, peak = run_ours(synthetic(c, p, o), iters, "auto", False)
+            rows.append((c, p, o, 1e3 * sec / iters, peak / 2**20))
+            print(f"| {what} | {c:,} | {p:,} | {o:,} | {rows[-1][3]:,.0f} | {rows[-1][4]:,.0f} |", flush=True)
+        r = np.array(rows)
+        x = r[:, k] / BASE[k]
+        ax[0].loglog(x, r[:, 3], "o-", label=what)
+        ax[1].loglog(x, r[:, 4], "o-", label=what)
+    for a, label in zip(ax, ("ms per LM iteration", "peak MiB")):
+        a.set_xlabel(f"size / base ({BASE[0]} cameras, {BASE[1]:,} points, {BASE[2]:,} observations)")
+        a.set_ylabel(label)
+        a.legend()
+    fig.suptitle(f"bundle_adjust on {mx.default_device()}, one size varied at a time")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
@@ -161,7 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"device {mx.default_device()}, mlx {mx.__version__}")
     if args.growth:
-        print("| cameras | points | observations | ms / iteration | peak MiB |\n|---|---|---|---|---|")
+        print("| varied | cameras | points | observations | ms / iteration | peak MiB |\n|---|---|---|---|---|---|")
         growth(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ba_scaling.png"), 3)
         return
     print(HEADER)

@@ -66,7 +66,7 @@ def test_final_cost_within_one_percent_of_pycolmap_poses_and_points():
     _, model = _synthetic_model()
     res, ours, theirs, start, gap = _compare(model, False)
     assert ours < 0.05 * start and bool(res.ok)
-    assert gap < 2e-3  # both reach the same minimum: far inside the 0.02 start perturbation
+    assert gap < 5e-4  # both reach the same minimum: far inside the 0.02 start perturbation
 
 
 def test_refined_shared_intrinsics_match_pycolmap():
@@ -76,7 +76,7 @@ def test_refined_shared_intrinsics_match_pycolmap():
     assert len(res.cameras.K) == 1  # one COLMAP camera stays one camera
     assert res.cameras.K[0, 0, 0].item() == pytest.approx(500.0, rel=3e-3)
     assert res.cameras.K[0, 0, 2].item() == model.cameras[1].params[1] - 0.5  # principal point kept
-    assert gap < 5e-3
+    assert gap < 5e-4
 
 
 def test_perturbed_data_scene_matches_pycolmap():
@@ -93,7 +93,7 @@ def test_perturbed_data_scene_matches_pycolmap():
     perturbed = colmap.ColmapModel(model.cameras, images, points)
     res, ours, theirs, start, gap = _compare(perturbed, False)
     assert ours < 0.2 * start
-    assert gap < 2e-3
+    assert gap < 5e-4
 
 
 def test_default_gauge_holds_first_pose_and_the_scale():
