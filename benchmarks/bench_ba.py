@@ -135,21 +135,23 @@ def growth(out: str, iters: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    for k, (what, sizes) in enumerate(SWEEPS.items()):
-        rows = []
-        for c, p, o in sizes:
-            _, sec, peak = run_ours(synthetic(c, p, o), iters, "auto", False)
-            rows.append((c, p, o, 1e3 * sec / iters, peak / 2**20))
-            print(f"| {what} | {c:,} | {p:,} | {o:,} | {rows[-1][3]:,.0f} | {rows[-1][4]:,.0f} |", flush=True)
-        r = np.array(rows)
-        x = r[:, k] / BASE[k]
-        ax[0].loglog(x, r[:, 3], "o-", label=what)
-        ax[1].loglog(x, r[:, 4], "o-", label=what)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for solver, style in (("dense", "o-"), ("pcg", "s--")):
+        for k, (what, sizes) in enumerate(SWEEPS.items()):
+            rows = []
+            for c, p, o in sizes:
+                _, sec, peak = run_ours(synthetic(c, p, o), iters, solver, False)
+                rows.append((c, p, o, 1e3 * sec / iters, peak / 2**20))
+                print(f"| {solver} | {what} | {c:,} | {p:,} | {o:,} | {rows[-1][3]:,.0f} | {rows[-1][4]:,.0f} |",
+                      flush=True)
+            r = np.array(rows)
+            x = r[:, k] / BASE[k]
+            ax[0].loglog(x, r[:, 3], style, color=f"C{k}", label=f"{what}, {solver}")
+            ax[1].loglog(x, r[:, 4], style, color=f"C{k}", label=f"{what}, {solver}")
     for a, label in zip(ax, ("ms per LM iteration", "peak MiB")):
         a.set_xlabel(f"size / base ({BASE[0]} cameras, {BASE[1]:,} points, {BASE[2]:,} observations)")
         a.set_ylabel(label)
-        a.legend()
+        a.legend(fontsize=7)
     fig.suptitle(f"bundle_adjust on {mx.default_device()}, one size varied at a time")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -168,7 +170,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"device {mx.default_device()}, mlx {mx.__version__}")
     if args.growth:
-        print("| varied | cameras | points | observations | ms / iteration | peak MiB |\n|---|---|---|---|---|---|")
+        print("| solver | varied | cameras | points | observations | ms / iteration | peak MiB |\n"
+              "|---|---|---|---|---|---|---|")
         growth(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ba_scaling.png"), 3)
         return
     print(HEADER)

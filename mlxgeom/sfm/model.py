@@ -109,7 +109,7 @@ def bundle_adjust_model(model: colmap.ColmapModel, *, refine_intrinsics: bool | 
         model: a :class:`~mlxgeom.camera.colmap.ColmapModel` (``colmap.read_model``).
         refine_intrinsics: False, True (COLMAP's default per camera model: ``COLMAP_REFINED``; all
             cameras of one model type) or names as in :func:`bundle_adjust`.
-        **options: passed to :func:`bundle_adjust` (``loss``, ``max_iters``, ``linear_solver`` ...).
+        options: keyword arguments passed to :func:`bundle_adjust` (``loss``, ``max_iters``, ``linear_solver`` ...).
 
     Returns:
         The adjusted model (write it with ``colmap.write_model``) and the solver's result.
