@@ -182,3 +182,22 @@ def test_model_roundtrip_keeps_observations():
     assert prob.observations.shape == p.observations.shape
     np.testing.assert_allclose(np.sort(np.array(prob.observations), axis=0), np.sort(np.array(p.observations), axis=0),
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["dense", "pcg"])
+def test_lm_iterations_hold_no_cpu_only_primitives(solver):
+    from helpers import CPU_ONLY_PRIMITIVES, graph_primitives
+
+    from mlxgeom.sfm.bundle import _setup
+    from mlxgeom.solve import get_loss, lm_loop
+
+    p = synthetic_problem(4, 40, noise=0.5, seed=7)
+    problem, step, x = _setup(p.cameras, p.poses, p.points, p.observations, p.point_index, p.camera_index, None,
+                              None, None, ("focal", "principal_point"), get_loss("cauchy", 2.0), solver, 10, 1e-6)
+
+    def chunk(*x):
+        return lm_loop(problem.linearize, x, problem.retract, (), solve_step=step, max_iters=2).x
+
+    assert not graph_primitives(chunk, *x) & CPU_ONLY_PRIMITIVES
+    res = chunk(*x)
+    assert all(np.all(np.isfinite(np.array(v))) for v in res)

@@ -173,9 +173,8 @@ def _gauge(poses: mx.array, fix_poses: Any) -> mx.array:
 class _Problem:
     """Residuals, Jacobians and the block-sparse system of one BA problem at a state x."""
 
-    def __init__(self, cameras, poses, points, observations, camera_index, point_index, groups, intr,
-                 pose_free, point_free, loss, structure, min_depth):
-        self.cameras, self.obs, self.groups, self.intr = cameras, observations, groups, intr
+    def __init__(self, observations, camera_index, groups, intr, pose_free, point_free, loss, structure, min_depth):
+        self.obs, self.intr = observations, intr
         self.cam, self.pt = structure.camera_index, structure.point_index
         self.pose_free, self.point_free, self.loss, self.structure = pose_free, point_free, loss, structure
         self.min_depth = min_depth
@@ -273,7 +272,16 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         >>> bool(res.ok), float(res.cost) < float(res.initial_cost)
         (True, True)
     """
-    poses, dtype = as_float(poses, "poses")
+    problem, step, x = _setup(cameras, poses, points, observations, point_index, camera_index, intrinsics_index,
+                              fix_poses, fix_points, refine_intrinsics, get_loss(loss, loss_scale), linear_solver,
+                              pcg_iterations, min_depth)
+    return _run(problem, step, x, max_iters, chunk, progress, cameras)
+
+
+def _setup(cameras, poses, points, observations, point_index, camera_index, intrinsics_index, fix_poses, fix_points,
+           refine_intrinsics, loss, linear_solver, pcg_iterations, min_depth) -> tuple[_Problem, SchurStep, tuple]:
+    """Checked inputs, the host analysis of the observation graph, the step solver and the start x."""
+    poses = as_float(poses, "poses")[0]
     check_trailing(poses, (4, 4), "poses")
     points = as_float(points, "points")[0].astype(poses.dtype)
     check_trailing(points, (3,), "points")
@@ -288,13 +296,11 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
     solver = resolve_linear_solver(c * 6 + g * intr.dof, linear_solver)
     structure = BlockStructure(cam_np, pt_np, c, p, 6, groups if intr.dof else None, g, intr.dof,
                                with_pairs=solver == "dense")
-    problem = _Problem(cameras, poses, points, observations, cam_np, pt_np, groups, intr,
-                       _gauge(poses, fix_poses), _mask(fix_points, p, "fix_points"), get_loss(loss, loss_scale),
-                       structure, min_depth)
+    problem = _Problem(observations, cam_np, groups, intr, _gauge(poses, fix_poses), _mask(fix_points, p, "fix_points"),
+                       loss, structure, min_depth)
     x = (poses, points, intr.initial()) if intr.dof else (poses, points)
     problem.active = problem.project(x)[0].valid[:, 0] & problem.finite_obs
-    step = SchurStep(structure, solver, pcg_iterations)
-    return _run(problem, step, x, max_iters, chunk, progress, cameras)
+    return problem, SchurStep(structure, solver, pcg_iterations), x
 
 
 def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, progress, cameras) -> BundleResult:
