@@ -201,3 +201,35 @@ def test_lm_iterations_hold_no_cpu_only_primitives(solver):
     assert not graph_primitives(chunk, *x) & CPU_ONLY_PRIMITIVES
     res = chunk(*x)
     assert all(np.all(np.isfinite(np.array(v))) for v in res)
+
+
+def test_float64_inputs_stay_float64():
+    p = synthetic_problem(5, 150, noise=0.5, seed=8)
+    with mx.stream(mx.cpu):  # float64 exists on the CPU only
+        res = bundle_adjust(p.cameras, p.poses.astype(mx.float64), p.points.astype(mx.float64),
+                            p.observations.astype(mx.float64), point_index=p.point_index, camera_index=p.camera_index)
+        assert res.poses.dtype == res.points.dtype == res.cost.dtype == mx.float64
+        assert bool(res.ok) and res.cost.item() < 0.05 * res.initial_cost.item()
+
+
+def test_fisheye_focal_refined_to_the_truth():
+    p = synthetic_problem(6, 300, noise=0.5, seed=9)
+    truth = Camera(p.cameras.K[0], dist=mx.array([0.05, 0.0, 0.0, 0.0]), model="fisheye")
+    px = truth.with_pose(p.true_poses[mx.array(p.camera_index)]).project(p.true_points[mx.array(p.point_index)][:, None])
+    start = Camera(p.cameras.K[0] * mx.array([[1.02], [1.02], [1.0]]), dist=mx.zeros(4), model="fisheye")
+    res = bundle_adjust(start, p.poses, p.points, px.pixels[:, 0], point_index=p.point_index,
+                        camera_index=p.camera_index, refine_intrinsics=("focal", "k1"))
+    assert type(res.cameras).__name__ == "FisheyeCamera"
+    assert res.cameras.K[0, 0].item() == pytest.approx(500.0, rel=2e-3)
+    assert res.cameras.dist[1:].tolist() == [0.0, 0.0, 0.0]  # only k1 was named
+    assert res.cost.item() < 1e-3 * res.initial_cost.item()
+
+
+def test_command_line_writes_the_adjusted_model(tmp_path, capsys):
+    from mlxgeom.__main__ import main
+
+    assert main(["ba", SCENE, str(tmp_path), "--max-iters", "3", "--ext", ".txt"]) == 0
+    out = capsys.readouterr().out
+    assert "RMS reprojection error" in out and "3 iterations" in out
+    adjusted = colmap.read_model(str(tmp_path))
+    assert len(adjusted.images) == 8 and len(adjusted.points3D) == 3000
