@@ -1,9 +1,9 @@
 """Block-sparse Gauss-Newton normal equations of bundle adjustment and their Schur-complement solve.
 
-Bundle adjustment has C camera parameter blocks (size dc: 6 for a pose, more with intrinsics) and
-P point blocks (size 3); observation i couples camera ``c(i)`` and point ``p(i)`` only, so
-``A = J^T W J`` is made of camera blocks ``U_c`` (dc x dc), point blocks ``V_p`` (3 x 3) and one
-coupling block ``W_i = J_c,i^T w_i J_p,i`` (dc x 3) per observation (Triggs et al., "Bundle
+Bundle adjustment has camera-side parameter blocks (C poses of 6, and G groups of intrinsics that
+images share) and P point blocks (size 3); observation i couples its camera-side blocks and point
+``p(i)`` only, so ``A = J^T W J`` is made of camera-side blocks ``U``, point blocks ``V_p`` (3 x 3)
+and one coupling block ``W_i = J_c,i^T w_i J_p,i`` (D x 3) per observation (Triggs et al., "Bundle
 Adjustment - A Modern Synthesis", 2000, sec. 6.1). Everything is accumulated with scatter-adds
 (``mx.array.at[idx].add``), never as a dense (n x n) matrix.
 
