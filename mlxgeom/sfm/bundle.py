@@ -223,7 +223,7 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
                   camera_index: Any, intrinsics_index: Any = None, fix_poses: Any = None, fix_points: Any = None,
                   refine_intrinsics: bool | Sequence[str] = False, loss: RobustLoss | str | None = None,
                   loss_scale: float = 1.0, max_iters: int = 50, linear_solver: str = "auto",
-                  pcg_iterations: int = 50, chunk: int = 5, min_depth: float = 1e-6,
+                  pcg_iterations: int = 50, chunk: int = 5, tau: float = 1e-4, min_depth: float = 1e-6,
                   progress: Callable[[int, float], None] | None = None) -> BundleResult:
     """Bundle adjustment of world-to-camera poses, points and optionally intrinsics.
 
@@ -257,6 +257,8 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         linear_solver: ``"auto"``, ``"dense"`` or ``"pcg"`` for the reduced camera system.
         pcg_iterations: PCG iterations per LM step.
         chunk: LM iterations per evaluated chunk.
+        tau: initial damping ``mu_0`` relative to Marquardt's diagonal (Ceres starts at 1e-4, the
+            inverse of its initial trust-region radius 1e4).
         min_depth: points at camera depth <= min_depth are invalid.
         progress: ``(iterations_done, cost)`` called after each chunk.
 
@@ -275,7 +277,7 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
     problem, step, x = _setup(cameras, poses, points, observations, point_index, camera_index, intrinsics_index,
                               fix_poses, fix_points, refine_intrinsics, get_loss(loss, loss_scale), linear_solver,
                               pcg_iterations, min_depth)
-    return _run(problem, step, x, max_iters, chunk, progress, cameras)
+    return _run(problem, step, x, max_iters, chunk, progress, cameras, tau)
 
 
 def _setup(cameras, poses, points, observations, point_index, camera_index, intrinsics_index, fix_poses, fix_points,
@@ -303,8 +305,9 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     return problem, SchurStep(structure, solver, pcg_iterations), x
 
 
-def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, progress, cameras) -> BundleResult:
-    tau: Any = 1e-3
+def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, progress, cameras,
+         tau0: float) -> BundleResult:
+    tau: Any = tau0
     done, initial_cost, res = 0, None, None
     while True:
         n = min(chunk, max_iters - done)
