@@ -155,19 +155,22 @@ def _mask(fix: Any, n: int, name: str) -> mx.array:
 def _gauge(poses: mx.array, fix_poses: Any) -> mx.array:
     """(C, 6) mask of the free pose coordinates.
 
-    Default gauge: pose 0 fixed, and the scale through pose 1: with ``T1 <- T1 exp(xi)`` its
-    translation moves by ``R1 rho``, so the rho coordinate along the baseline (the largest
-    entry of ``R1^T t_rel``, ``t_rel`` the translation of pose 1 relative to pose 0) is held.
+    Default gauge: pose 0 fixed, and the scale through the pose farthest from it (a long baseline
+    keeps the scale well determined; a short one leaves a nearly free mode that LM crawls along).
+    With ``T_j <- T_j exp(xi)`` pose j's translation moves by ``R_j rho``, so the rho coordinate
+    along the baseline (the largest entry of ``R_j^T t_rel``, ``t_rel`` the translation of pose j
+    relative to pose 0) is held. Chosen on the device (argmax), no host sync.
     """
     c = poses.shape[0]
     free = mx.broadcast_to(_mask(fix_poses, c, "fix_poses")[:, None], (c, 6))
     if fix_poses is not None or c < 2:
         return free
-    free = mx.concatenate([mx.zeros((1, 6)), free[1:]], axis=0)
-    rel = lie.se3_compose(poses[1], lie.se3_inverse(poses[0]))
-    baseline = mx.sum(poses[1, :3, :3] * rel[:3, 3][:, None], axis=0)  # R1^T t_rel
-    held = (mx.arange(6) == mx.argmax(mx.abs(baseline))).astype(mx.float32)
-    return mx.concatenate([free[:1], free[1:2] * (1.0 - held), free[2:]], axis=0)
+    rel = lie.se3_compose(poses, lie.se3_inverse(poses[0]))[:, :3, 3]  # (C, 3), |t_rel| = centre distance
+    far = mx.argmax(mx.sum(rel * rel, axis=-1))
+    baseline = mx.sum(poses[far, :3, :3] * rel[far][:, None], axis=0)  # R_j^T t_rel
+    held = (mx.arange(c) == far)[:, None] & (mx.arange(6) == mx.argmax(mx.abs(baseline)))[None, :]
+    first = (mx.arange(c) == 0)[:, None]
+    return mx.where(held | first, 0.0, free)
 
 
 class _Problem:
@@ -232,9 +235,9 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
     device in chunks of ``chunk`` iterations, between which the result is evaluated (bounded graph
     size, early exit once converged, ``progress`` calls). The damping carries over between chunks.
 
-    Gauge: by default pose 0 is held and the scale is fixed through one translation coordinate
-    of pose 1 (see ``docs/bundle_adjustment.md``); with ``fix_poses`` or ``fix_points`` given the
-    gauge is what the caller fixes (no automatic scale fix).
+    Gauge: by default pose 0 is held and the scale is fixed through one translation coordinate of
+    the pose farthest from it (see ``docs/bundle_adjustment.md``); with ``fix_poses`` or
+    ``fix_points`` given the gauge is what the caller fixes (no automatic scale fix).
 
     Args:
         cameras: :class:`~mlxgeom.camera.Camera` (or ``FisheyeCamera``) with batch () (one camera
