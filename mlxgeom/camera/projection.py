@@ -201,7 +201,7 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
             pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(points, K, *cameras)
             valid = valid > 0
         else:
-            pixels, depth, valid = _project_values(points, K, pose, dist, model, min_depth)
+            pixels, depth, valid = project_core(points, K, pose, dist, model, min_depth)
         if single:
             pixels, depth, valid = pixels[..., 0, :], depth[..., 0], valid[..., 0]
         return Projection(cast_out(pixels, out), cast_out(depth, out), valid)
@@ -246,9 +246,19 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     return _Forward(pixels, depth, valid, (x, y), iz, d, (fx, fy, s), (X, Y, Z))
 
 
-def _project_values(points, K, pose, dist, model, min_depth):
-    """(pixels, depth, valid) of checked inputs, in pure mx."""
-    return _forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3]
+def project_core(points: mx.array, K: mx.array, pose: mx.array | None = None, dist: mx.array | None = None,
+                 model: str = "opencv", min_depth: float = MIN_DEPTH) -> Projection:
+    """The elementwise projection core that every projection of the library goes through:
+    :func:`project_points` on arrays already checked and converted, in pure mx (no kernel
+    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it). PnP, triangulation and the
+    RANSAC models call it. Shapes and broadcasting as in :func:`project_points` with (*, N, 3) points.
+
+    Example:
+        >>> K = mx.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+        >>> project_core(mx.array([[0.1, 0.2, 2.0]]), K).pixels.tolist()
+        [[55.0, 50.0]]
+    """
+    return Projection(*_forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3])
 
 
 def _given(pose: mx.array | None, dist: mx.array | None) -> list[mx.array]:
@@ -270,7 +280,7 @@ def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
         return projection_cuda.project(points, K, *_taken(rest, has_pose, has_dist), min_depth)
 
     def pure(points, K, *rest):
-        pixels, depth, valid = _project_values(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
+        pixels, depth, valid = project_core(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
         return pixels, depth, mx.where(valid, 1.0, 0.0)
 
     return fast_path(kernel, pure, lambda *args: True)
@@ -305,8 +315,10 @@ def _jacobians(f: _Forward, pose, dist):
     return stack(d_points, 3), stack(d_pose, 6), stack(d_intr, 5), stack(d_dist, k)
 
 
-def _normalize_pixels(u: mx.array, v: mx.array, K: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """K^-1 [u, v, 1] for upper-triangular K, per point, with a safe denominator."""
+def normalize_pixels(u: mx.array, v: mx.array, K: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """``(x, y, focal_ok)``: K^-1 [u, v, 1] of pixel coordinates u, v (*, N) for upper-triangular
+    K (*, 3, 3), with a safe denominator (the projection core's inverse pinhole, used by PnP and
+    triangulation as well)."""
     fx, fy, cx, cy, s, fok = _intrinsics(K)
     ifx, ify = 1.0 / mx.where(fok, fx, 1.0), 1.0 / mx.where(fok, fy, 1.0)
     y = (v - cy) * ify
@@ -373,7 +385,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
 
 def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
     """(world points, camera-frame points, valid) of checked inputs, in pure mx."""
-    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     xc, yc = und.x * z, und.y * z
     zc = mx.broadcast_to(z, xc.shape)
@@ -436,7 +448,7 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
     _check_broadcast(cam_batch, px.shape[:-2], "pixels")
-    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     x, y, ok = und.x, und.y, und.converged & fok
     if K_new is not None:
@@ -476,7 +488,7 @@ def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
     if K_new is not None:
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
-        x, y, nok = _normalize_pixels(x, y, K_new)
+        x, y, nok = normalize_pixels(x, y, K_new)
     _check_broadcast(cam_batch, pts.shape[:-2], "points")
     d = _distort(x, y, dist, model, False)
     fx, fy, cx, cy, s, fok = _intrinsics(K)

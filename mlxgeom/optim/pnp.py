@@ -20,6 +20,7 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._cuda import fast_path
+from ..camera import projection
 from . import _pnp_init, _point_sums, pnp_cuda
 from ..solve import RobustLoss, get_loss, lm_loop
 
@@ -73,13 +74,19 @@ def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
     """Normalised image coordinates (*, N, 2) = first two entries of ``K^-1 [u, v, 1]``."""
-    kinv = linalg.inv(k)
-    uv1 = mx.concatenate([pixels, mx.ones_like(pixels[..., :1])], axis=-1)
-    return linalg.matmul(kinv[..., None, :2, :], uv1[..., None])[..., 0]
+    x, y, _ = projection.normalize_pixels(pixels[..., 0], pixels[..., 1], k)
+    return mx.stack([x, y], axis=-1)
 
 
-def _camera_points(pose: mx.array, pw: mx.array) -> mx.array:
-    return linalg.matmul(pose[..., None, :3, :3], pw[..., None])[..., 0] + pose[..., None, :3, 3]
+def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
+    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) through the pinhole projection
+    core (:func:`mlxgeom.camera.projection.project_core`); finite placeholders for points behind
+    the camera."""
+    check_trailing(pose, (4, 4), "pose")
+    check_trailing(pw, (3,), "points")
+    check_trailing(pixels, (2,), "pixels")
+    check_trailing(k, (3, 3), "K")
+    return projection.project_core(pw, k, pose).pixels - pixels
 
 
 def _safe_depth(z: mx.array) -> mx.array:
@@ -87,15 +94,12 @@ def _safe_depth(z: mx.array) -> mx.array:
     return mx.where(mx.abs(z) > 1e-12, z, 1e-12)
 
 
-def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
-    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) of the pinhole model."""
-    pc = _camera_points(pose, pw)
-    z = _safe_depth(pc[..., 2])
-    xn, yn = pc[..., 0] / z, pc[..., 1] / z
-    kk = k[..., None, :, :]
-    u = kk[..., 0, 0] * xn + kk[..., 0, 1] * yn + kk[..., 0, 2]
-    v = kk[..., 1, 1] * yn + kk[..., 1, 2]
-    return mx.stack([u - pixels[..., 0], v - pixels[..., 1]], axis=-1)
+def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
+    """Squared pixel errors (*, N) of :func:`reprojection_residuals`, +inf for points the camera
+    does not see (behind it, or not finite)."""
+    proj = projection.project_core(pw, k, pose)
+    e2 = mx.sum(mx.square(proj.pixels - pixels), axis=-1)
+    return mx.where(proj.valid & ~mx.isnan(e2), e2, mx.inf)
 
 
 def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
@@ -231,8 +235,8 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
     from .. import lie
 
-    pc = _camera_points(pose, pw)
-    in_front = mx.all((pc[..., 2] > 0) | (w == 0), axis=-1)
+    in_front = mx.all((projection.project_core(pw, k, pose).depth > 0) | (w == 0),
+                      axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
     eye4 = mx.eye(4, dtype=pose.dtype)
     pose = mx.where(ok[..., None, None], pose, eye4)
