@@ -157,8 +157,8 @@ def bench_fundamental(pairs: int, trials: int, jit, poselib) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, nargs="+", default=[1, 64, 1024])
-    ap.add_argument("--trials-e", type=int, default=256, help="static 5-point samples per pair (0.999 at 50 %: 218)")
-    ap.add_argument("--trials-f", type=int, default=1024, help="static 7-point samples per pair (0.999 at 50 %: 881)")
+    ap.add_argument("--trials-e", type=int, default=256, help="static 5-point samples per pair (0.999 at 50 %%: 218)")
+    ap.add_argument("--trials-f", type=int, default=1024, help="static 7-point samples per pair (0.999 at 50 %%: 881)")
     ap.add_argument("--eager", action="store_true", help="run without mx.compile")
     ap.add_argument("--out", help="also append the tables to this file")
     args = ap.parse_args()
