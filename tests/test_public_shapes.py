@@ -74,14 +74,6 @@ CASES = [
 ]
 
 # Functions in modules outside lie/*.py, camera/{camera,intrinsics}.py and homography/warp.py.
-# Those whose message is still MLX's (or does not name the caller's arguments) are strict xfails
-# with the file to fix: once fixed they XPASS, which fails, and the entry goes.
-ROUTED = {
-    "linalg.matmul": "linalg/products.py",
-    "linalg.gauss_newton_system": "linalg/products.py",
-    "camera.tilt_matrix": "camera/distortion.py",
-    "camera.undistort_image": "camera/images.py names map_uv, not the camera it was given",
-}
 ROUTED_CASES = [
     Case("linalg.matmul", lambda: linalg.matmul(eye(3, 2), eye(3, 3)), ("a", "b")),
     Case("camera.tilt_matrix", lambda: camera.tilt_matrix(z(2), z(3)), ("tau_x", "tau_y")),
@@ -126,13 +118,7 @@ def test_mismatched_batches_are_refused_with_the_projects_message(case: Case) ->
     _assert_own_message(case)
 
 
-def _routed(case: Case):
-    if case.name not in ROUTED:
-        return case
-    return pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=f"to fix in {ROUTED[case.name]}"))
-
-
-@pytest.mark.parametrize("case", [_routed(c) for c in ROUTED_CASES], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", ROUTED_CASES, ids=lambda c: c.name)
 def test_mismatched_batches_in_other_modules(case: Case) -> None:
     _assert_own_message(case)
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
-from .._checks import as_floats, cast_out, eps
+from .._checks import as_floats, cast_out, check_batch, eps
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -58,6 +58,7 @@ def tilt_matrix(tau_x, tau_y) -> mx.array:
         True
     """
     (tx, ty), out = as_floats(tau_x, tau_y, names=("tau_x", "tau_y"))
+    check_batch(("tau_x", tx, 0), ("tau_y", ty, 0))
     tx, ty = mx.broadcast_arrays(tx, ty)
     ctx, stx, cty, sty = mx.cos(tx), mx.sin(tx), mx.cos(ty), mx.sin(ty)
     zero = mx.zeros_like(tx)

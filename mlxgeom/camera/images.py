@@ -111,8 +111,12 @@ def undistort_image(image: Any, camera: Any, K_new: Any = None, size: tuple[int,
         (4, 5)
     """
     img, _ = as_float(image, "image")
+    k_new = None if K_new is None else as_float(K_new, "K_new")[0]
+    # Checked here, so a clash names the camera rather than the sampling map built from it.
+    broadcast_batch(img.shape[:-3], camera.batch_shape, *([] if k_new is None else [k_new.shape[:-2]]),
+                    names=("image", "camera", "K_new"))
     if size is None:
         size = (img.shape[-1], img.shape[-2]) if img.ndim == 2 else (img.shape[-2], img.shape[-3])
     dist = camera.dist if camera.dist.shape[-1] else None
-    m, _ = undistort_map(camera.K, dist, size, K_new, camera.model)
+    m, _ = undistort_map(camera.K, dist, size, k_new, camera.model)
     return remap(image, m, fill)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import mlx.core as mx
 
-from .._checks import as_float
+from .._checks import as_float, check_batch
 
 _UNROLL = 16
 
@@ -38,6 +38,8 @@ def matmul(a: Any, b: Any) -> mx.array:
     b = b if isinstance(b, mx.array) else as_float(b, "b")[0]
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul: expected a (*, n, k) and b (*, k, m), got a {tuple(a.shape)} and b {tuple(b.shape)}")
+    if a.shape[:-2] != b.shape[:-2]:  # equal batches (the hot case) need no broadcast check
+        check_batch(("a", a, 2), ("b", b, 2))
     k = a.shape[-1]
     if k > _UNROLL:
         return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
@@ -74,6 +76,10 @@ def gauss_newton_system(jacobian: Sequence[Sequence[mx.array]], residual: Sequen
         ([[[5.0, 3.0], [3.0, 3.0]]], [[2.0, 0.0]])
     """
     n = len(jacobian[0])
+    named = [(f"jacobian[{r}][{c}]", e, 0) for r, row in enumerate(jacobian) for c, e in enumerate(row)]
+    named += [(f"residual[{r}]", e, 0) for r, e in enumerate(residual)] + [("weight", weight, 0)]
+    if len({getattr(e, "shape", None) for _, e, _ in named}) > 1:  # equal shapes (the hot case) cannot clash
+        check_batch(*named)
     upper = [(i, j) for i in range(n) for j in range(i, n)]
     entries = []
     for i, j in upper:

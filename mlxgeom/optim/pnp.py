@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple, Union
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from .._cuda import fast_path
 from ..camera import projection
 from . import _pnp_init, _point_sums, pnp_cuda
@@ -78,10 +78,18 @@ def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx
     core (``camera.projection._project_values``); finite placeholders for points behind
     the camera."""
     check_trailing(pose, (4, 4), "pose")
-    check_trailing(pw, (3,), "points")
+    check_trailing(pw, (3,), "pw")
     check_trailing(pixels, (2,), "pixels")
-    check_trailing(k, (3, 3), "K")
+    check_trailing(k, (3, 3), "k")
+    _check_problem_batch(pose, pw, pixels, k)
     return projection._project_values(pw, k, pose).pixels - pixels
+
+
+def _check_problem_batch(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array | None = None) -> None:
+    """Poses and K against the points' batch, then the points, pixels (and weights) (*, N) together."""
+    weights = [] if w is None else [("w", w, 1)]
+    check_batch(("pose", pose, 2), ("pw", pw, 2), ("pixels", pixels, 2), ("k", k, 2), *weights)
+    check_batch(("pw", pw, 1), ("pixels", pixels, 1), *[(n, a, 0) for n, a, _ in weights])
 
 
 def _safe_depth(z: mx.array) -> mx.array:
@@ -205,6 +213,7 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     ``w == 0`` do not contribute. The normal equations are summed per point
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
     """
+    _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
     # Loop-invariant: cut into blocks once, every per-point row contiguous.
     points = pnp_blocks(pw, pixels, w)
