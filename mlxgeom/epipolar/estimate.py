@@ -111,7 +111,7 @@ def find_fundamental_matrix(
         (True, True)
     """
     _check_options(method, _F_METHODS, threshold, confidence, max_trials)
-    a, b, w, out = check_correspondences(x1, x2, weights)
+    a, b, w, out = check_correspondences(x1, x2, weights, names=("x1", "x2"))
     if method == "7point" and a.shape[-2] != 7:
         raise ValueError(f"method='7point' needs x1, x2 of shape (*, 7, 2), got {tuple(a.shape)}")
     a, b, w, valid, batch = _flatten(a, b, w)
@@ -138,9 +138,9 @@ def find_fundamental_matrix(
     )
 
 
-def _normalised_and_focal(x: mx.array, camera: Any) -> tuple[mx.array, mx.array, mx.array]:
+def _normalised_and_focal(x: mx.array, camera: Any, names: tuple[str, str]) -> tuple[mx.array, mx.array, mx.array]:
     """Undistorted ``K^-1`` coordinates (*, N, 2), whether they are usable (*, N), and the mean focal (*)."""
-    y, ok = _normalised(camera, x)
+    y, ok = _normalised(camera, x, names)
     (k,), _ = as_floats(getattr(camera, "K", camera), names=("camera",))
     k = k.astype(x.dtype)
     return y, ok, 0.5 * (k[..., 0, 0] + k[..., 1, 1])
@@ -188,11 +188,12 @@ def find_essential_matrix(
         ((10, 3, 3), True)
     """
     _check_options(method, _E_METHODS, threshold, confidence, max_trials)
-    a, b, w, out = check_correspondences(x1, x2, weights)
+    a, b, w, out = check_correspondences(x1, x2, weights, names=("x1", "x2"))
     if method == "5point" and a.shape[-2] != 5:
         raise ValueError(f"method='5point' needs x1, x2 of shape (*, 5, 2), got {tuple(a.shape)}")
-    y1, conv1, f1 = _normalised_and_focal(a, camera1)
-    y2, conv2, f2 = _normalised_and_focal(b, camera1 if camera2 is None else camera2)
+    y1, conv1, f1 = _normalised_and_focal(a, camera1, ("x1", "camera1"))
+    y2, conv2, f2 = _normalised_and_focal(b, camera1 if camera2 is None else camera2,
+                                          ("x2", "camera1" if camera2 is None else "camera2"))
     n = a.shape[-2]
     full = broadcast_batch(y1.shape[:-2], y2.shape[:-2], w.shape[:-1], names=("x1 / camera1", "x2 / camera2", "weights"))
     y1, y2 = mx.broadcast_to(y1, full + (n, 2)), mx.broadcast_to(y2, full + (n, 2))

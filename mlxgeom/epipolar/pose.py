@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, broadcast_batch, cast_out, check_trailing, eps
+from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing, eps
 from ..lie import se3_from_rt
 from ..optim.pnp import normalize_pixels, undistorted
 from .correction import correct_matches, matrix_and_matches
@@ -105,9 +105,13 @@ def decompose_essential_matrix(E: Any) -> EssentialDecomposition:
     return EssentialDecomposition(*(cast_out(x, out) for x in _decompose(e)))
 
 
-def _normalised(camera: Any, pixels: mx.array) -> tuple[mx.array, mx.array]:
+def _normalised(camera: Any, pixels: mx.array,
+                names: tuple[str, str] = ("pixels", "camera")) -> tuple[mx.array, mx.array]:
     """Normalised coordinates (*, N, 2) of pixels seen by a Camera (lens removed) or K, and
-    whether the undistortion converged (*, N)."""
+    whether the undistortion converged (*, N); ``names`` (pixels, camera) are the caller's for errors."""
+    dist = getattr(camera, "dist", None)
+    check_batch((names[0], pixels, 2), (names[1], getattr(camera, "K", camera), 2),
+                *([] if dist is None else [(f"{names[1]}.dist", dist, 1)]))
     k, px, converged = undistorted(camera, pixels)
     (k,), _ = as_floats(k, names=("camera",))
     check_trailing(k, (3, 3), "camera (K)")
@@ -207,12 +211,15 @@ def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, ma
     e, p1, p2, out = matrix_and_matches(E, x1, x2, "E")
     n = p1.shape[-2]
     batch = broadcast_batch(e.shape[:-2], p1.shape[:-2], p2.shape[:-2], names=("E", "x1", "x2"))
-    n1, ok1 = _normalised(camera1, p1)
-    n2, ok2 = _normalised(camera1 if camera2 is None else camera2, p2)
+    n1, ok1 = _normalised(camera1, p1, ("x1", "camera1"))
+    n2, ok2 = _normalised(camera1 if camera2 is None else camera2, p2,
+                          ("x2", "camera1" if camera2 is None else "camera2"))
     batch = broadcast_batch(batch, n1.shape[:-2], n2.shape[:-2], names=("E", "x1 (camera1)", "x2 (camera2)"))
     used = mx.broadcast_to(ok1 & ok2, (*batch, n))
     if mask is not None:
-        used = used & mx.broadcast_to(mx.array(mask).astype(mx.bool_), (*batch, n))
+        m = mx.array(mask).astype(mx.bool_)
+        broadcast_batch((*batch, n), m.shape, names=("E, x1, x2 (*, N)", "mask"))
+        used = used & mx.broadcast_to(m, (*batch, n))
     e = mx.broadcast_to(e, (*batch, 3, 3))
     finite = mx.all(mx.isfinite(e), axis=(-2, -1))
     e = mx.where(finite[..., None, None], e, 0.0)

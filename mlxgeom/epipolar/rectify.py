@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_floats, cast_out, check_trailing
+from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from ..lie import so3_exp, so3_log
 from ..lie.so3 import cross
 from .pose import _normalised
@@ -178,6 +178,9 @@ def stereo_rectify(camera1: Any, camera2: Any, pose: Any = None, *, image_size: 
     (k1, k2), out = as_floats(k1, k2, names=("camera1 (K)", "camera2 (K)"))
     check_trailing(k1, (3, 3), "camera1 (K)")
     check_trailing(k2, (3, 3), "camera2 (K)")
+    broadcast_batch(getattr(camera1, "batch_shape", k1.shape[:-2]), getattr(camera2, "batch_shape", k2.shape[:-2]),
+                    pose.shape[:-2], size.shape[:-1], new_size.shape[:-1],
+                    names=("camera1", "camera2", "pose", "image_size", "new_image_size"))
     r1, r2, t, horizontal = _half_rotations(pose[..., :3, :3], pose[..., :3, 3])
     ratio = mx.where(horizontal, new_size[..., 1] / size[..., 1], new_size[..., 0] / size[..., 0]) / 2
     f = mx.where(horizontal, k1[..., 1, 1] + k2[..., 1, 1], k1[..., 0, 0] + k2[..., 0, 0]) * ratio

@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from ..lie import se3_compose, se3_inverse, so3_hat
 
 
@@ -87,6 +87,7 @@ def relative_pose(camera1: Any, camera2: Any) -> mx.array:
     for c, name in ((camera1, "camera1"), (camera2, "camera2")):
         if not hasattr(c, "pose"):
             raise TypeError(f"{name}: expected a Camera (with K and a world-to-camera pose), got {type(c).__name__}")
+    check_batch(("camera1", camera1.pose, 2), ("camera2", camera2.pose, 2))
     return se3_compose(camera2.pose, se3_inverse(camera1.pose))
 
 
@@ -114,5 +115,6 @@ def fundamental_from_cameras(camera1: Any, camera2: Any) -> mx.array:
         True
     """
     rel = relative_pose(camera1, camera2)
+    broadcast_batch(camera1.batch_shape, camera2.batch_shape, names=("camera1", "camera2"))
     e = _essential(rel[..., :3, :3], rel[..., :3, 3])
     return fundamental_from_essential(e, camera1.K, camera2.K)

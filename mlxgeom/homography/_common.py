@@ -37,29 +37,32 @@ def spread_ok(points: mx.array, w: mx.array, ratio: float = 1e-5) -> mx.array:
 
 
 def check_correspondences(
-    src: Any, dst: Any, weights: Any | None
+    src: Any, dst: Any, weights: Any | None, names: tuple[str, str] = ("src", "dst")
 ) -> tuple[mx.array, mx.array, mx.array, mx.Dtype]:
     """Convert and broadcast ``src``/``dst`` (*, N, 2) and ``weights`` (*, N).
+
+    ``names`` are the caller's names for src and dst (``("x1", "x2")`` for the epipolar front ends),
+    so every error names the arguments the user passed.
 
     Returns float arrays broadcast to one batch shape and the output dtype. Raises ``ValueError``
     naming the expected shape when a trailing dimension or N does not match.
     """
     arrays = [src, dst] + ([] if weights is None else [weights])
-    names = ["src", "dst"] + ([] if weights is None else ["weights"])
+    names = [*names, "weights"]
     converted, out_dtype = as_floats(*arrays, names=names)
     src, dst = converted[0], converted[1]
-    check_trailing(src, (None, 2), "src")
-    check_trailing(dst, (None, 2), "dst")
+    check_trailing(src, (None, 2), names[0])
+    check_trailing(dst, (None, 2), names[1])
     n = src.shape[-2]
     if dst.shape[-2] != n:
-        raise ValueError(f"dst: expected shape (*, N, 2) with N = {n} as in src, got {tuple(dst.shape)}")
+        raise ValueError(f"{names[1]}: expected shape (*, N, 2) with N = {n} as in {names[0]}, got {tuple(dst.shape)}")
     if weights is None:
         w = mx.ones(src.shape[:-1], dtype=src.dtype)
     else:
         w = converted[2]
         if w.ndim < 1 or w.shape[-1] != n:
             raise ValueError(f"weights: expected shape (*, N) with N = {n}, got {tuple(w.shape)}")
-    batch = broadcast_batch(src.shape[:-2], dst.shape[:-2], w.shape[:-1], names=["src", "dst", "weights"])
+    batch = broadcast_batch(src.shape[:-2], dst.shape[:-2], w.shape[:-1], names=names)
     src = mx.broadcast_to(src, batch + (n, 2))
     dst = mx.broadcast_to(dst, batch + (n, 2))
     w = mx.broadcast_to(w, batch + (n,))

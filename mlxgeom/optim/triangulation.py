@@ -111,9 +111,9 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     if len(cams) < 1 or cams[-1] not in (1, v):
         raise ValueError(layout)
     try:
-        batch = broadcast_batch(cams, uv.shape[:-1], names=("cameras", "pixels"))
-    except ValueError:
-        raise ValueError(layout) from None
+        batch = broadcast_batch(cams, uv.shape[:-1], names=("K / poses (*, V)", "pixels (*, N, V)"))
+    except ValueError as err:
+        raise ValueError(f"{err}; {layout}") from None
     _, uv_und, converged = undistorted(camera_or_k, uv[..., None, :])
     if converged is not None:
         uv = uv_und[..., 0, :]

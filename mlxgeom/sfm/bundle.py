@@ -295,7 +295,8 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     c, p = poses.shape[0], points.shape[0]
     cam_np, pt_np = np.asarray(camera_index).reshape(-1), np.asarray(point_index).reshape(-1)
     if cam_np.shape != (observations.shape[0],) or pt_np.shape != cam_np.shape:
-        raise ValueError(f"camera_index {cam_np.shape}, point_index {pt_np.shape}: expected ({observations.shape[0]},)")
+        raise ValueError(f"camera_index {cam_np.shape}, point_index {pt_np.shape}: expected ({observations.shape[0]},), "
+                         f"one per row of observations {tuple(observations.shape)}")
     g, groups = _groups(cameras, c, intrinsics_index)
     intr = _Intrinsics(cameras, refine_intrinsics, g, poses.dtype)
     solver = resolve_linear_solver(c * 6 + g * intr.dof, linear_solver)
