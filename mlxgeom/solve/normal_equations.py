@@ -20,6 +20,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
+from .._checks import check_batch
 from .losses import RobustLoss
 
 
@@ -54,5 +55,7 @@ def normal_equations(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, m
     Returns:
         ``(A, g)``.
     """
+    if not r.shape == J.shape[:-1] == w.shape:  # equal shapes (the hot case) cannot clash
+        check_batch(("r", r, 0), ("J", J, 1), ("w", w, 0))
     n = J.shape[-1]
     return linalg.gauss_newton_system([[J[..., k] for k in range(n)]], [r], w)
