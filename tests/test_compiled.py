@@ -1,0 +1,95 @@
+"""The library's compiled cores (mlxgeom/_compiled.py) against the same cores run eagerly
+(``MLXGEOM_COMPILE=0``), and under the user's own mx.compile (two batch sizes), mx.grad and mx.vmap."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxgeom import lie, linalg
+
+
+def _spd(b: int, n: int) -> mx.array:
+    m = mx.random.normal((b, n, n), key=mx.random.key(n))
+    return m @ m.swapaxes(-1, -2) + n * mx.eye(n)
+
+
+def _general(b: int, n: int) -> mx.array:
+    return mx.random.normal((b, n, n), key=mx.random.key(10 + n)) + 3 * mx.eye(n)
+
+
+def _vec(b: int, n: int, seed: int = 0, scale: float = 1.0) -> mx.array:
+    return scale * mx.random.normal((b, n), key=mx.random.key(100 + seed))
+
+
+# name -> (function of arrays, batch size -> its arguments, float64 too)
+CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]] = {
+    "det2": (linalg.det, lambda b: (_general(b, 2),)),
+    "det3": (linalg.det, lambda b: (_general(b, 3),)),
+    "det4": (linalg.det, lambda b: (_general(b, 4),)),
+    "inv3": (linalg.inv, lambda b: (_general(b, 3),)),
+    "inv4": (linalg.inv, lambda b: (_general(b, 4),)),
+    "inv_ex4": (lambda a: linalg.inv_ex(a)[0] * linalg.inv_ex(a)[1][..., None, None], lambda b: (_general(b, 4),)),
+    "solve3": (linalg.solve, lambda b: (_general(b, 3), _vec(b, 3))),
+    "matrix_exp3": (linalg.matrix_exp, lambda b: (0.5 * _general(b, 3),)),
+    "matrix_exp4_squarings": (lambda a: linalg.matrix_exp(a, max_squarings=4), lambda b: (_general(b, 4),)),
+    "solve_spd5": (linalg.solve_spd, lambda b: (_spd(b, 5), _vec(b, 5))),
+}
+
+
+def _eager(monkeypatch, fn, *args):
+    monkeypatch.setenv("MLXGEOM_COMPILE", "0")
+    try:
+        return fn(*args)
+    finally:
+        monkeypatch.delenv("MLXGEOM_COMPILE")
+
+
+def _close(x: mx.array, y: mx.array, dtype=mx.float32) -> None:
+    # Within a few roundings of the compute dtype (g++ may contract a*b+c into one FMA).
+    tol = 64 * float(np.finfo(np.float64 if dtype == mx.float64 else np.float32).eps)
+    np.testing.assert_allclose(np.array(x), np.array(y), rtol=tol, atol=tol)
+
+
+def _scalar_loss(fn):
+    return lambda *args: mx.sum(mx.sin(fn(*args)))
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float64])
+def test_compiled_core_matches_eager(name, dtype, monkeypatch):
+    fn, make = CASES[name]
+    with mx.stream(mx.cpu):
+        args = tuple(a.astype(dtype) for a in make(7))
+        _close(fn(*args), _eager(monkeypatch, fn, *args), dtype)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_core_under_user_compile_two_batch_sizes(name):
+    fn, make = CASES[name]
+    user = mx.compile(fn)
+    for b in (3, 11):
+        args = make(b)
+        _close(user(*args), fn(*args))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_core_gradient_matches_eager(name, monkeypatch):
+    fn, make = CASES[name]
+    args = make(5)
+    grad = mx.grad(_scalar_loss(fn), argnums=tuple(range(len(args))))
+    ours, eager = grad(*args), _eager(monkeypatch, grad, *args)
+    for g, h in zip(ours, eager):
+        assert bool(mx.all(mx.isfinite(g)))
+        np.testing.assert_allclose(np.array(g), np.array(h), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_core_under_vmap(name):
+    fn, make = CASES[name]
+    args = make(4)
+    # Mapping the batch axis away and back gives the batched call's result.
+    _close(mx.vmap(fn)(*args), fn(*args))
