@@ -60,6 +60,15 @@ OPS: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]]
     "matrix_exp 3x3": (linalg.matrix_exp, lambda b: (_general(b, 3) - 3 * mx.eye(3),)),
     "matrix_exp 4x4": (linalg.matrix_exp, lambda b: (_general(b, 4) - 3 * mx.eye(4),)),
     "solve_spd 6x6": (linalg.solve_spd, lambda b: (_spd(b, 6), _vec(b, 6))),
+    "so3_exp": (lie.so3_exp, lambda b: (_vec(b, 3),)),
+    "so3_log": (lie.so3_log, lambda b: (lie.so3_exp(_vec(b, 3)),)),
+    "so3_act": (lie.so3_act, lambda b: (lie.so3_exp(_vec(b, 3)), _vec(b, 3, 2.0))),
+    "se3_exp": (lie.se3_exp, lambda b: (_vec(b, 6),)),
+    "se3_log": (lie.se3_log, lambda b: (_pose(b),)),
+    "se3_compose": (lie.se3_compose, lambda b: (_pose(b), lie.se3_inverse(_pose(b)))),
+    "se3_act": (lie.se3_act, lambda b: (_pose(b), _vec(b, 3, 2.0))),
+    "sl3_exp": (lie.sl3_exp, lambda b: (_vec(b, 8, 0.3),)),
+    "sl3_log": (lie.sl3_log, lambda b: (lie.sl3_exp(_vec(b, 8, 0.3)),)),
 }
 
 

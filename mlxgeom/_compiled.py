@@ -4,11 +4,13 @@ Eager MLX runs each elementwise op as its own pass over memory; ``mx.compile`` f
 graph into a few kernels (on the CPU too, through g++). Every hot core (the arithmetic after a
 public function's conversions and shape checks) is wrapped once, at import: ``mx.compile`` caches
 its traces by function object and retraces per input shape and dtype itself, so the compiled
-function must be created once, never per call. Static (non-array) arguments are keywords and get
-one compiled function each (``functools.cache``). Nested inside a user's ``mx.compile``, under
+function must be created once, never per call. Python-scalar arguments are constants of the trace
+(one trace per value). Nested inside a user's ``mx.compile``, under
 ``mx.grad``/``mx.vjp``/``mx.jvp``/``mx.vmap`` and inside ``mx.custom_function`` bodies and VJPs,
 MLX traces through a compiled function as through the plain one. CUDA kernel dispatch stays
-outside (custom kernels are opaque to compile's fusion anyway).
+outside where it can; where a core calls a dispatching function (SL(3)'s log calls ``linalg.inv``),
+the dispatch is traced once, so each core keeps one compiled function per fast-path state and
+``MLXGEOM_CUDA_KERNELS`` is still read at each call.
 
 ``MLXGEOM_COMPILE=0`` in the environment (read at each call) runs every core eagerly, for debugging.
 """
@@ -21,6 +23,8 @@ from typing import Callable, TypeVar
 
 import mlx.core as mx
 
+from ._cuda import on_cuda
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -30,26 +34,26 @@ def enabled() -> bool:
 
 
 def compiled(fn: F) -> F:
-    """``fn`` through ``mx.compile``: positional arguments are arrays (or lists/tuples of arrays),
-    keyword arguments are static (hashable Python values, one compiled function per value set).
+    """``fn`` through ``mx.compile``. Its arguments are arrays, lists/tuples of arrays, or Python
+    scalars (``mx.compile`` retraces per scalar value, so they act as static constants); one
+    compiled function per CUDA fast-path state (:func:`mlxgeom._cuda.on_cuda`).
 
     Example:
         >>> import mlx.core as mx
         >>> @compiled
-        ... def scaled_sum(x, *, k):
+        ... def scaled_sum(x, k):
         ...     return (x * k).sum(axis=-1)
-        >>> scaled_sum(mx.ones((2, 3)), k=2.0)
+        >>> scaled_sum(mx.ones((2, 3)), 2.0)
         array([6, 6], dtype=float32)
     """
 
     @functools.cache
-    def for_static(static: tuple[tuple[str, object], ...]) -> Callable[..., object]:
-        return mx.compile(functools.partial(fn, **dict(static)) if static else fn)
+    def for_state(cuda: bool) -> Callable[..., object]:
+        # A new function object per state: mx.compile caches its traces by function identity.
+        return mx.compile(functools.partial(fn))
 
     @functools.wraps(fn)
-    def call(*arrays, **static):
-        if not enabled():
-            return fn(*arrays, **static)
-        return for_static(tuple(sorted(static.items())))(*arrays)
+    def call(*args):
+        return for_state(on_cuda())(*args) if enabled() else fn(*args)
 
     return call  # type: ignore[return-value]

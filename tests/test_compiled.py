@@ -25,7 +25,7 @@ def _vec(b: int, n: int, seed: int = 0, scale: float = 1.0) -> mx.array:
     return scale * mx.random.normal((b, n), key=mx.random.key(100 + seed))
 
 
-# name -> (function of arrays, batch size -> its arguments, float64 too)
+# name -> (public function, batch size -> its arguments)
 CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]] = {
     "det2": (linalg.det, lambda b: (_general(b, 2),)),
     "det3": (linalg.det, lambda b: (_general(b, 3),)),
@@ -37,6 +37,19 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]
     "matrix_exp3": (linalg.matrix_exp, lambda b: (0.5 * _general(b, 3),)),
     "matrix_exp4_squarings": (lambda a: linalg.matrix_exp(a, max_squarings=4), lambda b: (_general(b, 4),)),
     "solve_spd5": (linalg.solve_spd, lambda b: (_spd(b, 5), _vec(b, 5))),
+    "matmul": (linalg.matmul, lambda b: (_general(b, 3), _general(b, 4)[..., :3, :2])),
+    "so3_exp": (lie.so3_exp, lambda b: (_vec(b, 3),)),
+    "so3_log": (lie.so3_log, lambda b: (lie.so3_exp(_vec(b, 3)),)),
+    "so3_act": (lie.so3_act, lambda b: (lie.so3_exp(_vec(b, 3)), _vec(b, 3, seed=1))),
+    "so3_compose": (lie.so3_compose, lambda b: (lie.so3_exp(_vec(b, 3)), lie.so3_exp(_vec(b, 3, seed=1)))),
+    "se3_exp": (lie.se3_exp, lambda b: (_vec(b, 6),)),
+    "se3_log": (lie.se3_log, lambda b: (lie.se3_exp(_vec(b, 6)),)),
+    "se3_act": (lie.se3_act, lambda b: (lie.se3_exp(_vec(b, 6)), _vec(b, 3, seed=1))),
+    "se3_compose": (lie.se3_compose, lambda b: (lie.se3_exp(_vec(b, 6)), lie.se3_exp(_vec(b, 6, seed=1)))),
+    "sl3_exp": (lie.sl3_exp, lambda b: (_vec(b, 8, scale=0.3),)),
+    "sl3_log": (lie.sl3_log, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)),)),
+    "sl3_act": (lie.sl3_act, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)), _vec(b, 3, seed=1))),
+    "sl3_compose": (lie.sl3_compose, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)), lie.sl3_exp(_vec(b, 8, seed=1)))),
 }
 
 

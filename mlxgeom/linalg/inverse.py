@@ -193,10 +193,6 @@ def _invertible(a: mx.array) -> mx.array:
     return mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(_det_unscaled(b)) > a.shape[-1] * eps * hadamard)
 
 
-# The product with the inverse, compiled: 2-4 fused multiply-adds instead of one pass each.
-_times = compiled(matmul)
-
-
 def det(a) -> mx.array:
     """Determinant of a batch of 2x2, 3x3 or 4x4 matrices, in closed form.
 
@@ -298,5 +294,5 @@ def solve(a, b) -> mx.array:
     (a, b), out = as_floats(a, b, names=("a", "b"))
     _check(a, "a")
     rhs, vector, _ = rhs_as_matrix(a, b)
-    x = _times(_inverse(a), rhs)
+    x = matmul(_inverse(a), rhs)
     return cast_out(x[..., 0] if vector else x, out)

@@ -253,13 +253,13 @@ def _expm_block(p: Block, max_squarings: int) -> Block:
 
 
 @compiled
-def _expm(a: mx.array, *, max_squarings: int) -> mx.array:
+def _expm(a: mx.array, max_squarings: int) -> mx.array:
     """exp(a) for (*, n, n) float32/float64, plain mx ops (autodiff works through it)."""
     return _expm_block((a,), max_squarings)[0]
 
 
 @compiled
-def _frechet(x: mx.array, e: mx.array, *, max_squarings: int) -> mx.array:
+def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
     """L(x, e): upper-right block of exp([[x, e], [0, x]]), with e rescaled (L is linear in e).
 
     e is scaled to the 1-norm max(||x||_1, 1), so the block's norm stays within twice
@@ -277,7 +277,7 @@ def _frechet(x: mx.array, e: mx.array, *, max_squarings: int) -> mx.array:
 def _differentiable_expm(max_squarings: int) -> Any:
     expm_any = fast_path(lambda a: matrix_exp_cuda.expm(a, coefficient_table(), _THETAS[mx.float32], max_squarings,
                                                         _SHIFT_LIMIT),
-                         lambda a: _expm(a, max_squarings=max_squarings), matrix_exp_cuda.enabled)
+                         lambda a: _expm(a, max_squarings), matrix_exp_cuda.enabled)
 
     @mx.custom_function
     def expm(a: mx.array) -> mx.array:
@@ -286,11 +286,11 @@ def _differentiable_expm(max_squarings: int) -> Any:
     # With one input and one output, MLX hands the arrays over bare (not in tuples).
     @expm.vjp
     def expm_vjp(primals: mx.array, cotangent: mx.array, output: mx.array) -> mx.array:
-        return _frechet(primals.swapaxes(-1, -2), cotangent, max_squarings=max_squarings)
+        return _frechet(primals.swapaxes(-1, -2), cotangent, max_squarings)
 
     @expm.jvp
     def expm_jvp(primals: mx.array, tangents: mx.array) -> mx.array:
-        return _frechet(primals, tangents, max_squarings=max_squarings)
+        return _frechet(primals, tangents, max_squarings)
 
     @expm.vmap
     def expm_vmap(a: mx.array, axis: int) -> tuple[mx.array, int]:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import mlx.core as mx
 
 from .._checks import as_float
+from .._compiled import compiled
 
 _UNROLL = 16
 
@@ -38,6 +39,11 @@ def matmul(a: Any, b: Any) -> mx.array:
     b = b if isinstance(b, mx.array) else as_float(b, "b")[0]
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul: expected a (*, n, k) and b (*, k, m), got a {tuple(a.shape)} and b {tuple(b.shape)}")
+    return _product(a, b)
+
+
+@compiled
+def _product(a: mx.array, b: mx.array) -> mx.array:
     k = a.shape[-1]
     if k > _UNROLL:
         return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
