@@ -1,4 +1,5 @@
-"""Command line: ``python -m mlxgeom demo [--data DIR] [--out DIR] [--small]`` and ``python -m mlxgeom info``."""
+"""Command line: ``python -m mlxgeom demo [--data DIR] [--out DIR] [--small]``, ``python -m mlxgeom info`` and
+``python -m mlxgeom ba MODEL_DIR OUT_DIR`` (bundle adjustment of a COLMAP model)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time an mx.compile-d projection (default: on the CPU unless --small; its first "
                         "call compiles, which takes tens of seconds with CUDA)")
     sub.add_parser("info", help="print versions, backend and device")
+    b = sub.add_parser("ba", help="bundle-adjust a COLMAP model (cameras, images, points3D) and write the result")
+    b.add_argument("model_dir")
+    b.add_argument("out_dir")
+    b.add_argument("--max-iters", type=int, default=50)
+    b.add_argument("--refine-intrinsics", action="store_true", help="focal and distortion, as COLMAP's default")
+    b.add_argument("--loss", default=None, help="robust loss: huber, cauchy, soft_l1, tukey, geman_mcclure")
+    b.add_argument("--loss-scale", type=float, default=1.0, help="robust loss scale in pixels")
+    b.add_argument("--solver", default="auto", choices=["auto", "dense", "pcg"], help="reduced camera system")
+    b.add_argument("--ext", default=".bin", choices=[".bin", ".txt"], help="output format")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "ba":
+        from .sfm.model import adjust_model_dir
+
+        print(adjust_model_dir(args.model_dir, args.out_dir, ext=args.ext, max_iters=args.max_iters,
+                               refine_intrinsics=args.refine_intrinsics, loss=args.loss, loss_scale=args.loss_scale,
+                               linear_solver=args.solver), end="")
+    elif args.command == "demo":
         try:
             demo(args.data, args.out, args.small, args.compiled)
         except FileNotFoundError as e:

@@ -18,7 +18,7 @@ COLMAP text model):
 6. write PNG figures and ``report.txt``.
 
 The demo is an application of the library, not part of it: its heavy dependencies (OpenCV,
-Pillow, matplotlib, tqdm: the ``demo`` extra) are imported only when it runs, never by
+Pillow, matplotlib: the ``demo`` extra; tqdm) are imported only when it runs, never by
 ``import mlxgeom``. The functions that compute (``unproject_view``, ``reproject``,
 ``zbuffer_visible``, ``photometric_error``, ``refine_poses``) are pure ``mx`` code that runs
 on MLX's default device (CPU, Metal or CUDA). Loading, the OpenCV reference, the figures and

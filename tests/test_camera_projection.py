@@ -62,7 +62,8 @@ def test_pixels_and_jacobian_match_cv2_in_float64(k):
     tol = 1e-4 if k == 14 else 1e-8
     np.testing.assert_allclose(np.array(out.pixels), ref[:, 0], atol=tol)
     scale = np.abs(J).max()
-    np.testing.assert_allclose(np.array(out.d_pose)[..., :3], J[..., 3:6], atol=tol * scale)  # rho = d/dt
+    # Right perturbation: T exp([rho, 0]) moves t by R rho, so the rho block is OpenCV's dp/dt times R.
+    np.testing.assert_allclose(np.array(out.d_pose)[..., :3], J[..., 3:6] @ T[:3, :3], atol=tol * scale)
     np.testing.assert_allclose(np.array(out.d_intrinsics)[..., :4], J[..., 6:10], atol=tol * scale)
     np.testing.assert_allclose(np.array(out.d_dist), J[..., 10:10 + k], atol=tol * scale)
 
@@ -112,7 +113,7 @@ def test_fisheye_jacobian_matches_cv2_fisheye():
     s = np.abs(J).max()
     np.testing.assert_allclose(np.array(out.d_intrinsics)[..., :4], J[..., 0:4], atol=1e-9 * s)
     np.testing.assert_allclose(np.array(out.d_dist), J[..., 4:8], atol=1e-9 * s)
-    np.testing.assert_allclose(np.array(out.d_pose)[..., :3], J[..., 11:14], atol=1e-9 * s)
+    np.testing.assert_allclose(np.array(out.d_pose)[..., :3], J[..., 11:14] @ T[:3, :3], atol=1e-9 * s)
 
 
 def autodiff_jacobians(X, K, T, d, model):
@@ -124,7 +125,7 @@ def autodiff_jacobians(X, K, T, d, model):
     xi = mx.zeros((n, 6), dtype=X.dtype)
 
     def f(Xp, Kp, xip, dp):
-        pose = lie.se3_compose(lie.se3_exp(xip), Tn)  # LEFT perturbation
+        pose = lie.se3_compose(Tn, lie.se3_exp(xip))  # RIGHT perturbation, the library's convention
         return [project_points(Xp[:, None], Kp, pose, dp, model).pixels[:, 0]]
 
     primals = [X, Kn, xi] + ([dn] if dn is not None else [])

@@ -151,3 +151,13 @@ def test_every_example_writes_under_mlxgeom_out_by_default(script: str, tmp_path
     assert Path(DEFAULT_OUT) == Path("mlxgeom-out", "demo")
     out = run([str(EXAMPLES / script), "--help"], tmp_path, env={"COLUMNS": "250"}).stdout
     assert f"mlxgeom-out/{script[:-3]}/" in out, out
+
+
+def test_relative_pose_example_recovers_the_scene_pairs(tmp_path: Path) -> None:
+    out = run([str(EXAMPLES / "relative_pose.py"), "--small"], tmp_path, timeout=120).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("ok "))
+    done, total = (int(v) for v in line.split()[1].rstrip(";").split("/"))
+    assert done == total == 6, out
+    rot = float(line.split("median rotation error ")[1].split(" deg")[0])
+    trans = float(line.split("median translation direction error ")[1].split(" deg")[0])
+    assert rot < 1.0 and trans < 3.0, out

@@ -162,8 +162,8 @@ def test_covariance_matches_monte_carlo_spread():
     res = solve_pnp(_f32(np.broadcast_to(pw, (reps, 40, 3))), _f32(uv), _f32(K_NP), method="iterative")
     truth = np.eye(4)
     truth[:3, :3], truth[:3, 3] = rot[0], t[0]
-    # Left perturbation: T_est = exp(e) T_true.
-    e = np.array(lie.se3_log(lie.se3_compose(res.pose, _f32(np.linalg.inv(truth)))))
+    # Right perturbation, the library's convention: T_est = T_true exp(e).
+    e = np.array(lie.se3_log(lie.se3_compose(_f32(np.linalg.inv(truth)), res.pose)))
     empirical = np.cov(e.T)
     predicted = np.array(res.covariance).mean(axis=0)
     ratio = np.diag(predicted) / np.diag(empirical)
@@ -299,3 +299,16 @@ def test_point_moments_equal_float64_sums_over_the_centred_points():
     ref = np.einsum("...cn,...ni,...nj->...cij", coef, h, h)
     np.testing.assert_allclose(np.array(c0), c_ref, rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(np.array(moments), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("ransac", [False, True])
+def test_too_few_points_give_not_ok_and_no_inliers(ransac):
+    """Issue 22: masks agree with ok, statically (3 points) and through the mask (3 of 8 used)."""
+    pw, uv, *_ = _scene(2, 8, seed=13)
+    fit = solve_pnp_ransac if ransac else solve_pnp
+    few = fit(_f32(pw[:, :3]), _f32(uv[:, :3]), _f32(K_NP))
+    assert not bool(mx.any(few.ok)) and not bool(mx.any(few.inliers))
+    mask = mx.array(np.arange(8) < 3)[None].astype(mx.bool_) | mx.array([[False], [True]])
+    masked = fit(_f32(pw), _f32(uv), _f32(K_NP), mask=mask)
+    assert masked.ok.tolist() == [False, True]
+    assert not bool(mx.any(masked.inliers[0])) and bool(mx.all(masked.inliers[1]))

@@ -129,3 +129,28 @@ def test_bad_shapes_raise():
         triangulate_points(mx.eye(3), mx.zeros((5, 2, 2)), mx.broadcast_to(mx.eye(4), (3, 4, 4)))
     with pytest.raises(ValueError, match="poses"):
         triangulate_points(mx.eye(3), mx.zeros((5, 2, 2)))
+
+
+def test_opencv_layout_raises_naming_the_expected_layout():
+    poses = _f32(_rig(2, 3))
+    uv = _f32(np.transpose(_observe(_points(30, 3), _rig(2, 3), 0.0, 3), (1, 0, 2)))  # OpenCV's (V, N, 2)
+    with pytest.raises(ValueError, match=r"\(\*, N, V, 2\).*swapaxes"):
+        triangulate_points(_f32(K_NP), uv, poses)
+
+
+def test_distorted_camera_matches_cv2_undistort_then_triangulate():
+    pts, poses = _points(60, 4), _rig(2, 4)
+    dist = np.array([-0.25, 0.08, 1e-3, -5e-4, -0.01])
+    rvecs = [cv2.Rodrigues(p[:3, :3])[0] for p in poses]
+    uv = np.stack([cv2.projectPoints(pts, r, p[:3, 3], K_NP, dist)[0][:, 0] for r, p in zip(rvecs, poses)], 1)
+    cams = camera.Camera(_f32(np.broadcast_to(K_NP, (2, 3, 3))), pose=_f32(poses), dist=_f32(np.broadcast_to(dist, (2, 5))))
+    res = triangulate_points(cams, _f32(uv))
+    und = [cv2.undistortPoints(uv[:, v][:, None], K_NP, dist)[:, 0] for v in range(2)]
+    xh = cv2.triangulatePoints(poses[0, :3], poses[1, :3], und[0].T, und[1].T)
+    ref = (xh[:3] / xh[3]).T
+    assert bool(mx.all(res.ok))
+    np.testing.assert_allclose(np.array(res.points), ref, atol=2e-3)
+    np.testing.assert_allclose(np.array(res.points), pts, atol=2e-3)
+    # Ignoring the lens (plain K) puts the points metres off: distortion is honoured.
+    plain = triangulate_points(_f32(np.broadcast_to(K_NP, (2, 3, 3))), _f32(uv), _f32(poses))
+    assert np.abs(np.array(plain.points) - pts).max() > 0.05

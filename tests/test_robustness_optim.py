@@ -12,6 +12,7 @@ import pytest
 from helpers import ON_GPU
 
 from mlxgeom import lie, optim
+from mlxgeom._checks import check_trailing
 from test_robustness_harness import Arg, Spec, const, define_tests, intrinsics, normal
 
 N, V = 8, 3
@@ -53,8 +54,13 @@ def view_poses(rng, b):
 
 def _triangulate(x, k, poses):
     x, k, poses = (v if isinstance(v, mx.array) else mx.array(np.asarray(v, dtype=np.float32)) for v in (x, k, poses))
-    pix = optim.reprojection_residuals(poses, x[..., None, None, :], mx.zeros(x.shape[:-1] + (V, 1, 2), dtype=x.dtype), k)
-    return optim.triangulate_points(k, pix[..., 0, :], poses)
+    check_trailing(x, (3,), "x")  # x only generates the observations: its shape is checked here
+    # The pinhole image of x in every view, mirrored for points behind a camera (the library's
+    # projection core flags those instead), so that the special cases reach triangulate_points.
+    pc = mx.sum(poses[..., :3, :3] * x[..., None, None, :], axis=-1) + poses[..., :3, 3]
+    z = mx.where(mx.abs(pc[..., 2:]) > 1e-12, pc[..., 2:], 1e-12)
+    pix = mx.sum(k[..., :2, :2] * (pc[..., None, :2] / z[..., None, :]), axis=-1) + k[..., :2, 2]
+    return optim.triangulate_points(k, pix, poses)
 
 
 def _lm(x0, target):

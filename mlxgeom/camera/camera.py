@@ -248,7 +248,7 @@ class Camera(_CameraArrays):
         return P.project_points(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
 
     def project_jacobian(self, points_world: Any, min_depth: float = P.MIN_DEPTH) -> P.ProjectionJacobian:
-        """Projection plus analytic Jacobians (LEFT se(3) pose perturbation, see
+        """Projection plus analytic Jacobians (RIGHT se(3) pose perturbation ``T exp(xi)``, see
         :class:`mlxgeom.camera.ProjectionJacobian`)."""
         return P.project_points_jacobian(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
 

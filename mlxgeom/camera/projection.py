@@ -135,9 +135,10 @@ class Projection(NamedTuple):
 class ProjectionJacobian(NamedTuple):
     """Projection plus analytic Jacobians of the pixels (rows u, v).
 
-    ``d_points`` (*, N, 2, 3) w.r.t. the world point; ``d_pose`` (*, N, 2, 6) w.r.t. a LEFT
-    se(3) perturbation ``T <- exp(xi) T``, ``xi = [rho, phi]`` (its rho block equals the
-    derivative w.r.t. t, OpenCV's ``dp/dt``); ``d_intrinsics`` (*, N, 2, 5) w.r.t.
+    ``d_points`` (*, N, 2, 3) w.r.t. the world point; ``d_pose`` (*, N, 2, 6) w.r.t. the RIGHT
+    se(3) perturbation ``T <- T exp(xi)``, ``xi = [rho, phi]`` (the library's one convention:
+    ``d x_cam / d xi = [R, -R [X]_x]`` for the world point X, so the rho block is OpenCV's
+    ``dp/dt`` times R); ``d_intrinsics`` (*, N, 2, 5) w.r.t.
     ``[fx, fy, cx, cy, skew]``; ``d_dist`` (*, N, 2, k) w.r.t. the distortion coefficients.
     """
 
@@ -219,10 +220,10 @@ class _Forward(NamedTuple):
     depth: mx.array
     valid: mx.array
     normalized: tuple[mx.array, mx.array]
-    points_cam: tuple[mx.array, mx.array, mx.array]
     iz: mx.array
     distorted: Distorted
     focal: tuple[mx.array, mx.array, mx.array]
+    points_world: tuple[mx.array, mx.array, mx.array]
 
 
 def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
@@ -242,12 +243,16 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     valid = front & d.ok & fok & mx.isfinite(u) & mx.isfinite(v)
     pixels = mx.broadcast_to(mx.stack([u, v], axis=-1), (*valid.shape, 2))
     depth = mx.broadcast_to(zc, valid.shape)
-    return _Forward(pixels, depth, valid, (x, y), (xc, yc, zc), iz, d, (fx, fy, s))
+    return _Forward(pixels, depth, valid, (x, y), iz, d, (fx, fy, s), (X, Y, Z))
 
 
-def _project_values(points, K, pose, dist, model, min_depth):
-    """(pixels, depth, valid) of checked inputs, in pure mx."""
-    return _forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3]
+def _project_values(points: mx.array, K: mx.array, pose: mx.array | None = None, dist: mx.array | None = None,
+                    model: str = "opencv", min_depth: float = MIN_DEPTH) -> Projection:
+    """The elementwise projection core that every projection of the library goes through
+    (``Camera``, PnP, triangulation, the RANSAC models, the CUDA kernel's reference):
+    :func:`project_points` on arrays already checked and converted, in pure mx (no kernel
+    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it)."""
+    return Projection(*_forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3])
 
 
 def _given(pose: mx.array | None, dist: mx.array | None) -> list[mx.array]:
@@ -276,7 +281,7 @@ def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
 
 
 def _jacobians(f: _Forward, pose, dist):
-    (x, y), (xc, yc, zc), iz, d, shape = f.normalized, f.points_cam, f.iz, f.distorted, f.valid.shape
+    (x, y), iz, d, shape = f.normalized, f.iz, f.distorted, f.valid.shape
     fx, fy, s = f.focal
     j00, j01, j10, j11 = d.jac
     a = ((fx * j00 + s * j10, fx * j01 + s * j11), (fy * j10, fy * j11))
@@ -287,8 +292,10 @@ def _jacobians(f: _Forward, pose, dist):
         d_points = [tuple(sum(Pi[k] * Rt[k][j] for k in range(3)) for j in range(3)) for Pi in P]
     else:
         d_points = P
-    # Left perturbation: d x_cam = rho + phi x x_cam = [I | -[x_cam]_x] xi.
-    d_pose = [(p0, p1, p2, -p1 * zc + p2 * yc, p0 * zc - p2 * xc, -p0 * yc + p1 * xc) for p0, p1, p2 in P]
+    # Right perturbation: T exp(xi) X = T (X + rho + phi x X), so d x_cam = R [I | -[X]_x] xi and
+    # d pixel / d xi = [D | -D [X]_x] with D = d pixel / d X.
+    X, Y, Z = f.points_world
+    d_pose = [(d0, d1, d2, -d1 * Z + d2 * Y, d0 * Z - d2 * X, -d0 * Y + d1 * X) for d0, d1, d2 in d_points]
     zero, one = mx.zeros_like(d.x), mx.ones_like(d.x)
     d_intr = [(d.x, zero, one, zero, d.y), (zero, d.y, zero, one, zero)]
     d_dist = [[fx * du + s * dv for du, dv in d.jac_coeffs], [fy * dv for _, dv in d.jac_coeffs]]
@@ -302,8 +309,10 @@ def _jacobians(f: _Forward, pose, dist):
     return stack(d_points, 3), stack(d_pose, 6), stack(d_intr, 5), stack(d_dist, k)
 
 
-def _normalize_pixels(u: mx.array, v: mx.array, K: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """K^-1 [u, v, 1] for upper-triangular K, per point, with a safe denominator."""
+def normalize_pixels(u: mx.array, v: mx.array, K: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """``(x, y, focal_ok)``: K^-1 [u, v, 1] of pixel coordinates u, v (*, N) for upper-triangular
+    K (*, 3, 3), with a safe denominator (the projection core's inverse pinhole, used by PnP and
+    triangulation as well)."""
     fx, fy, cx, cy, s, fok = _intrinsics(K)
     ifx, ify = 1.0 / mx.where(fok, fx, 1.0), 1.0 / mx.where(fok, fy, 1.0)
     y = (v - cy) * ify
@@ -370,7 +379,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
 
 def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
     """(world points, camera-frame points, valid) of checked inputs, in pure mx."""
-    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     xc, yc = und.x * z, und.y * z
     zc = mx.broadcast_to(z, xc.shape)
@@ -433,7 +442,7 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
     _check_broadcast(cam_batch, px.shape[:-2], "pixels")
-    xd, yd, fok = _normalize_pixels(px[..., 0], px[..., 1], K)
+    xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     x, y, ok = und.x, und.y, und.converged & fok
     if K_new is not None:
@@ -473,7 +482,7 @@ def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
     if K_new is not None:
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
-        x, y, nok = _normalize_pixels(x, y, K_new)
+        x, y, nok = normalize_pixels(x, y, K_new)
     _check_broadcast(cam_batch, pts.shape[:-2], "points")
     d = _distort(x, y, dist, model, False)
     fx, fy, cx, cy, s, fok = _intrinsics(K)

@@ -8,12 +8,14 @@ from .decompose import decompose_homography
 from .estimate import find_homography
 from .minimal import homography_from_4_points
 from .refine import refine_homography
-from .result import HomographyResult
+from .result import ExactHomography, HomographyResult, RefinedHomography
 from .transform import perspective_transform, perspective_transform_ex
 from .warp import warp_perspective
 
 __all__ = [
+    "ExactHomography",
     "HomographyResult",
+    "RefinedHomography",
     "decompose_homography",
     "find_homography",
     "homography_from_4_points",

@@ -10,23 +10,16 @@ import mlx.core as mx
 
 from .._checks import cast_out
 from ._common import check_correspondences, safe_div
-from .dlt import denormalize, dlt_normalized, hartley_normalization, normalize_points
+from ..solve import ransac
+from .dlt import denormalize, hartley_normalization, normalize_points
 from .minimal import finish
-from .ransac import adaptive_trials, best_hypothesis, transfer_sq_error
+from .ransac import fit_dlt, homography_model, transfer_sq_error
 from .refine import lm_refine
 from .result import HomographyResult
 
 _METHODS = ("dlt", "ransac", "lm")
-# Local optimisation after RANSAC: DLT refits on the inliers (each re-selects them); LM follows.
+# Local optimisation after RANSAC: rounds of a DLT refit on the inliers followed by LM.
 _REFITS = 1
-
-
-def _fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """Normalized DLT in pixel space for (B, N, 2) inputs: (H unnormalized, Hn, ok)."""
-    cs, ks = hartley_normalization(src, w)
-    cd, kd = hartley_normalization(dst, w)
-    hn, ok = dlt_normalized(normalize_points(src, cs, ks), normalize_points(dst, cd, kd), w)
-    return denormalize(hn, cs, ks, cd, kd), hn, ok
 
 
 def _sq_errors(h: mx.array, src: mx.array, dst: mx.array) -> mx.array:
@@ -35,33 +28,19 @@ def _sq_errors(h: mx.array, src: mx.array, dst: mx.array) -> mx.array:
 
 
 def _ransac(
-    src: mx.array, dst: mx.array, w: mx.array, thr: float, key: mx.array, max_trials: int,
-    iterations: int, symmetric: bool,
-) -> tuple[mx.array, mx.array, mx.array]:
-    """RANSAC, refits on the inliers, then LM on the inliers: (H, Hn, ok) per pair."""
+    src: mx.array, dst: mx.array, w: mx.array, thr: float, key: mx.array, max_trials: int, confidence: float,
+    min_inliers: int, iterations: int, symmetric: bool,
+) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """:func:`mlxgeom.solve.ransac` on the homography model, in Hartley-normalized coordinates:
+    (H, Hn, ok, trials) per pair."""
     cs, ks = hartley_normalization(src, w)
     cd, kd = hartley_normalization(dst, w)
     xn, un = normalize_points(src, cs, ks), normalize_points(dst, cd, kd)
-    hn, found = best_hypothesis(xn, un, w, (thr * kd) ** 2, key, max_trials)
-    h = denormalize(hn, cs, ks, cd, kd)
-    count = mx.sum(((_sq_errors(h, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
-    for _ in range(_REFITS):
-        inl = (_sq_errors(h, src, dst) <= thr * thr) & (w > 0)
-        h_new, hn_new, ok_new = _fit_dlt(src, dst, mx.where(inl, w, 0))
-        new_count = mx.sum(((_sq_errors(h_new, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
-        # Keep the refit only where it is well-posed and loses no inliers.
-        take = ok_new & (new_count >= count)
-        h = mx.where(take[:, None, None], h_new, h)
-        hn = mx.where(take[:, None, None], hn_new, hn)
-        count = mx.where(take, new_count, count)
-    inl = (_sq_errors(h, src, dst) <= thr * thr) & (w > 0)
-    if iterations > 0:
-        h_lm, hn_lm, cost = lm_refine(h, src, dst, mx.where(inl, w, 0), iterations, symmetric)
-        lm_count = mx.sum(((_sq_errors(h_lm, src, dst) <= thr * thr) & (w > 0)).astype(mx.int32), -1)
-        take = mx.isfinite(cost) & (lm_count >= count)
-        h = mx.where(take[:, None, None], h_lm, h)
-        hn = mx.where(take[:, None, None], hn_lm, hn)
-    return h, hn, found
+    model = homography_model(src, dst, (cs, ks, cd, kd), iterations, symmetric)
+    # Errors in normalized destination units are pixel errors times kd.
+    res = ransac(model, (xn, un), w, thr * kd, max_trials=max_trials, confidence=confidence, key=key,
+                 refit_rounds=_REFITS, min_inliers=min_inliers)
+    return denormalize(res.model, cs, ks, cd, kd), res.model, res.ok, res.trials
 
 
 def find_homography(
@@ -85,10 +64,11 @@ def find_homography(
     - ``"dlt"``: Hartley-normalized DLT (H&Z Alg. 4.2) over all points of positive weight.
     - ``"lm"``: ``"dlt"`` followed by ``iterations`` Levenberg-Marquardt steps on SL(3) (like
       ``cv2.findHomography(method=0)``, which refines its DLT the same way).
-    - ``"ransac"``: ``max_trials`` four-point hypotheses per pair drawn with ``mx.random`` from
-      ``key``, solved in closed form and MSAC-scored in parallel (preemptively for N >= 512: all
-      on a random 128-point subset, the best 16 on every point); the best is refit by DLT on its
-      inliers and refined by LM on the re-selected inliers (like ``cv2.RANSAC``).
+    - ``"ransac"``: the batched driver :func:`mlxgeom.solve.ransac`: ``max_trials`` four-point
+      hypotheses per pair drawn without repeats with ``mx.random`` from ``key``, solved in closed
+      form and MSAC-scored in parallel (preemptively for N >= 512: all on a random 128-point
+      subset, the best 16 on every point); the best is refit by DLT on its inliers and refined by
+      LM (like ``cv2.RANSAC``).
 
     Args:
         src, dst: (*, N, 2) pixel correspondences; batch dims broadcast.
@@ -133,9 +113,11 @@ def find_homography(
     symmetric = error == "symmetric"
     if method == "ransac":
         key = mx.random.key(0) if key is None else key
-        h, hn, ok = _ransac(s, d, w, threshold, key, max_trials, iterations, symmetric)
+        h, hn, ok, trials = _ransac(s, d, w, threshold, key, max_trials, confidence, max(min_inliers, 4), iterations,
+                                    symmetric)
     else:
-        h, hn, ok = _fit_dlt(s, d, w)
+        h, hn, ok = fit_dlt(s, d, w)
+        trials = mx.zeros(ok.shape, dtype=mx.int32)
         if method == "lm" and iterations > 0:
             h_lm, hn_lm, cost = lm_refine(h, s, d, w, iterations, symmetric)
             better = mx.isfinite(cost)
@@ -147,9 +129,9 @@ def find_homography(
     num_inliers = mx.sum(inliers.astype(mx.int32), -1)
     if method == "ransac":
         ok = ok & (num_inliers >= max(min_inliers, 4))
-        trials = adaptive_trials(num_inliers, num_valid, confidence, max_trials)
-    else:
-        trials = mx.zeros_like(num_inliers)
+    # The masks agree with ok: a pair that failed has no inliers.
+    inliers = inliers & ok[:, None]
+    num_inliers = mx.where(ok, num_inliers, 0)
     residual = mx.sqrt(safe_div(mx.sum(mx.where(inliers, e2, 0), -1), num_inliers.astype(e2.dtype), num_inliers > 0))
     eye = mx.broadcast_to(mx.eye(3, dtype=h.dtype), h.shape)
     h = mx.where(ok[:, None, None], h, eye)

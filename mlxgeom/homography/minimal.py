@@ -18,6 +18,7 @@ import mlx.core as mx
 from .._checks import cast_out, check_trailing
 from ._common import check_correspondences, safe_div
 from .dlt import denormalize, hartley_normalization, normalize_points
+from .result import ExactHomography
 
 # Twice the triangle area, in Hartley-normalized units, below which three points count as collinear.
 _COLLINEAR = 1e-3
@@ -70,15 +71,16 @@ def four_point_normalized(xs: mx.array, us: mx.array) -> tuple[mx.array, mx.arra
     return h, ~small_p & ~small_q & finite, (flips == 0) | (flips == 4)
 
 
-def homography_from_4_points(src: Any, dst: Any) -> tuple[mx.array, mx.array]:
+def homography_from_4_points(src: Any, dst: Any) -> ExactHomography:
     """Exact homography through four correspondences, like ``cv2.getPerspectiveTransform``.
 
     Args:
         src, dst: (*, 4, 2) pixel coordinates; batch dims broadcast.
 
     Returns:
-        ``(H, ok)``: H (*, 3, 3) with ``H[..., 2, 2] = 1`` mapping src to dst (identity where not
-        ok); ok (*) False if three source or three target points are (nearly) collinear or repeated.
+        :class:`ExactHomography` ``(H, ok)``: H (*, 3, 3) with ``H[..., 2, 2] = 1`` mapping src to
+        dst (identity where not ok); ok (*) False if three source or three target points are
+        (nearly) collinear or repeated.
 
     Example:
         >>> import mlx.core as mx
@@ -93,7 +95,7 @@ def homography_from_4_points(src: Any, dst: Any) -> tuple[mx.array, mx.array]:
     c_d, k_d = hartley_normalization(d, w)
     hn, ok, _ = four_point_normalized(normalize_points(s, c_s, k_s), normalize_points(d, c_d, k_d))
     h, ok = finish(denormalize(hn, c_s, k_s, c_d, k_d), hn, ok)
-    return cast_out(h, out_dtype), ok
+    return ExactHomography(cast_out(h, out_dtype), ok)
 
 
 def _det3(m: mx.array) -> mx.array:

@@ -5,9 +5,9 @@ Benhimane and Malis, IROS 2004, as ordered by :func:`mlxgeom.lie.sl3_hat`), so t
 freedom carry no scale gauge. The cost is the (weighted) reprojection error in the destination
 image, ``sum_i w_i |u_i - pi(H x_i)|^2``, or the symmetric transfer error that adds
 ``|x_i - pi(H^-1 u_i)|^2`` (H&Z eq. 4.7 and 4.6). Work happens in Hartley-normalized coordinates
-(residuals rescaled to pixels) for conditioning. Damping follows Madsen, Nielsen and Tingleff,
-"Methods for non-linear least squares problems", 2004, Sect. 3.2 (gain ratio, Nielsen's update),
-per pair, with a fixed number of iterations.
+(residuals rescaled to pixels) for conditioning. The analytic normal equations are handed to the
+library's one Levenberg-Marquardt loop, :func:`mlxgeom.solve.lm_loop` (per-pair damping, a fixed
+number of iterations).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import mlx.core as mx
 
 from .. import lie, linalg
 from .._checks import broadcast_batch, cast_out
+from ..solve import lm_loop
 from ._common import check_correspondences, safe_div, spread_ok
 from .dlt import denormalize, hartley_normalization, normalize_points
 from .minimal import finish
+from .result import RefinedHomography
 
 _ERRORS = ("reprojection", "symmetric")
 
@@ -40,8 +42,9 @@ def _generator_columns(v: tuple) -> tuple:
             (v0, -v1, None), (None, -v1, v2), (None, None, v0), (None, None, v1))
 
 
-def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.array) -> tuple[list, list]:
-    """Rows of the residual pi(y) - target (2 arrays (B, N)) and of its Jacobian (2 x 8 arrays).
+def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.array) -> tuple[list, list, mx.array]:
+    """Rows of the residual pi(y) - target (2 arrays (B, N)), of its Jacobian (2 x 8 arrays) and
+    the mask (B, N) of points not sent to infinity.
 
     ``y`` (B, N, 3) is homogeneous with ``dy / dd_k = M G_k v``; ``m`` holds M's rows as
     triples (arrays (B, 1) or floats). By the chain rule row a of the Jacobian is
@@ -59,71 +62,42 @@ def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.a
         alpha = [inv * (m[a][c] - p * m[2][c]) for c in range(3)]
         row = [sum(alpha[c] * g for c, g in enumerate(col) if g is not None) for col in cols]
         jac.append([mx.where(good, j, 0) for j in row])
-    return res, jac
+    return res, jac, good
 
 
-def _cost(h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool) -> mx.array:
-    """Weighted sum of squared pixel errors (B); points mapped to infinity cost as much as NaN does: inf."""
-    total = _one_cost(h, xn, un, w, kd)
-    if symmetric:
-        hinv, _ = linalg.inv_ex(h)
-        total = total + _one_cost(hinv, un, xn, w, ks)
-    return total
-
-
-def _one_cost(h: mx.array, x: mx.array, u: mx.array, w: mx.array, scale: mx.array) -> mx.array:
-    y = _apply(h, x)
-    good = mx.abs(y[..., 2]) > 1e-9
-    p = y[..., :2] / mx.where(good, y[..., 2], 1)[..., None]
-    e2 = mx.sum((p - u) ** 2, axis=-1) / (scale * scale)[:, None]
-    return mx.sum(mx.where(w > 0, mx.where(good, w * e2, mx.inf), 0), axis=-1)
-
-
-def _normal_equations(
+def _linearize(
     h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool
-) -> tuple[mx.array, mx.array]:
-    """Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
+) -> tuple[mx.array, mx.array, mx.array]:
+    """Cost ``0.5 sum_i w_i |r_i|^2`` (B) in pixels (inf where a used point goes to infinity) and
+    the Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
     x3 = (xn[..., 0], xn[..., 1], mx.ones_like(xn[..., 0]))
     # d(H exp(d) x) / dd_k = H G_k x
     h_rows = [[h[:, a, c][:, None] for c in range(3)] for a in range(3)]
-    res, jac = _residual_rows(_apply(h, xn), h_rows, x3, un, kd)
+    res, jac, good = _residual_rows(_apply(h, xn), h_rows, x3, un, kd)
     if symmetric:
         hinv, _ = linalg.inv_ex(h)
         z = _apply(hinv, un)
         # (H exp(d))^-1 = exp(-d) H^-1, so dz/dd_k = -G_k z.
         minus_eye = [[-1.0 if a == c else 0.0 for c in range(3)] for a in range(3)]
-        res_b, jac_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
-        res, jac = res + res_b, jac + jac_b
-    return linalg.gauss_newton_system(jac, res, w)
+        res_b, jac_b, good_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
+        res, jac, good = res + res_b, jac + jac_b, good & good_b
+    e2 = mx.where(good, w * sum(r * r for r in res), mx.inf)
+    return (0.5 * mx.sum(mx.where(w > 0, e2, 0), axis=-1), *linalg.gauss_newton_system(jac, res, w))
 
 
 def lm_normalized(
     hn: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, iterations: int, symmetric: bool
 ) -> tuple[mx.array, mx.array]:
-    """Run ``iterations`` LM steps from hn (B, 3, 3) in normalized coordinates; return (hn, cost)."""
+    """Run ``iterations`` steps of :func:`mlxgeom.solve.lm_loop` from hn (B, 3, 3) in normalized
+    coordinates, right update ``Hn sl3_exp(d)``; return (hn, weighted sum of squared pixel errors)."""
     fro = mx.sqrt(mx.sum(hn * hn, axis=(-2, -1)))
     hn = safe_div(hn, fro[:, None, None], (fro > 0)[:, None, None])
-    eye8 = mx.eye(8, dtype=hn.dtype)
-    cost = _cost(hn, xn, un, w, ks, kd, symmetric)
-    mu = None
-    nu = mx.full(cost.shape, 2.0, dtype=hn.dtype)
-    for _ in range(iterations):
-        jtj, jtr = _normal_equations(hn, xn, un, w, ks, kd, symmetric)
-        if mu is None:
-            mu = 1e-3 * mx.max(mx.diagonal(jtj, axis1=-2, axis2=-1), axis=-1) + 1e-12
-        step, solved = linalg.solve_spd_ex(jtj + mu[:, None, None] * eye8, -jtr)
-        step = mx.where(solved[:, None], step, 0)
-        cand = linalg.matmul(hn, lie.sl3_exp(step))
-        new_cost = _cost(cand, xn, un, w, ks, kd, symmetric)
-        predicted = mx.sum(step * (mu[:, None] * step - jtr), axis=-1)
-        rho = safe_div(cost - new_cost, predicted, predicted > 0)
-        accept = solved & (new_cost < cost) & mx.isfinite(new_cost) & mx.all(mx.isfinite(cand), axis=(-2, -1))
-        hn = mx.where(accept[:, None, None], cand, hn)
-        cost = mx.where(accept, new_cost, cost)
-        shrink = mx.maximum(1.0 / 3.0, 1 - (2 * mx.clip(rho, 0, 1) - 1) ** 3)
-        mu = mx.where(accept, mu * shrink, mu * nu)
-        nu = mx.where(accept, 2.0, 2 * nu)
-    return hn, cost
+
+    def linearize(h: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        return _linearize(h, xn, un, w, ks, kd, symmetric)
+
+    res = lm_loop(linearize, hn, lambda h, d: linalg.matmul(h, lie.sl3_exp(d)), hn.shape[:1], max_iters=iterations)
+    return res.x, 2.0 * res.cost
 
 
 def lm_refine(
@@ -141,7 +115,7 @@ def lm_refine(
 
 def refine_homography(
     H: Any, src: Any, dst: Any, weights: Any | None = None, *, iterations: int = 10, error: str = "reprojection"
-) -> tuple[mx.array, mx.array, mx.array]:
+) -> RefinedHomography:
     """Levenberg-Marquardt refinement of homographies, batched, on SL(3).
 
     Args:
@@ -153,9 +127,9 @@ def refine_homography(
             ``"symmetric"`` (transfer error both ways).
 
     Returns:
-        ``(H, ok, rms)``: refined (*, 3, 3) with ``H[2, 2] = 1`` (identity where not ok); ok (*)
-        False for degenerate input (as in :func:`find_homography`); rms (*) weighted root-mean-square
-        point error in pixels (averaged over both directions for ``"symmetric"``).
+        :class:`RefinedHomography` ``(H, ok, rms)``: refined (*, 3, 3) with ``H[2, 2] = 1`` (identity
+        where not ok); ok (*) False for degenerate input (as in :func:`find_homography`); rms (*)
+        weighted root-mean-square point error in pixels (averaged over both directions for ``"symmetric"``).
 
     Example:
         >>> import mlx.core as mx
@@ -185,4 +159,5 @@ def refine_homography(
     h, ok = finish(h, hn, enough & mx.isfinite(cost))
     terms = mx.sum(w, -1) * (2 if error == "symmetric" else 1)
     rms = mx.sqrt(safe_div(cost, terms, enough & mx.isfinite(cost)))
-    return cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch), cast_out(rms.reshape(batch), out_dtype)
+    return RefinedHomography(cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch),
+                             cast_out(rms.reshape(batch), out_dtype))

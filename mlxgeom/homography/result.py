@@ -1,4 +1,4 @@
-"""The named result of :func:`mlxgeom.homography.find_homography`."""
+"""The named results of the homography estimators (tuples: they cross ``mx.compile`` and ``mx.grad``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class HomographyResult(NamedTuple):
         H: (*, 3, 3) homography mapping ``src`` to ``dst`` (``dst ~ H @ [x, y, 1]``), scaled so
             ``H[..., 2, 2] == 1``; the identity where ``ok`` is False.
         inliers: (*, N) bool, correspondences whose reprojection error ``|dst - pi(H src)|`` is at
-            most ``threshold`` pixels (for ``method="dlt"`` / ``"lm"``: every point of positive weight).
+            most ``threshold`` pixels; all False where ``ok`` is False.
         ok: (*) bool, False for pairs with fewer than 4 usable points, a degenerate configuration
             (collinear / duplicate points), too few inliers, or a non-finite / singular estimate.
         num_inliers: (*) int32, ``inliers.sum(-1)``.
@@ -29,3 +29,30 @@ class HomographyResult(NamedTuple):
     num_inliers: mx.array
     residual: mx.array
     trials: mx.array
+
+
+class RefinedHomography(NamedTuple):
+    """Result of :func:`mlxgeom.homography.refine_homography`.
+
+    Attributes:
+        H: (*, 3, 3) refined homography with ``H[2, 2] = 1`` (identity where not ok).
+        ok: (*) bool, False for degenerate input or a non-finite fit.
+        rms: (*) weighted root-mean-square point error in pixels (averaged over both directions
+            for the symmetric error).
+    """
+
+    H: mx.array
+    ok: mx.array
+    rms: mx.array
+
+
+class ExactHomography(NamedTuple):
+    """Result of :func:`mlxgeom.homography.homography_from_4_points`.
+
+    Attributes:
+        H: (*, 3, 3) with ``H[2, 2] = 1`` (identity where not ok).
+        ok: (*) bool, False where three source or three target points are (nearly) collinear.
+    """
+
+    H: mx.array
+    ok: mx.array

@@ -1,7 +1,11 @@
-"""Batched pose optimisation: Levenberg-Marquardt on manifolds, robust losses, PnP, triangulation."""
+"""Batched pose problems on the solver layer: PnP, triangulation.
 
-from .levenberg_marquardt import LMResult, LMStatus, batched_jacobian, levenberg_marquardt, vector_retract
-from .losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey, get_loss, squared_loss
+Levenberg-Marquardt and the robust losses live in :mod:`mlxgeom.solve`; their names are
+re-exported here as before.
+"""
+
+from ..solve import LMResult, LMStatus, batched_jacobian, levenberg_marquardt, vector_retract
+from ..solve.losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey, get_loss, squared_loss
 from .pnp import PnPResult, refine_pnp, reprojection_residuals, solve_pnp
 from .pnp_ransac import solve_pnp_ransac
 from .triangulation import TriangulationResult, triangulate_points

@@ -4,8 +4,10 @@ Conventions: poses are world-to-camera, ``x_cam = R x_world + t`` (OpenCV, COLMA
 ``rvec`` is the axis-angle of R (``cv2.Rodrigues``); pixels follow ``u = fx x/z + s y/z + cx``,
 ``v = fy y/z + cy`` with K's skew ``s``. Lens distortion of a ``camera.Camera`` argument is removed
 from the pixels first (``camera.undistort_points``); with a plain K pixels must be undistorted.
-The refinement perturbs poses on the LEFT, ``T <- exp(h) T`` with ``h = [rho, phi]`` in the
-camera frame, and the covariance is that of ``h`` at the solution.
+The refinement steps internally on the left, ``T <- exp(h) T`` (the per-point sums of its normal
+equations, mirrored by the CUDA kernel, are simplest in the camera frame); what is returned follows
+the library's one convention: the covariance is that of the RIGHT perturbation ``T exp(xi)``,
+``xi = [rho, phi]``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._cuda import fast_path
+from ..camera import projection
 from . import _pnp_init, _point_sums, pnp_cuda
-from .levenberg_marquardt import levenberg_marquardt_linearized
-from .losses import RobustLoss, get_loss
+from ..solve import RobustLoss, get_loss, lm_loop
 
 _MIN_POINTS = {"epnp": 4, "iterative": 4, "dlt": 6}
 
@@ -36,10 +38,11 @@ class PnPResult(NamedTuple):
             front of the camera, and (EPnP) no reflection needed to explain the image.
             Where False, pose is the identity and the errors are inf.
         reprojection_error: (*) RMS pixel distance over the used points.
-        covariance: (*, 6, 6) covariance of the left perturbation ``[rho, phi]`` in the
-            camera frame, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
-            (inf where J^T J is singular).
-        inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers).
+        covariance: (*, 6, 6) covariance of the right perturbation ``xi = [rho, phi]`` in
+            ``T exp(xi)``, ``sigma^2 (J^T J)^-1`` with ``sigma^2 = sum r^2 / (2 n - 6)``
+            (inf where J^T J is singular or not ok).
+        inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers); all False where
+            ok is False.
     """
 
     pose: mx.array
@@ -51,17 +54,12 @@ class PnPResult(NamedTuple):
     inliers: mx.array
 
 
-def intrinsics_of(camera_or_k: Any) -> Any:
-    """K (*, 3, 3) of a ``camera.Camera`` (anything with a ``K`` attribute) or K itself."""
-    return camera_or_k.K if hasattr(camera_or_k, "K") else camera_or_k
-
-
 def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
     """``(K, pixels, converged)``: a Camera's pixels with its lens distortion removed
     (``camera.undistort_points`` with ``K_new = K``); plain K passes through (converged None)."""
     dist = getattr(camera_or_k, "dist", None)
     if not hasattr(camera_or_k, "K") or dist is None or dist.shape[-1] == 0:
-        return intrinsics_of(camera_or_k), pixels, None
+        return getattr(camera_or_k, "K", camera_or_k), pixels, None
     from .. import camera
 
     model = getattr(camera_or_k, "model", "opencv")
@@ -71,13 +69,19 @@ def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
     """Normalised image coordinates (*, N, 2) = first two entries of ``K^-1 [u, v, 1]``."""
-    kinv = linalg.inv(k)
-    uv1 = mx.concatenate([pixels, mx.ones_like(pixels[..., :1])], axis=-1)
-    return linalg.matmul(kinv[..., None, :2, :], uv1[..., None])[..., 0]
+    x, y, _ = projection.normalize_pixels(pixels[..., 0], pixels[..., 1], k)
+    return mx.stack([x, y], axis=-1)
 
 
-def _camera_points(pose: mx.array, pw: mx.array) -> mx.array:
-    return linalg.matmul(pose[..., None, :3, :3], pw[..., None])[..., 0] + pose[..., None, :3, 3]
+def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
+    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) through the pinhole projection
+    core (``camera.projection._project_values``); finite placeholders for points behind
+    the camera."""
+    check_trailing(pose, (4, 4), "pose")
+    check_trailing(pw, (3,), "points")
+    check_trailing(pixels, (2,), "pixels")
+    check_trailing(k, (3, 3), "K")
+    return projection._project_values(pw, k, pose).pixels - pixels
 
 
 def _safe_depth(z: mx.array) -> mx.array:
@@ -85,15 +89,12 @@ def _safe_depth(z: mx.array) -> mx.array:
     return mx.where(mx.abs(z) > 1e-12, z, 1e-12)
 
 
-def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
-    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) of the pinhole model."""
-    pc = _camera_points(pose, pw)
-    z = _safe_depth(pc[..., 2])
-    xn, yn = pc[..., 0] / z, pc[..., 1] / z
-    kk = k[..., None, :, :]
-    u = kk[..., 0, 0] * xn + kk[..., 0, 1] * yn + kk[..., 0, 2]
-    v = kk[..., 1, 1] * yn + kk[..., 1, 2]
-    return mx.stack([u - pixels[..., 0], v - pixels[..., 1]], axis=-1)
+def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
+    """Squared pixel errors (*, N) of :func:`reprojection_residuals`, +inf for points the camera
+    does not see (behind it, or not finite)."""
+    proj = projection._project_values(pw, k, pose)
+    e2 = mx.sum(mx.square(proj.pixels - pixels), axis=-1)
+    return mx.where(proj.valid & ~mx.isnan(e2), e2, mx.inf)
 
 
 def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
@@ -211,8 +212,7 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
 
-    return levenberg_marquardt_linearized(linearize, pose, _left_retract, tuple(pose.shape[:-2]),
-                                          max_iters=max_iters, tau=1e-4)
+    return lm_loop(linearize, pose, _left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
@@ -230,8 +230,8 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
     from .. import lie
 
-    pc = _camera_points(pose, pw)
-    in_front = mx.all((pc[..., 2] > 0) | (w == 0), axis=-1)
+    in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
+                      axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
     eye4 = mx.eye(4, dtype=pose.dtype)
     pose = mx.where(ok[..., None, None], pose, eye4)
@@ -244,11 +244,13 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     rms = mx.where(ok, rms, mx.inf)
     if hessian is None:
         hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
-    cov = _covariance(hessian, sq, n_used)
-    cov = mx.where(ok[..., None, None], cov, mx.inf)
+    # The LM's system is for the left step h = Ad(T) xi: Cov(xi) = Ad(T^-1) Cov(h) Ad(T^-1)^T.
+    ad = lie.se3_adjoint(lie.se3_inverse(pose))
+    cov = linalg.matmul(linalg.matmul(ad, _covariance(hessian, sq, n_used)), ad.swapaxes(-1, -2))
+    cov = mx.where(ok[..., None, None] & mx.all(mx.isfinite(cov), axis=(-2, -1), keepdims=True), cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
     return PnPResult(*(cast_out(a, out) for a in (pose, rvec, pose[..., :3, 3])), ok,
-                     cast_out(rms, out), cast_out(cov, out), inliers)
+                     cast_out(rms, out), cast_out(cov, out), inliers & ok[..., None])
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
@@ -294,8 +296,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
     Methods: ``"epnp"`` (Lepetit et al. IJCV 2009; >= 4 non-coplanar points), ``"dlt"``
     (Hartley-Zisserman sec. 7.1; >= 6 non-coplanar points), ``"iterative"`` (EPnP, then
     always LM, like ``cv2.SOLVEPNP_ITERATIVE``). With ``refine`` (default) the closed-form
-    pose is refined by :func:`levenberg_marquardt` on the reprojection error with the LEFT
-    update ``T <- se3_exp(h) T``, optionally with a robust ``loss`` over pixel errors.
+    pose is refined by :func:`mlxgeom.solve.lm_loop` on the reprojection error, optionally
+    with a robust ``loss`` over pixel errors.
     Everything runs a static number of iterations on the device (compilable); gradients
     with respect to the points, pixels and K flow through the unrolled LM iterations
     (the closed-form initial pose is a constant), which at convergence equals the
@@ -313,8 +315,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
 
     Returns:
         :class:`PnPResult`. Degenerate problems (too few points, coplanar points for EPnP/DLT,
-        poses with points behind the camera) get ``ok == False`` and the identity pose;
-        they never affect other problems.
+        poses with points behind the camera) get ``ok == False``, the identity pose and no
+        inliers; they never affect other problems.
 
     Example:
         >>> import mlx.core as mx

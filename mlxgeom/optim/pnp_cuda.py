@@ -12,7 +12,7 @@ import math
 import mlx.core as mx
 
 from .._cuda import launch, on_cuda
-from .losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey
+from ..solve.losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey
 
 WARP = 32
 TERMS = 28

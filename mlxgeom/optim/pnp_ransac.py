@@ -1,4 +1,4 @@
-"""Batched PnP RANSAC: all hypotheses of all problems sampled, solved and scored on the device."""
+"""Robust PnP: the pose as a model for the batched RANSAC/MSAC driver :func:`mlxgeom.solve.ransac`."""
 
 from __future__ import annotations
 
@@ -7,59 +7,31 @@ from typing import Any, Union
 
 import mlx.core as mx
 
-from .._checks import argmin
-from .losses import RobustLoss
-from .pnp import PnPResult, _finish, _prepare, initial_pose, refine_pnp, reprojection_residuals
+from ..solve import RansacModel, RobustLoss, ransac
+from .pnp import PnPResult, _finish, _prepare, initial_pose, refine_pnp, reprojection_errors
 
 _MIN_SAMPLE = {"epnp": 4, "dlt": 6}
 
 
-def _sample(key: mx.array, batch: tuple[int, ...], hyps: int, size: int, n: int) -> tuple[mx.array, mx.array]:
-    """Random index sets (*, H, s) and a mask (*, H) of the sets without repeated indices.
+def pnp_model(k: mx.array, sample_size: int, method: str, refine: bool, loss: Union[RobustLoss, str, None],
+              loss_scale: float, max_iters: int) -> RansacModel:
+    """The :class:`RansacModel` of world-to-camera poses (B, 4, 4) on data ``(points (B, N, 3),
+    pixels (B, N, 2))`` of cameras k (B, 3, 3): EPnP / DLT on each sample, squared pixel errors
+    (+inf behind the camera), and LM on the inliers as the refit (None without ``refine``)."""
 
-    Drawing with replacement and discarding the rare sets with repeats keeps sampling
-    O(H s) per problem instead of a permutation of all N points.
-    """
-    idx = mx.random.randint(0, n, (*batch, hyps, size), key=key)
-    distinct = mx.ones((*batch, hyps), dtype=mx.bool_)
-    for i in range(size):
-        for j in range(i + 1, size):
-            distinct = distinct & (idx[..., i] != idx[..., j])
-    return idx, distinct
+    def minimal(samples: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
+        pw, uv = samples
+        poses, ok = initial_pose(pw, uv, k[:, None], mx.ones(pw.shape[:-1], dtype=pw.dtype), method)
+        return poses[:, :, None], ok[:, :, None]
 
+    def sq_error(poses: mx.array, data: tuple[mx.array, ...]) -> mx.array:
+        return reprojection_errors(poses, data[0][:, None], data[1][:, None], k[:, None])
 
-def _gather(x: mx.array, idx: mx.array) -> mx.array:
-    """x (*, N, d) gathered at idx (*, H, s) -> (*, H, s, d), via a flat take (no broadcast copy)."""
-    batch, n, d = x.shape[:-2], x.shape[-2], x.shape[-1]
-    count = math.prod(batch)
-    offsets = (mx.arange(count) * n).reshape(*batch, 1, 1)
-    flat = (idx + offsets).reshape(-1)
-    return mx.take(x.reshape(count * n, d), flat, axis=0).reshape(*idx.shape, d)
+    def refit(pose: mx.array, data: tuple[mx.array, ...], w: mx.array) -> tuple[mx.array, mx.array]:
+        lm = refine_pnp(pose, *data, k, w, loss=loss, loss_scale=loss_scale, max_iters=max_iters)
+        return lm.x, mx.all(mx.isfinite(lm.x), axis=(-2, -1))
 
-
-def _squared_errors(pose: mx.array, pw: mx.array, uv: mx.array, k: mx.array) -> tuple[mx.array, mx.array]:
-    """Squared pixel errors (*, N) and in-front mask of poses (*, 4, 4)."""
-    res = reprojection_residuals(pose, pw, uv, k)
-    depth = pose[..., None, 2, :3] * pw
-    in_front = mx.sum(depth, axis=-1) + pose[..., None, 2, 3] > 0
-    return mx.sum(res * res, axis=-1), in_front
-
-
-def _best_hypothesis(poses: mx.array, hyp_ok: mx.array, pw: mx.array, uv: mx.array, k: mx.array,
-                     w: mx.array, thr2: float) -> tuple[mx.array, mx.array]:
-    """MSAC choice (Torr and Zisserman 2000): least ``sum_i min(e_i^2, thr^2)`` per problem."""
-    e2, in_front = _squared_errors(poses, pw[..., None, :, :], uv[..., None, :, :], k[..., None, :, :])
-    e2 = mx.where(mx.isfinite(e2) & in_front, e2, thr2)
-    cost = mx.sum(w[..., None, :] * mx.minimum(e2, thr2), axis=-1)
-    cost = mx.where(hyp_ok, cost, mx.inf)
-    best = argmin(cost, axis=-1)
-    pose = mx.take_along_axis(poses, best[..., None, None, None], axis=-3)[..., 0, :, :]
-    return pose, mx.take_along_axis(hyp_ok, best[..., None], axis=-1)[..., 0]
-
-
-def _inliers(pose: mx.array, pw: mx.array, uv: mx.array, k: mx.array, w: mx.array, thr2: float) -> mx.array:
-    e2, in_front = _squared_errors(pose, pw, uv, k)
-    return (w > 0) & in_front & (e2 < thr2)
+    return RansacModel(sample_size, minimal, sq_error, refit if refine else None)
 
 
 def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold: float = 8.0,
@@ -67,16 +39,15 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
                      refine: bool = True, refit_rounds: int = 2, loss: Union[RobustLoss, str, None] = None,
                      loss_scale: float = 2.0, max_iters: int = 10, min_inliers: int = 6,
                      mask: Any = None, key: mx.array | None = None) -> PnPResult:
-    """Robust PnP for many problems at once: batched RANSAC/MSAC on the device.
+    """Robust PnP for many problems at once: the batched RANSAC/MSAC driver on the device.
 
-    For every problem, ``num_hypotheses`` minimal sets of ``sample_size`` correspondences
-    are drawn with ``mx.random`` (sets with a repeated index are discarded), each is solved
-    by EPnP (or DLT), all hypotheses are scored on all points with the truncated
-    quadratic MSAC cost, the best one per problem is kept, and it is refitted by LM on its
-    inliers ``refit_rounds`` times (re-selecting inliers after each fit). The count is
-    static (no adaptive early stop): the probability that no hypothesis is outlier-free is
-    ``(1 - w^s)^H`` for inlier ratio w (Hartley-Zisserman Alg. 4.6); with w = 0.7, s = 5,
-    H = 128 it is 1e-10.
+    For every problem, :func:`mlxgeom.solve.ransac` draws ``num_hypotheses`` minimal sets of
+    ``sample_size`` distinct correspondences with ``mx.random``, solves each by EPnP (or DLT),
+    scores all hypotheses with the MSAC cost (preemptively on a random subset for N >= 512),
+    keeps the best one per problem and refits it by LM on its inliers ``refit_rounds`` times
+    (re-selecting the inliers after each fit, keeping a refit only where the score does not drop).
+    The count is static: the probability that no hypothesis is outlier-free is ``(1 - w^s)^H`` for
+    inlier ratio w (Hartley-Zisserman Alg. 4.6); with w = 0.7, s = 5, H = 128 it is 1e-10.
 
     Args:
         points_3d: (*, N, 3); pixels: (*, N, 2); camera_or_k: K (*, 3, 3) or a Camera.
@@ -89,7 +60,7 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         key: ``mx.random.key``; default ``mx.random.key(0)`` (deterministic).
 
     Returns:
-        :class:`PnPResult` with ``inliers`` (*, N).
+        :class:`PnPResult` with ``inliers`` (*, N) (all False where ``ok`` is False).
 
     Example:
         >>> import mlx.core as mx
@@ -109,28 +80,15 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         raise ValueError("num_hypotheses must be >= 1 and threshold > 0")
     pw, uv, k, w, out = _prepare(points_3d, pixels, camera_or_k, mask)
     batch, n = pw.shape[:-2], pw.shape[-2]
-    thr2 = float(threshold) ** 2
     if n < max(sample_size, min_inliers):
+        # Known from shapes alone: no problem can have enough inliers.
         pose = mx.broadcast_to(mx.eye(4, dtype=pw.dtype), (*batch, 4, 4))
         return _finish(pose, mx.zeros(batch, dtype=mx.bool_), pw, uv, k, w, None, w > 0, out)
-    key = mx.random.key(0) if key is None else key
-    idx, distinct = _sample(key, batch, num_hypotheses, sample_size, n)
-    # Hypothesis generation and scoring are constants for autodiff; the refit is not.
-    pw0, uv0, k0, w0 = (mx.stop_gradient(a) for a in (pw, uv, k, w))
-    ws = _gather(w0[..., None], idx)[..., 0]
-    kh = mx.broadcast_to(k0[..., None, :, :], (*batch, num_hypotheses, 3, 3))
-    poses, hyp_ok = initial_pose(_gather(pw0, idx), _gather(uv0, idx), kh, ws, method)
-    hyp_ok = hyp_ok & distinct & mx.all(ws > 0, axis=-1)
-    pose, ok = _best_hypothesis(poses, hyp_ok, pw0, uv0, k0, w0, thr2)
-    hessian = None
-    inl = _inliers(pose, pw, uv, k, w, thr2)
-    for _ in range(refit_rounds if refine else 0):
-        lm = refine_pnp(pose, pw, uv, k, inl.astype(pw.dtype), loss=loss, loss_scale=loss_scale, max_iters=max_iters)
-        pose, hessian = lm.x, lm.hessian
-        inl = _inliers(pose, pw, uv, k, w, thr2)
-    if refine and refit_rounds > 0:
-        # The inlier set moved after the last fit: one more refit so pose and inliers agree.
-        lm = refine_pnp(pose, pw, uv, k, inl.astype(pw.dtype), loss=loss, loss_scale=loss_scale, max_iters=max_iters)
-        pose, hessian = lm.x, lm.hessian
-    ok = ok & (mx.sum(inl, axis=-1) >= min_inliers)
-    return _finish(pose, ok, pw, uv, k, inl.astype(pw.dtype), hessian, inl, out)
+    b = math.prod(batch)
+    model = pnp_model(k.reshape(b, 3, 3), sample_size, method, refine, loss, loss_scale, max_iters)
+    res = ransac(model, (pw.reshape(b, n, 3), uv.reshape(b, n, 2)), w.reshape(b, n), threshold,
+                 max_trials=num_hypotheses, key=key, refit_rounds=refit_rounds,
+                 min_inliers=min_inliers)
+    inl = res.inliers.reshape(*batch, n)
+    return _finish(res.model.reshape(*batch, 4, 4), res.ok.reshape(batch), pw, uv, k, inl.astype(pw.dtype), None,
+                   inl, out)

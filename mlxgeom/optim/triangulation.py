@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 import mlx.core as mx
 
 from .. import linalg
+from ..camera import projection
 from ..camera.projection import MIN_DEPTH
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
-from .levenberg_marquardt import levenberg_marquardt
-from .pnp import normalize_pixels
+from ..solve import levenberg_marquardt
+from .pnp import normalize_pixels, undistorted
 
 
 class TriangulationResult(NamedTuple):
@@ -29,14 +30,9 @@ class TriangulationResult(NamedTuple):
 
 
 def _view_residuals(x: mx.array, k: mx.array, pose: mx.array, uv: mx.array) -> tuple[mx.array, mx.array]:
-    """Pixel residuals (*, V, 2) of world points x (*, 3) and their depths (*, V)."""
-    pc = linalg.matmul(pose[..., :3, :3], x[..., None, :, None])[..., 0] + pose[..., :3, 3]
-    z = pc[..., 2]
-    zs = mx.where(mx.abs(z) > 1e-12, z, 1e-12)
-    xn, yn = pc[..., 0] / zs, pc[..., 1] / zs
-    u = k[..., 0, 0] * xn + k[..., 0, 1] * yn + k[..., 0, 2]
-    v = k[..., 1, 1] * yn + k[..., 1, 2]
-    return mx.stack([u - uv[..., 0], v - uv[..., 1]], axis=-1), z
+    """Pixel residuals (*, V, 2) of world points x (*, 3) through the projection core, and depths (*, V)."""
+    proj = projection._project_values(x[..., None, None, :], k, pose)
+    return proj.pixels[..., 0, :] - uv, proj.depth[..., 0]
 
 
 def _dlt(k: mx.array, pose: mx.array, uv: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
@@ -72,13 +68,17 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     The linear solution is the null vector of the 4x4 ``A^T A`` of the homogeneous DLT
     (Hartley-Zisserman, 2nd ed., sec. 12.2), from ``linalg.eigh`` in a frame centred on
     and scaled to the cameras for float32 conditioning. With ``refine``, the point is then
-    refined by :func:`levenberg_marquardt` on the pixel reprojection error (autodiff
-    Jacobian, vector update).
+    refined by :func:`mlxgeom.solve.levenberg_marquardt` on the pixel reprojection error
+    (autodiff Jacobian, vector update). A Camera's lens distortion is removed from the pixels
+    first (:func:`mlxgeom.camera.undistort_points`, like ``cv2.undistortPoints`` before
+    ``cv2.triangulatePoints``); views whose undistortion does not converge are not used.
 
     Args:
-        camera_or_k: a ``camera.Camera`` batch of V views (its ``K`` and ``pose`` are used)
-            or intrinsics K (*, V, 3, 3).
-        pixels: (*, V, 2) observations of each point in each view (undistorted).
+        camera_or_k: a ``camera.Camera`` batch of V views (its ``K``, ``pose`` and distortion
+            are used) or intrinsics K (*, V, 3, 3).
+        pixels: (*, N, V, 2) observations of each point in each view, one row per point (OpenCV's
+            ``triangulatePoints`` takes the transposed (V, N, 2) stack); undistorted when a plain
+            K is given.
         poses: (*, V, 4, 4) world-to-camera poses when K is given.
         mask: optional (*, V) bool, views to use.
         refine: run LM after the DLT; max_iters: its iteration count.
@@ -92,24 +92,32 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
         >>> poses = mx.stack([mx.eye(4), mx.array([[1., 0, 0, -1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])])
         >>> uv = mx.array([[320., 240], [220., 240]])
         >>> res = triangulate_points(k, uv, poses)
-        >>> [round(v, 3) for v in res.points.tolist()], bool(res.ok)
+        >>> [round(v, 3) + 0.0 for v in res.points.tolist()], bool(res.ok)
         ([0.0, 0.0, 5.0], True)
     """
     if poses is None:
         if not hasattr(camera_or_k, "pose"):
             raise ValueError("poses: give (*, V, 4, 4) world-to-camera poses, or pass a Camera with a pose")
-        camera_or_k, poses = camera_or_k.K, camera_or_k.pose
-    elif hasattr(camera_or_k, "K"):
-        camera_or_k = camera_or_k.K
-    (k, pose, uv), out = as_floats(camera_or_k, poses, pixels, names=("K", "poses", "pixels"))
+        poses = camera_or_k.pose
+    (k, pose, uv), out = as_floats(getattr(camera_or_k, "K", camera_or_k), poses, pixels, names=("K", "poses", "pixels"))
     check_trailing(k, (3, 3), "K")
     check_trailing(pose, (4, 4), "poses")
     check_trailing(uv, (None, 2), "pixels")
     v = uv.shape[-2]
-    batch = broadcast_batch(k.shape[:-2], pose.shape[:-2], uv.shape[:-1], names=("K", "poses", "pixels"))
-    if len(batch) < 1 or batch[-1] != v:
-        raise ValueError(f"K (*, V, 3, 3), poses (*, V, 4, 4) and pixels (*, V, 2) must share V, got {tuple(k.shape)}, "
-                         f"{tuple(pose.shape)}, {tuple(uv.shape)}")
+    cams = broadcast_batch(k.shape[:-2], pose.shape[:-2], names=("K", "poses"))
+    layout = (f"pixels: expected (*, N, V, 2), one row per point and one column per view, for K (*, V, 3, 3) and "
+              f"poses (*, V, 4, 4); got pixels {tuple(uv.shape)}, K {tuple(k.shape)}, poses {tuple(pose.shape)} "
+              f"(an OpenCV-style (V, N, 2) stack is pixels.swapaxes(0, 1))")
+    if len(cams) < 1 or cams[-1] not in (1, v):
+        raise ValueError(layout)
+    try:
+        batch = broadcast_batch(cams, uv.shape[:-1], names=("cameras", "pixels"))
+    except ValueError:
+        raise ValueError(layout) from None
+    _, uv_und, converged = undistorted(camera_or_k, uv[..., None, :])
+    if converged is not None:
+        uv = uv_und[..., 0, :]
+        mask = converged[..., 0] if mask is None else mx.array(mask).astype(mx.bool_) & converged[..., 0]
     w = mx.ones(batch, dtype=uv.dtype) if mask is None else mx.broadcast_to(mx.array(mask).astype(uv.dtype), batch)
     k, pose = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(pose, (*batch, 4, 4))
     uv = mx.broadcast_to(uv, (*batch, 2))
@@ -132,5 +140,7 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     res, depth = _view_residuals(x, k, pose, uv)
     ok = ok & mx.all((depth > MIN_DEPTH) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
     x = mx.where(ok[..., None], x, 0.0)
-    rms = mx.sqrt(mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
+    ms = mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0)
+    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
     return TriangulationResult(cast_out(x, out), ok, cast_out(mx.where(ok, rms, mx.inf), out))

@@ -25,18 +25,20 @@ decisions carry no gradient.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Protocol, Union
 
 import mlx.core as mx
+from mlx.utils import tree_map
 
 from .. import linalg
 from .._checks import as_float, cast_out
 from .losses import RobustLoss, get_loss
+from .normal_equations import normal_equations, weighted_cost
 
-Retract = Callable[[mx.array, mx.array], mx.array]
+Retract = Callable[[Any, mx.array], Any]
 JacobianFn = Callable[[mx.array], mx.array]
-#: ``x -> (cost (*batch), A (*batch, n, n), g (*batch, n))``: cost and normal equations at x.
-LinearizeFn = Callable[[mx.array], tuple[mx.array, mx.array, mx.array]]
+#: ``x -> (cost (*batch), system, g (*batch, n))``: cost and linear system at x (dense: A (*batch, n, n)).
+LinearizeFn = Callable[[Any], tuple[mx.array, Any, mx.array]]
 
 
 class LMStatus(enum.IntEnum):
@@ -50,10 +52,10 @@ class LMStatus(enum.IntEnum):
 
 
 class LMResult(NamedTuple):
-    """Result of :func:`levenberg_marquardt`; every field is batched like the problems.
+    """Result of :func:`levenberg_marquardt` and :func:`lm_loop`; every field is batched like the problems.
 
     Attributes:
-        x: (*batch, *param) solution.
+        x: (*batch, *param) solution (a tuple of such arrays where x0 was one).
         cost: (*batch) final cost ``0.5 sum_i rho(||r_i||^2)``.
         initial_cost: (*batch) cost at x0.
         iterations: (*batch) int32, iterations run before the problem converged.
@@ -61,7 +63,8 @@ class LMResult(NamedTuple):
         status: (*batch) int32 :class:`LMStatus` codes.
         damping: (*batch) final ``mu``.
         hessian: (*batch, n, n) Gauss-Newton matrix ``J^T W J`` at the solution (its
-            inverse times the residual variance is the parameter covariance).
+            inverse times the residual variance is the parameter covariance); with a custom
+            :class:`StepSolver`, the final system it was given.
     """
 
     x: mx.array
@@ -79,7 +82,11 @@ def vector_retract(x: mx.array, delta: mx.array) -> mx.array:
     return x + delta
 
 
-def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, dof: int,
+def _leaves(x: Any) -> list[mx.array]:
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
+def batched_jacobian(residual_fn: Callable[[Any], mx.array], x: Any, dof: int,
                      batch_shape: tuple[int, ...], retract: Retract = vector_retract) -> tuple[mx.array, mx.array]:
     """Residuals and Jacobian of independent problems by forward-mode autodiff.
 
@@ -89,7 +96,7 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
 
     Args:
         residual_fn: x -> (*batch, m).
-        x: (*batch, *param).
+        x: (*batch, *param), or a tuple of such arrays.
         dof: tangent dimension n.
         batch_shape: the problems' batch shape.
         retract: (x, delta (*batch, n)) -> x'.
@@ -104,8 +111,9 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
         array([[[2, 0],
                 [0, 4]]], dtype=float32)
     """
-    zero = mx.zeros((*batch_shape, dof), dtype=x.dtype)
-    eye = mx.eye(dof, dtype=x.dtype).reshape(dof, *([1] * len(batch_shape)), dof)
+    dtype = _leaves(x)[0].dtype
+    zero = mx.zeros((*batch_shape, dof), dtype=dtype)
+    eye = mx.eye(dof, dtype=dtype).reshape(dof, *([1] * len(batch_shape)), dof)
     tangents = mx.broadcast_to(eye, (dof, *batch_shape, dof))
 
     def through_retract(d: mx.array) -> mx.array:
@@ -121,50 +129,57 @@ def batched_jacobian(residual_fn: Callable[[mx.array], mx.array], x: mx.array, d
     return through_retract(zero), jac
 
 
-def _weighted(r: mx.array, block: int, loss: RobustLoss | None) -> tuple[mx.array, mx.array]:
-    """Cost (*batch) and per-residual IRLS weights (*batch, m) of residuals (*batch, m)."""
-    s = mx.sum(mx.square(r.reshape(*r.shape[:-1], r.shape[-1] // block, block)), axis=-1)
-    if loss is None:
-        return 0.5 * mx.sum(s, axis=-1), mx.ones_like(r)
-    w = mx.repeat(loss.weight(s), block, axis=-1)
-    return 0.5 * mx.sum(loss.rho(s), axis=-1), w
-
-
 def _finite_cost(cost: mx.array) -> mx.array:
     return mx.where(mx.isfinite(cost), cost, mx.inf)
 
 
-def _normal_equations(r: mx.array, jac: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
-    """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n), summed elementwise (no TF32)."""
-    wj = jac * w[..., None]
-    n = jac.shape[-1]
-    # One reduction per entry of the upper triangle keeps the temporaries at (*, m) instead
-    # of a (*, m, n, n) broadcast, and stays exact float32 (no TF32 matmul).
-    upper = {(i, j): mx.sum(wj[..., i] * jac[..., j], axis=-1) for i in range(n) for j in range(i, n)}
-    a = mx.stack([upper[(min(i, j), max(i, j))] for i in range(n) for j in range(n)], axis=-1)
-    g = mx.sum(wj * r[..., None], axis=-2)
-    return a.reshape(*a.shape[:-1], n, n), g
+class StepSolver(Protocol):
+    """How :func:`lm_loop` solves the damped system; ``system`` is whatever ``linearize`` returns.
+
+    Every leaf of ``system`` carries the batch dims first (the loop selects per problem with
+    ``mx.where`` through the tree).
+    """
+
+    def __call__(self, system: Any, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """``(h (*batch, n), ok (*batch), predicted (*batch))``: the step of the damped system
+        ``(A + mu D) h = -g``, where it is usable, and the model decrease ``L(0) - L(h)``."""
+        ...
+
+    def max_diagonal(self, system: Any) -> mx.array:
+        """(*batch) largest diagonal entry of A (for ``mu_0 = tau max_i A_ii``)."""
+        ...
 
 
-def _solve_damped(a: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array]:
-    """Step h from ``(A + mu I) h = -g`` and a mask of the problems where it is usable."""
-    n = a.shape[-1]
-    finite = mx.all(mx.isfinite(a), axis=(-2, -1)) & mx.all(mx.isfinite(g), axis=-1) & mx.isfinite(mu)
-    # Double where: non-finite systems are replaced by I h = 0 before the solve.
-    eye = mx.eye(n, dtype=a.dtype)
-    a_s = mx.where(finite[..., None, None], a + mu[..., None, None] * eye, eye)
-    g_s = mx.where(finite[..., None], g, 0.0)
-    h, ok = linalg.solve_spd_ex(a_s, -g_s)
-    ok = ok & finite & mx.all(mx.isfinite(h), axis=-1)
-    return mx.where(ok[..., None], h, 0.0), ok
+class DenseStep:
+    """The dense step: system A (*batch, n, n), ``(A + mu I) h = -g`` by
+    :func:`mlxgeom.linalg.solve_spd_ex`; ``predicted = 0.5 h^T (mu h - g)`` (MNT 2004, eq. 3.14)."""
+
+    def __call__(self, system: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        a, n = system, system.shape[-1]
+        finite = mx.all(mx.isfinite(a), axis=(-2, -1)) & mx.all(mx.isfinite(g), axis=-1) & mx.isfinite(mu)
+        # Double where: non-finite systems are replaced by I h = 0 before the solve.
+        eye = mx.eye(n, dtype=a.dtype)
+        a_s = mx.where(finite[..., None, None], a + mu[..., None, None] * eye, eye)
+        g_s = mx.where(finite[..., None], g, 0.0)
+        h, ok = linalg.solve_spd_ex(a_s, -g_s)
+        ok = ok & finite & mx.all(mx.isfinite(h), axis=-1)
+        h = mx.where(ok[..., None], h, 0.0)
+        hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
+        return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
+
+    def max_diagonal(self, system: mx.array) -> mx.array:
+        return mx.max(mx.diagonal(system, axis1=-2, axis2=-1), axis=-1)
 
 
-def _param_norm(x: mx.array, batch_ndim: int) -> mx.array:
-    return mx.sqrt(mx.sum(x * x, axis=tuple(range(batch_ndim, x.ndim))))
+def _param_norm(x: Any, batch_ndim: int) -> mx.array:
+    leaves = [mx.stop_gradient(v) for v in _leaves(x)]
+    return mx.sqrt(sum(mx.sum(v * v, axis=tuple(range(batch_ndim, v.ndim))) for v in leaves))
 
 
-def _expand(mask: mx.array, x: mx.array) -> mx.array:
-    return mask.reshape(*mask.shape, *([1] * (x.ndim - mask.ndim)))
+def _select(mask: mx.array, a: Any, b: Any) -> Any:
+    """``where(mask, a, b)`` on every leaf of a tree whose leaves start with mask's (batch) dims."""
+    # (mx.array.reshape() with no arguments crashes MLX 0.32, hence the explicit shape tuple.)
+    return tree_map(lambda u, v: mx.where(mask.reshape(mask.shape + (1,) * (u.ndim - mask.ndim)), u, v), a, b)
 
 
 def _tolerances(dtype: mx.Dtype, xtol: float | None, ftol: float | None) -> tuple[float, float]:
@@ -172,93 +187,94 @@ def _tolerances(dtype: mx.Dtype, xtol: float | None, ftol: float | None) -> tupl
     return (1e-10 if f64 else 1e-6) if xtol is None else xtol, (1e-14 if f64 else 1e-7) if ftol is None else ftol
 
 
-def levenberg_marquardt_linearized(
+def lm_loop(
     linearize: LinearizeFn,
-    x0: mx.array,
+    x0: Any,
     retract: Retract,
     batch_shape: tuple[int, ...],
     *,
-    cost_fn: Callable[[mx.array], mx.array] | None = None,
+    solve_step: StepSolver | None = None,
+    cost_fn: Callable[[Any], mx.array] | None = None,
     max_iters: int = 20,
     tau: float = 1e-3,
     gtol: float = 0.0,
     xtol: float | None = None,
     ftol: float | None = None,
 ) -> LMResult:
-    """The loop of :func:`levenberg_marquardt` on a callback that returns the cost and the
-    normal equations, ``linearize(x) -> (F(x), A = J^T W J, g = J^T W r)``.
+    """THE Levenberg-Marquardt loop, on a callback that returns the cost and the linear system,
+    ``linearize(x) -> (F(x), system, g = J^T W r)``.
 
-    For residuals whose normal equations can be summed per residual block without forming J
-    (PnP). Without ``cost_fn``, ``linearize`` runs once at x0 and once per iteration at the
-    trial point ``retract(x, h)``: an accepted step keeps the trial's ``(F, A, g)`` for the
-    next iteration, so no separate cost pass and no final pass for the Hessian are needed.
-    That needs residuals that stay finite at any trial point (a rejected trial still sits in
-    the backward graph, behind a zero cotangent, and 0 * inf is NaN). With ``cost_fn``
-    (``x -> F(x)``), trial points are only scored, without gradient, and ``linearize`` runs
-    at the accepted points: one pass more per iteration, safe for any residuals.
-    Gradients flow through ``linearize`` (the unrolled iterations).
+    ``x`` is an array or a tuple of arrays (e.g. ``(poses, points)``), every leaf with the batch
+    dims first. ``solve_step`` (a :class:`StepSolver`, default :class:`DenseStep` with
+    ``system = A = J^T W J`` (*batch, n, n)) turns ``(system, g, mu)`` into the flat step h
+    (*batch, n), and ``retract(x, h)`` applies it. Without ``cost_fn``, ``linearize`` runs once at
+    x0 and once per iteration at the trial point ``retract(x, h)``: an accepted step keeps the
+    trial's ``(F, system, g)`` for the next iteration, so no separate cost pass and no final pass
+    for the Hessian are needed. That needs residuals that stay finite at any trial point (a
+    rejected trial still sits in the backward graph, behind a zero cotangent, and 0 * inf is NaN).
+    With ``cost_fn`` (``x -> F(x)``), trial points are only scored, without gradient, and
+    ``linearize`` runs at the accepted points: one pass more per iteration, safe for any
+    residuals. Gradients flow through ``linearize`` (the unrolled iterations).
 
     Args:
-        linearize: ``x (*batch, *param) -> (cost (*batch), A (*batch, n, n), g (*batch, n))``,
-            problem b depending on x[b] only.
-        cost_fn: optional ``x -> cost (*batch)`` for scoring trial points (see above).
-        x0: (*batch, *param) in the compute dtype (float32/float64); x is returned in it.
+        linearize: ``x -> (cost (*batch), system, g (*batch, n))``, problem b depending on x[b] only.
+        x0: (*batch, *param) array or tuple of such arrays, in the compute dtype (float32/float64).
         retract: ``(x, h (*batch, n)) -> x'``.
         batch_shape: the problems' batch shape.
+        solve_step: the damped-system solver; default :class:`DenseStep`.
+        cost_fn: optional ``x -> cost (*batch)`` for scoring trial points (see above).
         max_iters, tau, gtol, xtol, ftol: as in :func:`levenberg_marquardt`.
 
     Returns:
-        :class:`LMResult`.
+        :class:`LMResult` (``hessian`` is the final ``system``).
 
     Example:
         >>> import mlx.core as mx
         >>> lin = lambda x: (0.5 * mx.sum((x - 3.0) ** 2, -1), mx.broadcast_to(mx.eye(1), (2, 1, 1)), x - 3.0)
-        >>> res = levenberg_marquardt_linearized(lin, mx.array([[1.0], [5.0]]), vector_retract, (2,))
+        >>> res = lm_loop(lin, mx.array([[1.0], [5.0]]), vector_retract, (2,))
         >>> [round(v, 4) for v in res.x[:, 0].tolist()], res.converged.tolist()
         ([3.0, 3.0], [True, True])
     """
     if max_iters < 0:
         raise ValueError(f"max_iters: expected >= 0, got {max_iters}")
+    step = DenseStep() if solve_step is None else solve_step
     x = x0
-    xtol, ftol = _tolerances(x.dtype, xtol, ftol)
+    dtype = _leaves(x)[0].dtype
+    xtol, ftol = _tolerances(dtype, xtol, ftol)
     bnd = len(batch_shape)
-    cost_out, a, g = linearize(x)
+    cost_out, system, g = linearize(x)
     initial_cost = cost_out
     cost = mx.stop_gradient(_finite_cost(cost_out))
     failed = ~mx.isfinite(cost)
-    diag_max = mx.max(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
+    diag_max = step.max_diagonal(system)
     mu = mx.stop_gradient(tau * mx.where(mx.isfinite(diag_max) & (diag_max > 0), diag_max, 1.0))
-    nu = mx.full(batch_shape, 2.0, dtype=x.dtype)
+    nu = mx.full(batch_shape, 2.0, dtype=dtype)
     status = mx.where(failed, int(LMStatus.FAILED), int(LMStatus.MAX_ITERS)).astype(mx.int32)
     iterations = mx.zeros(batch_shape, dtype=mx.int32)
-    eps = 2.2e-16 if x.dtype == mx.float64 else 1.2e-7
+    eps = 2.2e-16 if dtype == mx.float64 else 1.2e-7
 
     for it in range(max_iters):
         active = status == int(LMStatus.MAX_ITERS)
         if cost_fn is not None and it > 0:
-            cost_out, a, g = linearize(x)
+            cost_out, system, g = linearize(x)
         g_small = mx.max(mx.abs(mx.stop_gradient(g)), axis=-1) <= gtol
-        h, h_ok = _solve_damped(a, g, mu)
+        h, h_ok, predicted = step(system, g, mu)
         h_small = h_ok & (mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
-                          <= xtol * (_param_norm(mx.stop_gradient(x), bnd) + xtol))
+                          <= xtol * (_param_norm(x, bnd) + xtol))
         x_new = retract(x, h)
         if cost_fn is None:
-            cost_out_new, a_new, g_new = linearize(x_new)
+            cost_out_new, system_new, g_new = linearize(x_new)
             cost_new = _finite_cost(mx.stop_gradient(cost_out_new))
         else:
             cost_new = _finite_cost(mx.stop_gradient(cost_fn(x_new)))
-        hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
-        predicted = 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
         actual = cost - cost_new
         gain = actual / mx.where(predicted > 0, predicted, 1.0)
         accept = active & h_ok & ~h_small & ~g_small & (predicted > 0) & (gain > 0) & mx.isfinite(cost_new)
         cost_small = accept & (actual <= ftol * cost + eps * eps)
-        x = mx.where(_expand(accept, x), x_new, x)
+        x = _select(accept, x_new, x)
         cost = mx.where(accept, cost_new, cost)
         if cost_fn is None:
-            cost_out = mx.where(accept, cost_out_new, cost_out)
-            a = mx.where(accept[..., None, None], a_new, a)
-            g = mx.where(accept[..., None], g_new, g)
+            cost_out, system, g = _select(accept, (cost_out_new, system_new, g_new), (cost_out, system, g))
         shrink = mx.maximum(1.0 / 3.0, 1.0 - (2.0 * mx.minimum(gain, 1.0) - 1.0) ** 3)
         reject = active & ~accept
         mu = mx.where(accept, mu * shrink, mx.where(reject, mx.minimum(mu * nu, 1e30), mu))
@@ -270,9 +286,9 @@ def levenberg_marquardt_linearized(
         status = mx.where(active, new_status, status).astype(mx.int32)
 
     if cost_fn is not None and max_iters > 0:
-        cost_out, a, g = linearize(x)
+        cost_out, system, g = linearize(x)
     return LMResult(x=x, cost=cost_out, initial_cost=initial_cost, iterations=iterations,
-                    converged=status > 0, status=status, damping=mu, hessian=a)
+                    converged=status > 0, status=status, damping=mu, hessian=system)
 
 
 def levenberg_marquardt(
@@ -359,13 +375,13 @@ def levenberg_marquardt(
             rc, jac = residual_fn(xc), jacobian(xc)
         else:
             rc, jac = batched_jacobian(residual_fn, xc, dof, batch_shape, retract)
-        cost, w = _weighted(rc, block_size, loss_obj)
-        return (cost, *_normal_equations(rc, jac, w))
+        cost, w = weighted_cost(rc, block_size, loss_obj)
+        return (cost, *normal_equations(rc, jac, w))
 
     def cost_fn(xc: mx.array) -> mx.array:
-        return _weighted(residual_fn(xc), block_size, loss_obj)[0]
+        return weighted_cost(residual_fn(xc), block_size, loss_obj)[0]
 
     # User residuals may be non-finite at a rejected trial point: score trials without gradient.
-    res = levenberg_marquardt_linearized(linearize, x, retract, batch_shape, cost_fn=cost_fn, max_iters=max_iters,
-                                         tau=tau, gtol=gtol, xtol=xtol, ftol=ftol)
+    res = lm_loop(linearize, x, retract, batch_shape, cost_fn=cost_fn, max_iters=max_iters,
+                  tau=tau, gtol=gtol, xtol=xtol, ftol=ftol)
     return res._replace(x=cast_out(res.x, out_dtype))

@@ -1,0 +1,190 @@
+"""Bundle adjustment: mlxgeom.sfm.bundle_adjust against pycolmap.bundle_adjustment on the same problem.
+
+Synthetic BAL-like problems (``mlxgeom.sfm.synthetic_problem``) of the public BAL sizes, or a BAL
+file (``--bal problem-49-7776-pre.txt``, Agarwal et al. 2010's format) when one is at hand. Both
+solvers start from the same perturbed poses and points and run the same number of LM iterations
+(pycolmap: Ceres, all host cores, ``max_num_iterations``); the table gives the time per iteration,
+mlxgeom's peak memory and the final costs (both measured by the same projection core).
+
+    python benchmarks/bench_ba.py                     # Ladybug-49 size and the 1/10-scale problem
+    python benchmarks/bench_ba.py --scale 1           # 1,000 cameras, 100 k points, 1 M observations (GPU)
+    python benchmarks/bench_ba.py --bal FILE          # a BAL problem (f, k1, k2 refined per camera)
+    python benchmarks/bench_ba.py --growth            # time per iteration against the size: ba_scaling.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import mlx.core as mx
+import numpy as np
+
+from mlxgeom.camera import Camera, colmap
+from mlxgeom.sfm import bundle_adjust, bundle_adjust_model, problem_to_model, synthetic_problem
+
+# (name, cameras, points, observations): Agarwal et al., "Bundle Adjustment in the Large", 2010.
+LADYBUG = ("Ladybug-49 size", 49, 7776, 31843)
+DUBROVNIK = ("Dubrovnik-356 size", 356, 226730, 1255268)
+FULL = ("1000 cameras", 1000, 100000, 1000000)
+
+
+def read_bal(path: str):
+    """A BAL file as BA arrays in OpenCV conventions.
+
+    BAL cameras look down -z with ``p = -P / P_z`` and pixel ``f r(p) p`` (y up, principal point 0):
+    flipping the camera's y and z axes gives OpenCV's ``x_cam = R x + t`` with the pixel (u, -v).
+    """
+    with open(path) as f:
+        c, p, o = (int(v) for v in f.readline().split())
+        obs = np.loadtxt(f, max_rows=o).reshape(o, 4)
+        params = np.loadtxt(f).reshape(-1)
+    cams, pts = params[: 9 * c].reshape(c, 9), params[9 * c:].reshape(p, 3)
+    theta = np.linalg.norm(cams[:, :3], axis=1, keepdims=True)
+    k = cams[:, :3] / np.where(theta > 0, theta, 1.0)
+    kx = np.zeros((c, 3, 3))
+    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    kx -= kx.transpose(0, 2, 1)
+    s, co = np.sin(theta)[..., None], np.cos(theta)[..., None]
+    R = np.eye(3) + s * kx + (1 - co) * kx @ kx
+    flip = np.diag([1.0, -1.0, -1.0])
+    T = np.tile(np.eye(4), (c, 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = flip @ R, cams[:, 3:6] @ flip
+    K = np.zeros((c, 3, 3))
+    K[:, 0, 0] = K[:, 1, 1] = cams[:, 6]
+    K[:, 2, 2] = 1.0
+    dist = np.c_[cams[:, 7:9], np.zeros((c, 2))]
+    cameras = Camera(mx.array(K.astype(np.float32)), dist=mx.array(dist.astype(np.float32)))
+    pixels = np.c_[obs[:, 2], -obs[:, 3]]
+    return (cameras, mx.array(T.astype(np.float32)), mx.array(pts.astype(np.float32)),
+            mx.array(pixels.astype(np.float32)), obs[:, 0].astype(np.int32), obs[:, 1].astype(np.int32))
+
+
+def synthetic(cams: int, points: int, observations: int, seed: int = 0):
+    p = synthetic_problem(cams, points, observations / points, noise=0.5, seed=seed)
+    return p.cameras, p.poses, p.points, p.observations, p.camera_index, p.point_index
+
+
+def run_ours(problem, iters: int, solver: str, refine):
+    cameras, poses, points, obs, cam, pt = problem
+    kw = dict(point_index=pt, camera_index=cam, max_iters=iters, chunk=iters, linear_solver=solver,
+              refine_intrinsics=refine)
+    # First call: the observation graph's host analysis and MLX's kernel setup, not timed.
+    bundle_adjust(cameras, poses, points, obs, **{**kw, "max_iters": 1, "chunk": 1})
+    mx.reset_peak_memory()
+    t0 = time.perf_counter()
+    res = bundle_adjust(cameras, poses, points, obs, **kw)
+    seconds = time.perf_counter() - t0
+    return res, seconds, mx.get_peak_memory()
+
+
+def run_pycolmap(problem, iters: int, refine):
+    import pycolmap
+
+    cameras, poses, points, obs, cam, pt = problem
+    model = problem_to_model(cameras, poses, points, obs, cam, pt, colmap_model="RADIAL" if refine else None)
+    with tempfile.TemporaryDirectory() as d:
+        colmap.write_model(model, d)
+        rec = pycolmap.Reconstruction(d)
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.refine_focal_length = opts.refine_extra_params = bool(refine)
+        opts.print_summary = False
+        opts.ceres.solver_options.max_num_iterations = iters
+        opts.ceres.solver_options.function_tolerance = opts.ceres.solver_options.gradient_tolerance = 0.0
+        t0 = time.perf_counter()
+        pycolmap.bundle_adjustment(rec, opts)
+        seconds = time.perf_counter() - t0
+        out = os.path.join(d, "out")
+        os.makedirs(out)
+        rec.write(out)
+        refined = colmap.read_model(out)
+    cost = bundle_adjust_model(refined, max_iters=0)[1].initial_cost  # the same cost function as ours
+    return seconds, float(cost.item())
+
+
+def row(name: str, problem, iters: int, solver: str, refine, peer: bool) -> str:
+    res, seconds, peak = run_ours(problem, iters, solver, refine)
+    it = max(int(res.iterations.item()), 1)
+    c, p, o = problem[1].shape[0], problem[2].shape[0], problem[3].shape[0]
+    ours = (f"| {name} | {c:,} / {p:,} / {o:,} | {it} | {1e3 * seconds / it:,.0f} | {peak / 2**20:,.0f} | "
+            f"{float(res.initial_cost.item()):.6g} | {float(res.cost.item()):.6g} |")
+    if not peer:
+        return ours + " | | |"
+    pseconds, pcost = run_pycolmap(problem, it, refine)
+    return ours + f" {1e3 * pseconds / it:,.0f} ({pseconds / seconds:.2g}x) | {pcost:.6g} |"
+
+
+HEADER = ("| problem | cameras / points / observations | LM iterations | mlxgeom ms / iteration | "
+          "peak MiB | initial cost | mlxgeom final cost | pycolmap ms / iteration (its time / ours) | "
+          "pycolmap final cost |\n|---|---|---|---|---|---|---|---|---|")
+
+
+BASE = (20, 4000, 20000)
+SWEEPS = {"cameras": [(c, 4000, 20000) for c in (10, 20, 40, 80)],
+          "points": [(20, p, 20000) for p in (2000, 4000, 8000)],
+          "observations": [(20, 4000, o) for o in (10000, 20000, 40000, 80000)]}
+
+
+def growth(out: str, iters: int) -> None:
+    """Time per iteration and peak memory against cameras, points and observations, one at a time
+    from a base problem (a log-log plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for solver, style in (("dense", "o-"), ("pcg", "s--")):
+        for k, (what, sizes) in enumerate(SWEEPS.items()):
+            rows = []
+            for c, p, o in sizes:
+                _, sec, peak = run_ours(synthetic(c, p, o), iters, solver, False)
+                rows.append((c, p, o, 1e3 * sec / iters, peak / 2**20))
+                print(f"| {solver} | {what} | {c:,} | {p:,} | {o:,} | {rows[-1][3]:,.0f} | {rows[-1][4]:,.0f} |",
+                      flush=True)
+            r = np.array(rows)
+            x = r[:, k] / BASE[k]
+            ax[0].loglog(x, r[:, 3], style, color=f"C{k}", label=f"{what}, {solver}")
+            ax[1].loglog(x, r[:, 4], style, color=f"C{k}", label=f"{what}, {solver}")
+    for a, label in zip(ax, ("ms per LM iteration", "peak MiB")):
+        a.set_xlabel(f"size / base ({BASE[0]} cameras, {BASE[1]:,} points, {BASE[2]:,} observations)")
+        a.set_ylabel(label)
+        a.legend(fontsize=7)
+    fig.suptitle(f"bundle_adjust on {mx.default_device()}, one size varied at a time")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=0.1, help="fraction of the 1000-camera problem (default 0.1)")
+    ap.add_argument("--bal", help="a BAL problem file")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--solver", default="auto", choices=["auto", "dense", "pcg"])
+    ap.add_argument("--no-pycolmap", action="store_true")
+    ap.add_argument("--dubrovnik", action="store_true", help="also the Dubrovnik-356 size (GPU)")
+    ap.add_argument("--growth", action="store_true", help="time against size, plot to benchmarks/ba_scaling.png")
+    args = ap.parse_args()
+    print(f"device {mx.default_device()}, mlx {mx.__version__}")
+    if args.growth:
+        print("| solver | varied | cameras | points | observations | ms / iteration | peak MiB |\n"
+              "|---|---|---|---|---|---|---|")
+        growth(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ba_scaling.png"), 3)
+        return
+    print(HEADER)
+    peer = not args.no_pycolmap
+    if args.bal:
+        print(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"), peer))
+        return
+    problems = [LADYBUG] + ([DUBROVNIK] if args.dubrovnik else [])
+    name, *size = FULL
+    problems.append((f"{name} x {args.scale:g}", *(int(v * args.scale) for v in size)))
+    for name, c, p, o in problems:
+        print(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer), flush=True)
+
+
+if __name__ == "__main__":
+    main()

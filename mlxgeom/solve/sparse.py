@@ -1,0 +1,515 @@
+"""Block-sparse Gauss-Newton normal equations of bundle adjustment and their Schur-complement solve.
+
+Bundle adjustment has camera-side parameter blocks (C poses of 6, and G groups of intrinsics that
+images share) and P point blocks (size 3); observation i couples its camera-side blocks and point
+``p(i)`` only, so ``A = J^T W J`` is made of camera-side blocks ``U``, point blocks ``V_p`` (3 x 3)
+and one coupling block ``W_i = J_c,i^T w_i J_p,i`` (D x 3) per observation (Triggs et al., "Bundle
+Adjustment - A Modern Synthesis", 2000, sec. 6.1). Everything is accumulated with scatter-adds
+(``mx.array.at[idx].add``), never as a dense (n x n) matrix.
+
+The damped step solves ``(A + mu D) h = -g`` with Marquardt's diagonal ``D = diag(A)`` (clamped to
+[1e-6, 1e32] as Ceres does). The points are eliminated with the closed-form batched 3x3 inverse of
+``V*_p = V_p + mu D_p``, leaving the reduced camera system
+
+    S h_c = b,   S = U + mu D_c - sum W_i V*_p(i)^-1 W_j^T (over observation pairs i, j of one point),
+    b = -g_c + sum_i W_i V*_p(i)^-1 g_p(i),
+
+then ``h_p = V*_p^-1 (-g_p - sum_i W_i^T h_c(i))``. S is solved either densely (a blocked
+right-looking Cholesky in pure MLX, Golub and Van Loan, "Matrix Computations", 4th ed.,
+Alg. 4.2.4) or by preconditioned conjugate gradients with the block-Jacobi preconditioner and
+a fixed iteration count, applying ``S x = (U + mu D_c) x - sum W V*^-1 W^T x`` by gathers and scatter-adds
+without forming S (Agarwal et al., "Bundle Adjustment in the Large", ECCV 2010, sec. 4).
+
+The damping is Marquardt's scaled diagonal, not the ``mu I`` of the core's dense step: bundle
+adjustment mixes parameters whose curvatures differ by many orders (a point at 1e5 scene units
+against a nearby one), and ``mu I`` would freeze the weak ones (Marquardt 1963; Ceres'
+``jacobi_scaling``). In the Jacobi-scaled variables the diagonal of A is 1, so :meth:`SchurStep.max_diagonal`
+is 1 and the loop starts at ``mu_0 = tau``. The predicted decrease ``L(0) - L(h) = -g^T h - h^T A h / 2``
+is evaluated exactly from the blocks, so an inexact PCG step is scored correctly in the gain ratio.
+
+The observation graph (which camera and point each observation has) is static problem structure:
+:class:`BlockStructure` analyses it once on the host, like Ceres' symbolic analysis; the numeric
+work afterwards never synchronises with the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import mlx.core as mx
+import numpy as np
+
+from ..linalg import inv_ex, matmul, solve_spd_ex
+
+#: Marquardt's diagonal is clamped to [DIAGONAL_MIN, DIAGONAL_MAX] (Ceres' min/max_lm_diagonal).
+DIAGONAL_MIN, DIAGONAL_MAX = 1e-6, 1e32
+#: Reduced camera systems up to this many unknowns are solved by dense Cholesky under "auto".
+DENSE_MAX = 1024
+LINEAR_SOLVERS = ("auto", "dense", "pcg")
+
+
+class BlockStructure:
+    """The static observation graph of a BA problem and the layout of its reduced unknowns.
+
+    The camera-side unknowns are C camera blocks (``camera_dof`` each, e.g. a pose) followed by
+    G group blocks (``group_dof`` each, e.g. intrinsics shared by the images of a group):
+    observation i touches camera block ``c(i)``, group block ``group_of_camera[c(i)]`` and point
+    ``p(i)``. Its D = camera_dof + group_dof camera-side columns in the reduced vector are
+    ``columns[i]``. Observation pairs that share a point (the non-zero blocks of the reduced
+    system) are listed for the dense solver.
+
+    Args:
+        camera_index: (O,) ints in [0, C).
+        point_index: (O,) ints in [0, P).
+        num_cameras: C.
+        num_points: P.
+        camera_dof: parameters per camera block.
+        group_of_camera: (C,) ints in [0, G), or None for no group blocks.
+        num_groups: G.
+        group_dof: parameters per group block (0: none).
+        with_pairs: build the observation pairs (the dense solver needs them).
+
+    Example:
+        >>> s = BlockStructure([0, 1, 1], [0, 0, 1], 2, 2, 6)
+        >>> s.num_pairs, s.reduced_size
+        (5, 12)
+    """
+
+    def __init__(self, camera_index: Any, point_index: Any, num_cameras: int, num_points: int, camera_dof: int,
+                 group_of_camera: Any = None, num_groups: int = 0, group_dof: int = 0, with_pairs: bool = True):
+        cam = np.asarray(camera_index, dtype=np.int64).reshape(-1)
+        pt = np.asarray(point_index, dtype=np.int64).reshape(-1)
+        if cam.shape != pt.shape:
+            raise ValueError(f"camera_index {cam.shape} and point_index {pt.shape}: expected the same shape (O,)")
+        _check_range(cam, num_cameras, "camera_index")
+        _check_range(pt, num_points, "point_index")
+        if group_dof and group_of_camera is None:
+            raise ValueError("group_of_camera: expected (C,) group indices when group_dof > 0")
+        self.num_cameras, self.num_points, self.num_observations = num_cameras, num_points, cam.size
+        self.camera_dof, self.num_groups, self.group_dof = camera_dof, num_groups if group_dof else 0, group_dof
+        self.reduced_size = num_cameras * camera_dof + self.num_groups * group_dof
+        cols = cam[:, None] * camera_dof + np.arange(camera_dof)[None, :]
+        if group_dof:
+            groups = np.asarray(group_of_camera, dtype=np.int64).reshape(-1)
+            if groups.shape != (num_cameras,):
+                raise ValueError(f"group_of_camera: expected shape ({num_cameras},), got {groups.shape}")
+            _check_range(groups, num_groups, "group_of_camera")
+            gcols = num_cameras * camera_dof + groups[cam][:, None] * group_dof + np.arange(group_dof)[None, :]
+            cols = np.concatenate([cols, gcols], axis=1)
+            self.group_index = mx.array(groups[cam].astype(np.int32))
+        self.columns_np = cols
+        self.columns = mx.array(cols.astype(np.int32))
+        self.camera_index = mx.array(cam.astype(np.int32))
+        self.point_index = mx.array(pt.astype(np.int32))
+        self.pair_first = self.pair_second = self.pair_flat = None
+        self.num_pairs = 0
+        if with_pairs:
+            first, second = _observation_pairs(pt)
+            self.pair_first, self.pair_second = mx.array(first), mx.array(second)
+            self.num_pairs = first.size
+            self.pair_flat = mx.array(_block_positions(cols[first], cols[second], self.reduced_size))
+            self.own_flat = mx.array(_block_positions(cols, cols, self.reduced_size))
+
+    @property
+    def column_count(self) -> int:
+        """D, the camera-side columns of one observation."""
+        return self.camera_dof + self.group_dof
+
+
+def _check_range(idx: np.ndarray, n: int, name: str) -> None:
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{name}: expected values in [0, {n})")
+
+
+def _block_positions(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Flat positions (K D D,) in an (n, n) matrix of the (D x D) blocks at rows[k] x cols[k]."""
+    return (rows[:, :, None] * n + cols[:, None, :]).reshape(-1).astype(np.int32)
+
+
+def _observation_pairs(point_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs (i, j) of observations of the same point, i == j included."""
+    order = np.argsort(point_index, kind="stable")
+    sorted_pts = point_index[order]
+    starts = np.flatnonzero(np.r_[True, sorted_pts[1:] != sorted_pts[:-1]]) if sorted_pts.size else np.zeros(0, int)
+    counts = np.diff(np.r_[starts, sorted_pts.size])
+    first, second = [], []
+    for k in np.unique(counts):  # one vectorised block per track length
+        members = order[starts[counts == k][:, None] + np.arange(k)[None, :]]  # (tracks, k)
+        first.append(np.repeat(members, k, axis=1).reshape(-1))
+        second.append(np.tile(members, (1, k)).reshape(-1))
+    if not first:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return np.concatenate(first).astype(np.int32), np.concatenate(second).astype(np.int32)
+
+
+class BlockSystem(NamedTuple):
+    """Block-sparse normal equations ``A = J^T W J``, ``g = J^T W r`` of one BA problem.
+
+    The camera-side blocks of A are kept as the weighted per-observation Jacobians
+    ``B_i = sqrt(w_i) J_c,i`` (products ``U x`` are gathers and scatter-adds; the dense solver
+    scatters ``B_i^T B_i``), which take 2 D floats per observation instead of D^2.
+
+    Attributes:
+        B: (O, 2, D) weighted camera-side Jacobians.
+        V: (P, 3, 3) point blocks ``sum_i w_i J_p,i^T J_p,i``.
+        W: (O, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation.
+        g_c: (n_c,) camera-side gradient, in the reduced layout.
+        g_p: (P, 3) point gradient.
+    """
+
+    B: mx.array
+    V: mx.array
+    W: mx.array
+    g_c: mx.array
+    g_p: mx.array
+
+
+def _tmat(j: mx.array, k: mx.array) -> mx.array:
+    """(O, a, b) = J^T K for (O, 2, a) and (O, 2, b), exact float32."""
+    return matmul(j.swapaxes(-1, -2), k)
+
+
+def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_point: mx.array,
+                           residual: mx.array, weight: mx.array) -> BlockSystem:
+    """Accumulate the block-sparse normal equations from per-observation Jacobians.
+
+    Args:
+        structure: the observation graph.
+        jac_camera: (O, 2, D) d residual / d camera-side parameters (``structure.columns`` order).
+        jac_point: (O, 2, 3) d residual / d point.
+        residual: (O, 2).
+        weight: (O,) IRLS weights >= 0 (0 drops an observation).
+
+    Returns:
+        :class:`BlockSystem`.
+
+    Example:
+        >>> s = BlockStructure([0], [0], 1, 1, 1)
+        >>> sys = block_normal_equations(s, mx.ones((1, 2, 1)), mx.ones((1, 2, 3)), mx.ones((1, 2)), mx.ones(1))
+        >>> sys.g_c.tolist(), sys.g_p.tolist()
+        ([2.0], [[2.0, 2.0, 2.0]])
+    """
+    if jac_camera.shape[-1] != structure.column_count:
+        raise ValueError(f"jac_camera: expected (O, 2, {structure.column_count}), got {tuple(jac_camera.shape)}")
+    root = mx.sqrt(mx.maximum(weight, 0.0))[:, None, None]
+    b, bp = jac_camera * root, jac_point * root
+    br = residual[..., None] * root  # (O, 2, 1)
+    p = structure.point_index
+    V = mx.zeros((structure.num_points, 3, 3), dtype=b.dtype).at[p].add(_tmat(bp, bp))
+    g_c = mx.zeros((structure.reduced_size,), dtype=b.dtype).at[structure.columns.reshape(-1)].add(
+        _tmat(b, br).reshape(-1))
+    g_p = mx.zeros((structure.num_points, 3), dtype=b.dtype).at[p].add(_tmat(bp, br)[..., 0])
+    return BlockSystem(b, V, _tmat(b, bp), g_c, g_p)
+
+
+def _mv(m: mx.array, x: mx.array) -> mx.array:
+    """(*, a) = M x for (*, a, b) and (*, b), elementwise (exact float32)."""
+    return mx.sum(m * x[..., None, :], axis=-1)
+
+
+def _mtv(m: mx.array, x: mx.array) -> mx.array:
+    """(*, b) = M^T x for (*, a, b) and (*, a)."""
+    return mx.sum(m * x[..., :, None], axis=-2)
+
+
+def _eye_like(a: mx.array) -> mx.array:
+    return mx.eye(a.shape[-1], dtype=a.dtype)
+
+
+class _Reduced(NamedTuple):
+    v_inv: mx.array  # (P, 3, 3) (V + mu D_p)^-1
+    y: mx.array  # (O, D, 3) W_i (V + mu I)^-1_p(i)
+    rhs: mx.array  # (n_c,) b of the reduced system
+    damp: mx.array  # (n_c,) mu D_c, the camera-side damping
+    ok: mx.array  # () every point block invertible
+
+
+def _scatter_columns(structure: BlockStructure, values: mx.array) -> mx.array:
+    """(n_c,) sum of per-observation camera-side values (O, D) into the reduced layout."""
+    return mx.zeros((structure.reduced_size,), dtype=values.dtype).at[structure.columns.reshape(-1)].add(
+        values.reshape(-1))
+
+
+def _marquardt(diag: mx.array) -> mx.array:
+    return mx.clip(diag, DIAGONAL_MIN, DIAGONAL_MAX)
+
+
+def camera_diagonal(structure: BlockStructure, system: BlockSystem) -> mx.array:
+    """(n_c,) diagonal of the camera-side block U of A."""
+    return _scatter_columns(structure, mx.sum(system.B * system.B, axis=-2))
+
+
+def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Reduced:
+    dv = _marquardt(mx.diagonal(system.V, axis1=-2, axis2=-1))
+    v_inv, v_ok = inv_ex(system.V + mu * dv[..., None] * _eye_like(system.V))
+    y = matmul(system.W, v_inv[structure.point_index])
+    rhs = -system.g_c + _scatter_columns(structure, _mv(y, system.g_p[structure.point_index]))
+    return _Reduced(v_inv, y, rhs, mu * _marquardt(camera_diagonal(structure, system)), mx.all(v_ok))
+
+
+def _camera_product(structure: BlockStructure, system: BlockSystem, x: mx.array) -> mx.array:
+    """(n_c,) ``U x`` from the weighted per-observation Jacobians: sum_i B_i^T (B_i x[cols_i])."""
+    u = _mv(system.B, x[structure.columns])  # (O, 2)
+    return _scatter_columns(structure, _mtv(system.B, u))
+
+
+def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
+    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``."""
+    p = structure.point_index
+    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_mtv(system.W, x[structure.columns]))
+    return _camera_product(structure, system, x) + red.damp * x - _scatter_columns(structure, _mv(red.y, t[p]))
+
+
+def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
+    """(n_c, n_c) reduced camera system S, from the observations and their pairs per point."""
+    if structure.pair_flat is None:
+        raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
+    n = structure.reduced_size
+    pairs = matmul(red.y[structure.pair_first], system.W[structure.pair_second].swapaxes(-1, -2))
+    s = mx.zeros((n * n,), dtype=pairs.dtype).at[structure.pair_flat].add(-pairs.reshape(-1))
+    s = s.at[structure.own_flat].add(_tmat(system.B, system.B).reshape(-1))
+    return s.reshape(n, n) + mx.eye(n, dtype=s.dtype) * red.damp
+
+
+def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> list[mx.array]:
+    """Inverses of the diagonal blocks of S: camera blocks (C, dc, dc) and group blocks (G, dg, dg).
+
+    Each observation adds ``B_i^T B_i - Y_i W_i^T`` (its own pair); the pairs of two observations of
+    one point through the same group are left out (a preconditioner only has to be close).
+    """
+    own = _tmat(system.B, system.B) - matmul(red.y, system.W.swapaxes(-1, -2))  # (O, D, D)
+    dc, dg = structure.camera_dof, structure.group_dof
+    parts = [(own[:, :dc, :dc], structure.camera_index, structure.num_cameras)]
+    if dg:
+        parts.append((own[:, dc:, dc:], structure.group_index, structure.num_groups))
+    out = []
+    offset = 0
+    for blocks, index, count in parts:
+        diag = mx.zeros((count, *blocks.shape[1:]), dtype=blocks.dtype).at[index].add(blocks)
+        size = count * blocks.shape[-1]
+        diag = diag + red.damp[offset:offset + size].reshape(count, -1)[..., None] * _eye_like(diag)
+        offset += size
+        inv, ok = solve_spd_ex(diag, mx.broadcast_to(_eye_like(diag), diag.shape))
+        out.append(mx.where(ok[:, None, None], inv, 0.0))
+    return out
+
+
+def _factor_block(a: mx.array) -> tuple[mx.array, mx.array]:
+    """Lower Cholesky factor of a (b, b) block by b right-looking rank-one steps, and an ok flag.
+
+    Vector ops per column (not the fully unrolled scalar form of :mod:`mlxgeom.linalg.cholesky`):
+    a few ops per column keep the graph small. Failed pivots are replaced by 1 and flagged.
+    """
+    b = a.shape[-1]
+    cols, ok, t = [], mx.array(True), a
+    for j in range(b):
+        d = t[0, 0]
+        good = d > 0
+        ok = ok & good
+        col = t[:, 0] / mx.sqrt(mx.where(good, d, 1.0))
+        cols.append(mx.concatenate([mx.zeros((j,), dtype=a.dtype), col]))
+        if j + 1 < b:
+            t = t[1:, 1:] - col[1:, None] * col[None, 1:]
+    return mx.stack(cols, axis=1), ok
+
+
+def _lower_inverse(lower: mx.array) -> mx.array:
+    """L^-1 of a lower-triangular (b, b) matrix by forward substitution on the identity, row by row."""
+    b = lower.shape[-1]
+    eye = mx.eye(b, dtype=lower.dtype)
+    rows: list[mx.array] = []
+    for i in range(b):
+        r = eye[i]
+        if i:
+            r = r - mx.sum(lower[i, :i, None] * mx.stack(rows), axis=0)
+        rows.append(r / lower[i, i])
+    return mx.stack(rows)
+
+
+def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx.array, mx.array]:
+    """Solve ``A x = b`` for one SPD (n, n) matrix by a blocked right-looking Cholesky.
+
+    Pure MLX (no ``mx.linalg``): per diagonal block a vector-op Cholesky, the panel ``A21 L11^-T`` and the trailing update
+    ``A22 - L21 L21^T`` as exact float32 rank-``block`` products (GVL Alg. 4.2.4); then blocked
+    forward and back substitution. n is padded to a multiple of ``block`` with identity rows.
+
+    Args:
+        a: (n, n) symmetric positive definite.
+        b: (n,).
+        block: block size (<= 16 keeps the products unrolled).
+
+    Returns:
+        ``(x (n,), ok ())``: ok False where a pivot was not positive or not finite (x is then
+        not meaningful).
+
+    Example:
+        >>> x, ok = cholesky_solve_blocked(mx.array([[4.0, 2.0], [2.0, 3.0]]), mx.array([2.0, 1.0]), block=1)
+        >>> [round(v, 4) for v in x.tolist()], ok.item()
+        ([0.5, 0.0], True)
+    """
+    n = a.shape[-1]
+    pad = (-n) % block
+    if pad:
+        a = mx.concatenate([mx.concatenate([a, mx.zeros((n, pad), dtype=a.dtype)], axis=1),
+                            mx.concatenate([mx.zeros((pad, n), dtype=a.dtype), mx.eye(pad, dtype=a.dtype)], axis=1)])
+        b = mx.concatenate([b, mx.zeros((pad,), dtype=b.dtype)])
+    nb = a.shape[-1] // block
+    ok = mx.all(mx.isfinite(a))
+    inv_diag, panels = [], []
+    trailing = 0.5 * (a + a.T)
+    for k in range(nb):
+        lkk, ok_k = _factor_block(trailing[:block, :block])
+        ok = ok & ok_k
+        linv = _lower_inverse(lkk)
+        inv_diag.append(linv)
+        if k + 1 < nb:
+            panel = matmul(trailing[block:, :block], linv.T)  # L21 = A21 L11^-T
+            panels.append(panel)
+            trailing = trailing[block:, block:] - matmul(panel, panel.T)
+    y = []
+    r = b
+    for k in range(nb):  # L y = b, right-looking
+        yk = _mv(inv_diag[k], r[:block])
+        y.append(yk)
+        if k + 1 < nb:
+            r = r[block:] - _mv(panels[k], yk)
+    x: list[mx.array] = [mx.array(0.0)] * nb
+    for k in reversed(range(nb)):  # L^T x = y
+        rk = y[k]
+        if k + 1 < nb:
+            rk = rk - _mtv(panels[k], mx.concatenate(x[k + 1:]))
+        x[k] = _mtv(inv_diag[k], rk)
+    sol = mx.concatenate(x)[:n]
+    return sol, ok & mx.all(mx.isfinite(sol))
+
+
+def pcg(apply: Any, rhs: mx.array, precondition: Any, iterations: int) -> mx.array:
+    """Preconditioned conjugate gradients with a fixed iteration count (no host sync).
+
+    Args:
+        apply: ``x (n,) -> S x`` for SPD S.
+        rhs: (n,).
+        precondition: ``r (n,) -> M^-1 r``.
+        iterations: static count.
+
+    Returns:
+        x (n,). A direction whose curvature is not positive, or a residual that reached zero,
+        stops the updates (the iterate is frozen with ``mx.where``).
+
+    Example:
+        >>> A = mx.array([[4.0, 1.0], [1.0, 3.0]])
+        >>> x = pcg(lambda v: _mv(A, v), mx.array([1.0, 2.0]), lambda r: r, 2)
+        >>> [round(v, 4) for v in x.tolist()]
+        [0.0909, 0.6364]
+    """
+    x = mx.zeros_like(rhs)
+    r = rhs
+    z = precondition(r)
+    d = z
+    rz = mx.sum(r * z)
+    for _ in range(iterations):
+        q = apply(d)
+        curv = mx.sum(d * q)
+        go = (curv > 0) & (rz > 0) & mx.isfinite(curv)
+        alpha = mx.where(go, rz / mx.where(go, curv, 1.0), 0.0)
+        x = x + alpha * d
+        r = r - alpha * q
+        z = precondition(r)
+        rz_new = mx.sum(r * z)
+        beta = mx.where(go, rz_new / mx.where(rz > 0, rz, 1.0), 0.0)
+        d = mx.where(go, z + beta * d, d)
+        rz = mx.where(go, rz_new, rz)
+    return x
+
+
+def _block_precondition(structure: BlockStructure, inverses: list[mx.array]) -> Any:
+    cams = structure.num_cameras * structure.camera_dof
+
+    def apply(r: mx.array) -> mx.array:
+        parts = [_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
+        if len(inverses) > 1:
+            parts.append(_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
+        return mx.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    return apply
+
+
+class SchurStep:
+    """The damped block-sparse step as a ``StepSolver`` for :func:`mlxgeom.solve.lm_loop`.
+
+    ``__call__(system, g, mu) -> (h, ok, predicted)`` with ``system`` a :class:`BlockSystem`,
+    ``g`` the flat gradient ``[g_c, g_p.ravel()]`` (n,) (:func:`flat_gradient`), h likewise flat
+    (n,) and ``predicted = -g^T h - h^T A h / 2`` evaluated exactly. Damping ``mu D``, Marquardt's
+    clamped diagonal of A (see the module docstring); ``max_diagonal`` is 1, the diagonal of the
+    Jacobi-scaled system, so ``mu_0 = tau``.
+
+    Args:
+        structure: the observation graph.
+        linear_solver: ``"dense"`` (blocked Cholesky of S), ``"pcg"`` (block-Jacobi PCG, S never
+            formed) or ``"auto"`` (dense when the reduced system has at most ``DENSE_MAX`` unknowns).
+        pcg_iterations: static PCG iteration count.
+
+    Example:
+        >>> s = BlockStructure([0, 0], [0, 1], 1, 2, 1)
+        >>> sys = block_normal_equations(s, mx.ones((2, 2, 1)), mx.ones((2, 2, 3)), mx.ones((2, 2)), mx.ones(2))
+        >>> h, ok, pred = SchurStep(s)(sys, flat_gradient(sys), mx.array(1.0))
+        >>> h.shape, ok.item(), pred.item() > 0
+        ((7,), True, True)
+    """
+
+    def __init__(self, structure: BlockStructure, linear_solver: str = "auto", pcg_iterations: int = 50):
+        self.linear_solver = resolve_linear_solver(structure.reduced_size, linear_solver)
+        if self.linear_solver == "dense" and structure.pair_flat is None:
+            raise ValueError("linear_solver='dense' needs a BlockStructure built with with_pairs=True")
+        self.structure, self.pcg_iterations = structure, pcg_iterations
+
+    def max_diagonal(self, system: BlockSystem) -> mx.array:
+        return mx.ones((), dtype=system.V.dtype)
+
+    def __call__(self, system: BlockSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        st = self.structure
+        mu = mx.reshape(mu, ())
+        finite = mx.isfinite(mu) & mx.all(mx.isfinite(g)) & mx.all(mx.stack([mx.all(mx.isfinite(a)) for a in system]))
+        red = _reduce(st, system, mu)
+        if self.linear_solver == "dense":
+            h_c, ok = cholesky_solve_blocked(schur_dense(st, system, red), red.rhs)
+        else:
+            pre = _block_precondition(st, schur_block_jacobi(st, system, red))
+            h_c = pcg(lambda x: schur_apply(st, system, red, x), red.rhs, pre, self.pcg_iterations)
+            ok = mx.all(mx.isfinite(h_c))
+        p = st.point_index
+        back = mx.zeros_like(system.g_p).at[p].add(_mtv(system.W, h_c[st.columns]))
+        h = mx.concatenate([h_c, _mv(red.v_inv, -system.g_p - back).reshape(-1)])
+        ok = ok & red.ok & finite & mx.all(mx.isfinite(h))
+        h = mx.where(ok, h, 0.0)
+        return h, ok, predicted_decrease(st, system, g, h)
+
+
+def resolve_linear_solver(reduced_size: int, linear_solver: str) -> str:
+    """``"dense"`` or ``"pcg"`` for ``"auto"`` (by ``DENSE_MAX``), else the name, checked."""
+    if linear_solver not in LINEAR_SOLVERS:
+        raise ValueError(f"linear_solver: expected one of {LINEAR_SOLVERS}, got {linear_solver!r}")
+    if linear_solver == "auto":
+        return "dense" if reduced_size <= DENSE_MAX else "pcg"
+    return linear_solver
+
+
+def flat_gradient(system: BlockSystem) -> mx.array:
+    """``g = [g_c, g_p.ravel()]`` (n_c + 3 P,), the tangent order of :class:`SchurStep`."""
+    return mx.concatenate([system.g_c, system.g_p.reshape(-1)])
+
+
+def split_step(structure: BlockStructure, h: mx.array) -> tuple[mx.array, mx.array]:
+    """Flat h (n,) -> camera-side part (n_c,) and point part (P, 3)."""
+    n = structure.reduced_size
+    return h[:n], h[n:].reshape(structure.num_points, 3)
+
+
+def predicted_decrease(structure: BlockStructure, system: BlockSystem, g: mx.array, h: mx.array) -> mx.array:
+    """``L(0) - L(h) = -g^T h - ||J h||^2 / 2`` of the undamped Gauss-Newton model, per observation."""
+    h_c, h_p = split_step(structure, h)
+    # sqrt(w) J_p h_p is not stored; ||J h||^2 = ||B h_c||^2 + 2 h_c^T W h_p + h_p^T V h_p.
+    bh = _mv(system.B, h_c[structure.columns])
+    cross = mx.sum(h_c[structure.columns] * _mv(system.W, h_p[structure.point_index]))
+    quad = mx.sum(bh * bh) + 2.0 * cross + mx.sum(h_p * _mv(system.V, h_p))
+    return -mx.sum(g * h) - 0.5 * quad
