@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any, Callable
 
+import cv2
 import mlx.core as mx
 import numpy as np
 
@@ -22,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_linalg import split_inv3  # noqa: E402
 from timing import machine, publish, table, time_ms  # noqa: E402
 
-from mlxgeom import lie, linalg  # noqa: E402
+from mlxgeom import camera, lie, linalg  # noqa: E402
 
 
 def _switch(fn: Callable[..., Any], on: bool) -> Callable[..., Any]:
@@ -50,6 +51,9 @@ def _pose(b: int) -> mx.array:
     return lie.se3_exp(_vec(b, 6))
 
 
+_K = mx.array([[800.0, 0.0, 640.0], [0.0, 800.0, 360.0], [0.0, 0.0, 1.0]])
+_LENS = mx.array([-0.28, 0.07, 1e-4, -2e-4, 0.01])
+
 # name -> (public function, batch size -> arguments)
 OPS: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]] = {
     "det 3x3": (linalg.det, lambda b: (_general(b, 3),)),
@@ -69,11 +73,17 @@ OPS: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]]
     "se3_act": (lie.se3_act, lambda b: (_pose(b), _vec(b, 3, 2.0))),
     "sl3_exp": (lie.sl3_exp, lambda b: (_vec(b, 8, 0.3),)),
     "sl3_log": (lie.sl3_log, lambda b: (lie.sl3_exp(_vec(b, 8, 0.3)),)),
+    "undistort_points 5-coefficient lens": (lambda p: camera.undistort_points(p, _K, _LENS),
+                                            lambda b: (mx.random.uniform(0, 1, (b, 2)) * mx.array([1280.0, 720.0]),)),
 }
 
 
 def peers(name: str, args: tuple[mx.array, ...]) -> dict[str, Callable[[], Any]]:
-    """Columns beside eager and compiled: the goals' peers for the 3x3 inverse."""
+    """Columns beside eager and compiled: the goals' peers (3x3 inverse, undistortion)."""
+    if name.startswith("undistort_points"):
+        px, k, lens = np.array(args[0])[:, None], np.array(_K), np.array(_LENS)
+        # OpenCV's default stops after 5 iterations; mlxgeom runs 10 and a differentiable final step.
+        return {"cv2.undistortPoints": lambda: cv2.undistortPoints(px, k, lens)}
     if name != "inv 3x3":
         return {}
     split = mx.compile(split_inv3)

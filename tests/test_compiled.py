@@ -9,7 +9,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxgeom import lie, linalg
+from mlxgeom import camera, lie, linalg
 
 
 def _spd(b: int, n: int) -> mx.array:
@@ -24,6 +24,9 @@ def _general(b: int, n: int) -> mx.array:
 def _vec(b: int, n: int, seed: int = 0, scale: float = 1.0) -> mx.array:
     return scale * mx.random.normal((b, n), key=mx.random.key(100 + seed))
 
+
+_K = mx.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+_LENS = mx.array([-0.28, 0.07, 1e-4, -2e-4, 0.01])
 
 # name -> (public function, batch size -> its arguments)
 CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]] = {
@@ -50,6 +53,9 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]
     "sl3_log": (lie.sl3_log, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)),)),
     "sl3_act": (lie.sl3_act, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)), _vec(b, 3, seed=1))),
     "sl3_compose": (lie.sl3_compose, lambda b: (lie.sl3_exp(_vec(b, 8, scale=0.3)), lie.sl3_exp(_vec(b, 8, seed=1)))),
+    # 5-coefficient OpenCV lens: the Newton iterations of the undistortion are a compiled core.
+    "undistort_points": (lambda p: camera.undistort_points(p, _K, _LENS)[0],
+                         lambda b: (mx.array([[320.0, 240.0]]) + 200.0 * _vec(b, 2),)),
 }
 
 
