@@ -73,6 +73,11 @@ OPS: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]]]
     "se3_act": (lie.se3_act, lambda b: (_pose(b), _vec(b, 3, 2.0))),
     "sl3_exp": (lie.sl3_exp, lambda b: (_vec(b, 8, 0.3),)),
     "sl3_log": (lie.sl3_log, lambda b: (lie.sl3_exp(_vec(b, 8, 0.3)),)),
+    "project_points 5-coefficient lens": (lambda x, pose: camera.project_points(x, _K, pose, _LENS),
+                                           lambda b: (_vec(b, 3) + mx.array([0.0, 0.0, 6.0]), _pose(1)[0])),
+    "unproject_points 5-coefficient lens": (lambda p, z: camera.unproject_points(p, z, _K, None, _LENS),
+                                            lambda b: (mx.random.uniform(0, 1, (b, 2)) * mx.array([1280.0, 720.0]),
+                                                       2.0 + mx.random.uniform(0, 1, (b,)))),
     "undistort_points 5-coefficient lens": (lambda p: camera.undistort_points(p, _K, _LENS),
                                             lambda b: (mx.random.uniform(0, 1, (b, 2)) * mx.array([1280.0, 720.0]),)),
 }
