@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mlxgeom import camera, lie, linalg
-from mlxgeom.solve.lm import DenseStep
 from mlxgeom.solve.ransac import _msac
 
 
@@ -63,8 +62,6 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[int], tuple[mx.array, ...]]
                                   lie.se3_exp(0.1 * _vec(b, 6, seed=2)))),
     "unproject_points": (lambda p, z: camera.unproject_points(p, z, _K, None, _LENS),
                          lambda b: (mx.array([[320.0, 240.0]]) + 200.0 * _vec(b, 2), 2.0 + mx.abs(_vec(b, 1))[..., 0])),
-    "lm_dense_step": (lambda a, g, mu: DenseStep()(a, g, mu)[0],
-                      lambda b: (_spd(b, 6), _vec(b, 6), 0.1 + mx.abs(_vec(b, 1))[..., 0])),
 }
 
 

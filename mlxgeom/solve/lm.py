@@ -32,7 +32,6 @@ from mlx.utils import tree_map
 
 from .. import linalg
 from .._checks import as_float, cast_out
-from .._compiled import compiled
 from .losses import RobustLoss, get_loss
 from .normal_equations import normal_equations, weighted_cost
 
@@ -156,26 +155,20 @@ class DenseStep:
     :func:`mlxgeom.linalg.solve_spd_ex`; ``predicted = 0.5 h^T (mu h - g)`` (MNT 2004, eq. 3.14)."""
 
     def __call__(self, system: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        return _dense_step(system, g, mu)
+        a, n = system, system.shape[-1]
+        finite = mx.all(mx.isfinite(a), axis=(-2, -1)) & mx.all(mx.isfinite(g), axis=-1) & mx.isfinite(mu)
+        # Double where: non-finite systems are replaced by I h = 0 before the solve.
+        eye = mx.eye(n, dtype=a.dtype)
+        a_s = mx.where(finite[..., None, None], a + mu[..., None, None] * eye, eye)
+        g_s = mx.where(finite[..., None], g, 0.0)
+        h, ok = linalg.solve_spd_ex(a_s, -g_s)
+        ok = ok & finite & mx.all(mx.isfinite(h), axis=-1)
+        h = mx.where(ok[..., None], h, 0.0)
+        hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
+        return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
 
     def max_diagonal(self, system: mx.array) -> mx.array:
         return mx.max(mx.diagonal(system, axis1=-2, axis2=-1), axis=-1)
-
-
-@compiled
-def _dense_step(system: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """DenseStep's array core: (h, ok, predicted) of the damped system, compiled."""
-    a, n = system, system.shape[-1]
-    finite = mx.all(mx.isfinite(a), axis=(-2, -1)) & mx.all(mx.isfinite(g), axis=-1) & mx.isfinite(mu)
-    # Double where: non-finite systems are replaced by I h = 0 before the solve.
-    eye = mx.eye(n, dtype=a.dtype)
-    a_s = mx.where(finite[..., None, None], a + mu[..., None, None] * eye, eye)
-    g_s = mx.where(finite[..., None], g, 0.0)
-    h, ok = linalg.solve_spd_ex(a_s, -g_s)
-    ok = ok & finite & mx.all(mx.isfinite(h), axis=-1)
-    h = mx.where(ok[..., None], h, 0.0)
-    hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
-    return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
 
 
 def _param_norm(x: Any, batch_ndim: int) -> mx.array:
