@@ -23,6 +23,7 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .._checks import as_floats, cast_out, check_batch, eps
+from .._compiled import compiled
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -227,6 +228,11 @@ def _newton_iterations(tx: mx.array, ty: mx.array, c: list[mx.array], iterations
     (tx, ty)); constants for autodiff. One kernel on CUDA (:mod:`distortion_cuda`)."""
     if distortion_cuda.enabled(tx, ty, c):
         return distortion_cuda.newton_iterations(tx, ty, c, iterations)
+    return _newton_pure(tx, ty, c, iterations)
+
+
+@compiled
+def _newton_pure(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int) -> tuple[mx.array, mx.array]:
     x, y = _inverse_tilt_start(tx, ty, c[12], c[13]) if len(c) == 14 else (tx, ty)
     for _ in range(iterations):
         x, y = _newton_step(x, y, tx, ty, c)

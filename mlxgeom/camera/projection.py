@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._compiled import compiled
 from .._cuda import fast_path
 from . import projection_cuda
 from .distortion import Distorted, check_opencv_coeffs, distort_opencv, newton_tol, undistort_opencv
@@ -251,8 +252,13 @@ def _project_values(points: mx.array, K: mx.array, pose: mx.array | None = None,
     """The elementwise projection core that every projection of the library goes through
     (``Camera``, PnP, triangulation, the RANSAC models, the CUDA kernel's reference):
     :func:`project_points` on arrays already checked and converted, in pure mx (no kernel
-    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it)."""
-    return Projection(*_forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3])
+    dispatch, so ``mx.vmap`` and forward-mode autodiff pass through it), compiled."""
+    return Projection(*_projected(points, K, pose, dist, model, min_depth))
+
+
+@compiled
+def _projected(points, K, pose, dist, model, min_depth):
+    return _forward(points, K, pose, dist, model, min_depth, jacobian=False)[:3]
 
 
 def _given(pose: mx.array | None, dist: mx.array | None) -> list[mx.array]:
@@ -377,8 +383,9 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
     return res if return_valid else res.points
 
 
+@compiled
 def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
-    """(world points, camera-frame points, valid) of checked inputs, in pure mx."""
+    """(world points, camera-frame points, valid) of checked inputs, in pure mx, compiled."""
     xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     xc, yc = und.x * z, und.y * z

@@ -15,6 +15,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
 from . import lie_cuda, so3
@@ -50,6 +51,7 @@ def _vee(m: mx.array) -> mx.array:
     return mx.concatenate([m[..., :3, 3], so3._vee(m[..., :3, :3])], axis=-1)
 
 
+@compiled
 def _exp_pure(xi: mx.array) -> mx.array:
     rho, phi = _split(xi)
     a = sc.angle_of(phi)
@@ -71,6 +73,7 @@ def _exp(xi: mx.array, method: str = "closed_form") -> mx.array:
     raise ValueError(f"se3_exp: method must be 'closed_form' or 'matrix_exp', got {method!r}")
 
 
+@compiled
 def _log_pure(m: mx.array) -> mx.array:
     r, t = _rt(m)
     phi = so3._log_pure(r)
@@ -86,6 +89,7 @@ def _inverse(m: mx.array) -> mx.array:
     return _from_rt(rt, -so3._act(rt, t))
 
 
+@compiled
 def _act_pure(m: mx.array, p: mx.array) -> mx.array:
     r, t = _rt(m)
     return so3._act_pure(r, p) + t

@@ -17,6 +17,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._compiled import compiled
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
 # square roots (Denman-Beavers, fixed iteration counts) until |X - I|_F <= _THETA, then
@@ -41,6 +42,7 @@ def _vee(m: mx.array) -> mx.array:
     )
 
 
+@compiled
 def _exp(x: mx.array) -> mx.array:
     return linalg.matrix_exp(_hat(x))
 
@@ -74,6 +76,7 @@ def _gregory(a: mx.array) -> mx.array:
     return 2.0 * linalg.matmul(z, acc)
 
 
+@compiled
 def _log_ex(h: mx.array) -> tuple[mx.array, mx.array]:
     x = _unit_det(h)
     roots = mx.zeros(x.shape[:-2], dtype=x.dtype)
@@ -207,7 +210,12 @@ def sl3_act(h, p) -> mx.array:
     check_trailing(h, (3, 3), "H")
     check_trailing(p, (3,), "p")
     check_batch(("H", h, 2), ("p", p, 1))
-    return cast_out(mx.sum(h * p[..., None, :], axis=-1), out)
+    return cast_out(_act(h, p), out)
+
+
+@compiled
+def _act(h: mx.array, p: mx.array) -> mx.array:
+    return mx.sum(h * p[..., None, :], axis=-1)
 
 
 def _adjoint(h: mx.array) -> mx.array:

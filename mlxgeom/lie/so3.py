@@ -23,6 +23,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
 from . import lie_cuda
@@ -69,6 +70,7 @@ def _hat_poly_apply(c0: mx.array, c1: Any, c2: mx.array, phi: mx.array, v: mx.ar
     return c0[..., None] * v + c1 * cross(phi, v) + (c2 * dot)[..., None] * phi
 
 
+@compiled
 def _exp_pure(phi: mx.array) -> mx.array:
     a = sc.angle_of(phi)
     b = sc.one_minus_cos_over_t2(a)
@@ -135,6 +137,7 @@ def _log_from_quaternion(q: mx.array) -> mx.array:
     return sc.half_angle_ratio(sc.norm2(v), q[..., 0])[..., None] * v
 
 
+@compiled
 def _log_pure(r: mx.array) -> mx.array:
     return _log_from_quaternion(_quaternion_wxyz(r))
 
@@ -142,6 +145,7 @@ def _log_pure(r: mx.array) -> mx.array:
 _log = fast_path(lie_cuda.so3_log, _log_pure, lie_cuda.enabled)
 
 
+@compiled
 def _act_pure(r: mx.array, p: mx.array) -> mx.array:
     return linalg.matmul(r, p[..., None])[..., 0]
 

@@ -14,6 +14,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_floats, cast_out, check_square, rhs_as_matrix
+from .._compiled import compiled
 
 
 def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
@@ -56,26 +57,34 @@ def _substitute(lower: mx.array, b: mx.array) -> mx.array:
     return mx.stack(x, axis=-2)
 
 
-@mx.custom_function
-def _solve_spd_core(a: mx.array, b: mx.array) -> tuple[mx.array, mx.array]:
+@compiled
+def _solve_masked(a: mx.array, b: mx.array) -> tuple[mx.array, mx.array]:
     lower, ok = _factor(a)
     x = _substitute(lower, b)
     return mx.where(ok[..., None, None], x, mx.nan), ok
 
 
-@_solve_spd_core.vjp
-def _solve_spd_vjp(primals, cotangents, outputs):
+@compiled
+def _solve_spd_pullback(a: mx.array, b: mx.array, g: mx.array, x: mx.array, ok: mx.array):
     # x = A^-1 b with A the symmetric part: gb = A^-1 g, gA = -sym(gb x^T).
     # Entries with ok False get zero gradients, so a masked-out failure stays harmless.
-    a, b = primals
-    g = cotangents[0]
-    x, ok = outputs
     lower, _ = _factor(a)
     okm = ok[..., None, None]
     gb = mx.where(okm, _substitute(lower, mx.where(okm, g, 0.0)), 0.0)
     xs = mx.where(okm, x, 0.0)
     outer = mx.sum(gb[..., :, None, :] * xs[..., None, :, :], axis=-1)
-    ga = -0.5 * (outer + outer.swapaxes(-1, -2))
+    return -0.5 * (outer + outer.swapaxes(-1, -2)), gb
+
+
+@mx.custom_function
+def _solve_spd_core(a: mx.array, b: mx.array) -> tuple[mx.array, mx.array]:
+    return _solve_masked(a, b)
+
+
+@_solve_spd_core.vjp
+def _solve_spd_vjp(primals, cotangents, outputs):
+    a, b = primals
+    ga, gb = _solve_spd_pullback(a, b, cotangents[0], *outputs)
     return _unbroadcast(ga, a.shape), _unbroadcast(gb, b.shape)
 
 

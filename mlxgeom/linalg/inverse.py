@@ -14,6 +14,7 @@ import functools
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
+from .._compiled import compiled
 from .._cuda import fast_path
 from . import inverse_cuda
 from .products import matmul
@@ -121,12 +122,18 @@ def _det_unscaled(m: list[list[mx.array]]) -> mx.array:
     return _adjugate_det(m)[1]
 
 
-@mx.custom_function
-def _det(a: mx.array) -> mx.array:
+@compiled
+def _det_scaled(a: mx.array) -> mx.array:
     b, s = _scaled_entries(a)
     return _times_power(_det_unscaled(b), s, a.shape[-1])
 
 
+@mx.custom_function
+def _det(a: mx.array) -> mx.array:
+    return _det_scaled(a)
+
+
+@compiled
 def _adjugate_transposed(a: mx.array) -> mx.array:
     """adj(A)^T = d det(A) / dA, scaled like the determinant (adj(A) = adj(A / s) s^(n - 1))."""
     b, s = _scaled_entries(a)
@@ -145,6 +152,7 @@ def _det_jvp(primal, tangent):
     return (mx.sum(_adjugate_transposed(primal) * tangent, axis=(-2, -1)),)
 
 
+@compiled
 def _inverse_adjugate(a: mx.array) -> mx.array:
     b, s = _scaled_entries(a)
     adj, det = _adjugate_det(b)
@@ -174,6 +182,15 @@ def _inverse_jvp(primal, tangent):
     # With a single input, MLX passes the arrays themselves rather than tuples.
     ainv = _inverse(primal)
     return (-matmul(matmul(ainv, tangent), ainv),)
+
+
+@compiled
+def _invertible(a: mx.array) -> mx.array:
+    """inv_ex's mask: finite entries and |det B| > n eps prod_i ||B[i, :]|| for B = A / s."""
+    eps = 2.220446049250313e-16 if a.dtype == mx.float64 else 1.1920929e-07
+    b, _ = _scaled_entries(a)
+    hadamard = functools.reduce(mx.multiply, [mx.sqrt(sum(x * x for x in row)) for row in b])
+    return mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(_det_unscaled(b)) > a.shape[-1] * eps * hadamard)
 
 
 def det(a) -> mx.array:
@@ -248,13 +265,9 @@ def inv_ex(a) -> tuple[mx.array, mx.array]:
         array([False, True], dtype=bool)
     """
     a, out = as_float(a, "a")
-    n = _check(a, "a")
+    _check(a, "a")
     ainv = _inverse(a)
-    eps = 2.220446049250313e-16 if a.dtype == mx.float64 else 1.1920929e-07
-    b, _ = _scaled_entries(a)
-    hadamard = functools.reduce(mx.multiply, [mx.sqrt(sum(x * x for x in row)) for row in b])
-    ok = mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(_det_unscaled(b)) > n * eps * hadamard)
-    return cast_out(ainv, out), ok
+    return cast_out(ainv, out), _invertible(a)
 
 
 def solve(a, b) -> mx.array:

@@ -48,6 +48,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_float, cast_out, check_square
+from .._compiled import compiled
 from .._cuda import fast_path
 from . import matrix_exp_cuda
 from .products import matmul
@@ -251,11 +252,13 @@ def _expm_block(p: Block, max_squarings: int) -> Block:
     return tuple(x / grow for x in e)
 
 
+@compiled
 def _expm(a: mx.array, max_squarings: int) -> mx.array:
     """exp(a) for (*, n, n) float32/float64, plain mx ops (autodiff works through it)."""
     return _expm_block((a,), max_squarings)[0]
 
 
+@compiled
 def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
     """L(x, e): upper-right block of exp([[x, e], [0, x]]), with e rescaled (L is linear in e).
 

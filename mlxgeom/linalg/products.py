@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import mlx.core as mx
 
 from .._checks import as_float, check_batch
+from .._compiled import compiled
 
 _UNROLL = 16
 
@@ -40,6 +41,11 @@ def matmul(a: Any, b: Any) -> mx.array:
         raise ValueError(f"matmul: expected a (*, n, k) and b (*, k, m), got a {tuple(a.shape)} and b {tuple(b.shape)}")
     if a.shape[:-2] != b.shape[:-2]:  # equal batches (the hot case) need no broadcast check
         check_batch(("a", a, 2), ("b", b, 2))
+    return _product(a, b)
+
+
+@compiled
+def _product(a: mx.array, b: mx.array) -> mx.array:
     k = a.shape[-1]
     if k > _UNROLL:
         return mx.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)

@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple
 import mlx.core as mx
 
 from .._checks import argmax
+from .._compiled import compiled
 
 # Elements of the (problems, candidates, points) error tensor evaluated per round (bounds peak memory).
 _ROUND_ELEMENTS = 1 << 25
@@ -117,6 +118,7 @@ def gather_points(x: mx.array, idx: mx.array) -> mx.array:
     return mx.take(x.reshape(b * n, d), (idx + offsets).reshape(-1), axis=0).reshape(*idx.shape, d)
 
 
+@compiled
 def _msac(e2: mx.array, valid: mx.array, thr2: mx.array) -> mx.array:
     """MSAC score (B, H) of squared errors (B, H, M) over the valid points (B, M).
 

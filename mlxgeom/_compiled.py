@@ -1,0 +1,59 @@
+"""The one way the library compiles its pure-MLX array cores: :func:`compiled`.
+
+Eager MLX runs each elementwise op as its own pass over memory; ``mx.compile`` fuses a core's
+graph into a few kernels (on the CPU too, through g++). Every hot core (the arithmetic after a
+public function's conversions and shape checks) is wrapped once, at import: ``mx.compile`` caches
+its traces by function object and retraces per input shape and dtype itself, so the compiled
+function must be created once, never per call. Python-scalar arguments are constants of the trace
+(one trace per value). Nested inside a user's ``mx.compile``, under
+``mx.grad``/``mx.vjp``/``mx.jvp``/``mx.vmap`` and inside ``mx.custom_function`` bodies and VJPs,
+MLX traces through a compiled function as through the plain one. CUDA kernel dispatch stays
+outside where it can; where a core calls a dispatching function (SL(3)'s log calls ``linalg.inv``),
+the dispatch is traced once, so each core keeps one compiled function per fast-path state and
+``MLXGEOM_CUDA_KERNELS`` is still read at each call.
+
+``MLXGEOM_COMPILE=0`` in the environment (read at each call) runs every core eagerly, for debugging.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, TypeVar
+
+import mlx.core as mx
+
+from ._cuda import on_cuda
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def enabled() -> bool:
+    """Whether library cores run compiled (``MLXGEOM_COMPILE`` is not ``0``)."""
+    return os.environ.get("MLXGEOM_COMPILE", "1") != "0"
+
+
+def compiled(fn: F) -> F:
+    """``fn`` through ``mx.compile``. Its arguments are arrays, lists/tuples of arrays, or Python
+    scalars (``mx.compile`` retraces per scalar value, so they act as static constants); one
+    compiled function per CUDA fast-path state (:func:`mlxgeom._cuda.on_cuda`).
+
+    Example:
+        >>> import mlx.core as mx
+        >>> @compiled
+        ... def scaled_sum(x, k):
+        ...     return (x * k).sum(axis=-1)
+        >>> scaled_sum(mx.ones((2, 3)), 2.0)
+        array([6, 6], dtype=float32)
+    """
+
+    @functools.cache
+    def for_state(cuda: bool) -> Callable[..., object]:
+        # A new function object per state: mx.compile caches its traces by function identity.
+        return mx.compile(functools.partial(fn))
+
+    @functools.wraps(fn)
+    def call(*args):
+        return for_state(on_cuda())(*args) if enabled() else fn(*args)
+
+    return call  # type: ignore[return-value]
