@@ -101,6 +101,8 @@ def kernels_on_cpu(build_dir, monkeypatch):
     """Every fast path on (unless MLXGEOM_CUDA_KERNELS=0), its kernel run by g++ on the CPU."""
     device = mx.default_device()
     mx.set_default_device(mx.cpu)
+    # The stand-in evaluates its inputs on the host, which mx.compile forbids: library cores run eagerly here.
+    monkeypatch.setenv("MLXGEOM_COMPILE", "0")
     for module in _MODULES:
         monkeypatch.setattr(module, "on_cuda", lambda: os.environ.get("MLXGEOM_CUDA_KERNELS", "1") != "0")
     monkeypatch.setattr(_cuda.mx.fast, "cuda_kernel", lambda **kw: _CpuKernel(build_dir, **kw))
