@@ -286,7 +286,6 @@ def pycolmap_adjust(model_dir: str) -> tuple[camera.colmap.ColmapModel, float] |
         import pycolmap
     except ImportError:
         return None
-    pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # quiet Ceres / glog
     rec = pycolmap.Reconstruction(model_dir)
     options = pycolmap.BundleAdjustmentOptions()
     options.refine_focal_length = options.refine_principal_point = options.refine_extra_params = False
