@@ -20,7 +20,7 @@ centres (Umeyama, numpy): rotation and position error per image, point RMS and m
 pycolmap imports, two references: ``pycolmap.bundle_adjustment`` (Ceres) of the same model before
 the final BA, and pycolmap's own pipeline (``geometric_verification`` + ``incremental_mapping``) on
 a database of the same keypoints and matches. Writes ``sparse/`` (COLMAP text, the result),
-``initial/`` (before the final BA), ``pycolmap_ba/``, ``pycolmap_sfm/``, ``top_view.png``,
+``initial/`` (before the final BA), ``pycolmap_ba/``, ``pycolmap_sfm/`` (with pycolmap's log), ``top_view.png``,
 ``reprojection_errors.png`` and ``report.txt`` under ``--out``.
 
 Usage: ``python examples/reconstruct.py [--small] [--outliers 0.1] [--out mlxgeom-out/reconstruct/]``.
@@ -29,8 +29,10 @@ Usage: ``python examples/reconstruct.py [--small] [--outliers 0.1] [--out mlxgeo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
+import sys
 import time
 from typing import Any
 
@@ -127,18 +129,29 @@ class Reconstruction:
                         f"median triangulation angle {angle[best]:.1f} deg")
         return i, j
 
+    def cameras(self, reg: np.ndarray) -> camera.Camera:
+        """The (V,) cameras of the images ``reg`` at their current poses."""
+        return self.lens.select(mx.array(reg.astype(np.int32))).with_pose(mx.array(self.poses[reg], mx.float32))
+
+    def reprojection(self, points: np.ndarray, tracks: np.ndarray, reg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel errors (N, V) of the points (N, 3) of ``tracks`` in the registered images ``reg``,
+        and whether each projection is valid (in front of the camera)."""
+        cams = self.cameras(reg)
+        proj = cams.project(mx.array(points, mx.float32)[None])  # (V, N, 2)
+        px = np.array(proj.pixels, np.float64).transpose(1, 0, 2)
+        return np.linalg.norm(px - self.px[tracks][:, reg], axis=-1), np.array(proj.valid).T
+
     def triangulate(self, tracks: np.ndarray) -> int:
         """Triangulate ``tracks`` from their trusted registered views; keep the points that reproject
         within the threshold in >= 2 views at an angle >= min_angle / 4. Returns the count kept."""
         reg = np.array(self.registered)
-        cams = self.lens.select(mx.array(reg.astype(np.int32))).with_pose(mx.array(self.poses[reg], mx.float32))
+        cams = self.cameras(reg)
         px = mx.array(self.px[tracks][:, reg], mx.float32)
         for _ in range(2):  # triangulate, drop the views beyond the threshold, triangulate again
             mask = self.use[tracks][:, reg]
             tri = mlxgeom.triangulate_points(cams, px, mask=mx.array(mask), refine=True)
-            proj = cams.project(tri.points[None])  # (V, N, 2)
-            err = np.linalg.norm(np.array(proj.pixels, np.float64).transpose(1, 0, 2) - self.px[tracks][:, reg], axis=-1)
-            bad = mask & ~((err < self.thr) & np.array(proj.valid).T)
+            err, valid = self.reprojection(np.array(tri.points, np.float64), tracks, reg)
+            bad = mask & ~((err < self.thr) & valid)
             self.use[tracks[:, None], reg[None]] &= ~bad
         x, ok = np.array(tri.points, np.float64), np.array(tri.ok) & ~bad.any(-1) & (mask.sum(-1) >= 2)
         centres = -np.einsum("vji,vj->vi", self.poses[reg, :3, :3], self.poses[reg, :3, 3])
@@ -190,11 +203,9 @@ class Reconstruction:
                                     max_iters=max_iters)
         self.poses[reg] = np.array(res.poses, np.float64)
         self.points[tracks] = np.array(res.points, np.float64)
-        cams = self.lens.select(mx.array(reg.astype(np.int32))).with_pose(mx.array(self.poses[reg], mx.float32))
-        proj = cams.project(mx.array(self.points[tracks], mx.float32)[None])  # (V, N, 2)
-        err = np.linalg.norm(np.array(proj.pixels, np.float64).transpose(1, 0, 2) - self.px[tracks][:, reg], axis=-1)
+        err, valid = self.reprojection(self.points[tracks], tracks, reg)
         before = self.use[tracks][:, reg]
-        after = self.seen[tracks][:, reg] & (err < self.thr) & np.array(proj.valid).T
+        after = self.seen[tracks][:, reg] & (err < self.thr) & valid
         self.use[tracks[:, None], reg[None]] = after
         self.has_point &= self.use[:, reg].sum(-1) >= 2
         return (f"BA of {len(reg)} images, {len(tracks)} points: cost {float(res.initial_cost):.1f} -> "
@@ -226,7 +237,8 @@ def reconstruct(data: dict[str, Any], threshold: float, min_angle: float, ba_eve
     return rec
 
 
-def to_model(rec: Reconstruction, names: list[str], first: bool = False) -> tuple[camera.colmap.ColmapModel, np.ndarray, np.ndarray]:
+def to_model(rec: Reconstruction, names: list[str],
+             first: bool = False) -> tuple[camera.colmap.ColmapModel, np.ndarray, np.ndarray]:
     """The reconstruction as a COLMAP model (images in index order, named as the input's), with the
     input image index of each model image and the track of each model point. ``first``: poses and
     points as first estimated, before bundle adjustment."""
@@ -294,6 +306,21 @@ def reprojection_errors(model: camera.colmap.ColmapModel) -> np.ndarray:
     return np.linalg.norm(np.array(res.residual, np.float64), axis=-1)[np.array(res.valid)]
 
 
+@contextlib.contextmanager
+def stderr_to(path: str):
+    """Send file descriptor 2 to ``path`` for the block: COLMAP's C++ log (glog, Ceres) goes to a
+    file next to its model instead of the console or the notebook."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def pycolmap_adjust(model_dir: str) -> tuple[camera.colmap.ColmapModel, float] | None:
     """pycolmap's (Ceres) bundle adjustment of the model in ``model_dir``, intrinsics fixed as ours;
     None without pycolmap."""
@@ -307,11 +334,12 @@ def pycolmap_adjust(model_dir: str) -> tuple[camera.colmap.ColmapModel, float] |
     options.print_summary = False
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY  # Ceres' CauchyLoss(a): a^2 log(1 + s / a^2)
     options.ceres.loss_function_scale = FINAL_LOSS_SCALE
-    start = time.perf_counter()
-    pycolmap.bundle_adjustment(rec, options)
-    seconds = time.perf_counter() - start
     out = os.path.join(model_dir, "..", "pycolmap_ba")
     os.makedirs(out, exist_ok=True)
+    start = time.perf_counter()
+    with stderr_to(os.path.join(out, "pycolmap.log")):
+        pycolmap.bundle_adjustment(rec, options)
+    seconds = time.perf_counter() - start
     rec.write_text(out)
     return camera.colmap.read_model(out, ext=".txt"), seconds
 
@@ -350,14 +378,14 @@ def pycolmap_incremental(data: dict[str, Any], camera_model: camera.colmap.Colma
     options.ba_refine_focal_length = options.ba_refine_principal_point = options.ba_refine_extra_params = False
     options.random_seed = 0
     start = time.perf_counter()
-    pycolmap.geometric_verification(db_path)
-    recs = pycolmap.incremental_mapping(db_path, images, out, options)
+    with stderr_to(os.path.join(out, "pycolmap.log")):
+        pycolmap.geometric_verification(db_path)
+        recs = pycolmap.incremental_mapping(db_path, images, out, options)
     seconds = time.perf_counter() - start
     if not recs:
         return None
-    rec = max(recs.values(), key=lambda r: r.num_reg_images())
-    rec.write_text(out)
-    model = camera.colmap.read_model(out, ext=".txt")
+    best = max(recs, key=lambda k: recs[k].num_reg_images())
+    model = camera.colmap.read_model(os.path.join(out, str(best)))  # incremental_mapping wrote it there
     poses, points = model_arrays(model)
     index = [data["names"].index(model.images[i].name) for i in sorted(model.images)]
     rows = []
@@ -393,7 +421,8 @@ def save_figures(out: str, ours: dict[str, Any], truth_poses: np.ndarray, truth_
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, max(np.percentile(before, 99.5), 1.0), 60)
-    ax.hist(np.clip(before, 0, bins[-1]), bins, alpha=0.6, label=f"as first estimated, no BA (RMS {rms(before):.3f} px)")
+    ax.hist(np.clip(before, 0, bins[-1]), bins, alpha=0.6,
+            label=f"as first estimated, no BA (RMS {rms(before):.3f} px)")
     ax.hist(np.clip(after, 0, bins[-1]), bins, alpha=0.6, label=f"after bundle adjustment (RMS {rms(after):.3f} px)")
     ax.set(xlabel="reprojection error (px)", ylabel="observations", title="Reprojection errors")
     ax.legend()
@@ -445,7 +474,8 @@ def run(out: str = DEFAULT_OUT, *, small: bool = False, outliers: float = 0.1, t
              f"{'':<22}{'max rot (deg)':>14}{'max pos (m)':>13}{'max pos (%)':>13}{'point RMS (m)':>15}"
              f"{'point median (m)':>18}"]
     row = lambda name, c: (f"{name:<22}{c['rot'].max():>14.4f}{c['pos'].max():>13.5f}"  # noqa: E731
-                           f"{100 * c['pos'].max() / c['scene']:>13.3f}{c['point_rms']:>15.5f}{c['point_median']:>18.5f}")
+                           f"{100 * c['pos'].max() / c['scene']:>13.3f}{c['point_rms']:>15.5f}"
+                           f"{c['point_median']:>18.5f}")
     lines.append(row("mlxgeom vs truth", ours))
     stats = {"registered": len(order), "images": len(data["ids"]), "points": len(tracks), "ours": ours,
              "seconds": seconds, "rms_no_ba": rms(no_ba), "rms_before": rms(before), "rms_after": rms(after)}
@@ -458,7 +488,8 @@ def run(out: str = DEFAULT_OUT, *, small: bool = False, outliers: float = 0.1, t
         gap = compare(ours_p, model_arrays(final)[1], ref_p, model_arrays(ref_model)[1])
         lines.append(row("mlxgeom vs pycolmap BA", gap))
         stats.update(pycolmap=theirs, gap=gap)
-    sfm_ref = pycolmap_incremental(data, truth.cameras[1], os.path.join(out, "pycolmap_sfm"), os.path.join(scene, "images"))
+    sfm_ref = pycolmap_incremental(data, truth.cameras[1], os.path.join(out, "pycolmap_sfm"),
+                                   os.path.join(scene, "images"))
     if sfm_ref is not None:
         both = [k for k in order if k in sfm_ref["poses"]]
         theirs = compare(np.stack([sfm_ref["poses"][k] for k in both]), sfm_ref["points"], data["truth_poses"][both],
@@ -472,7 +503,8 @@ def run(out: str = DEFAULT_OUT, *, small: bool = False, outliers: float = 0.1, t
         lines.append(f"pycolmap.bundle_adjustment of mlxgeom's model before its final BA: {ref_seconds:.2f} s "
                      f"(mlxgeom's final BA {seconds_ba:.2f} s)")
     lines.append(f"{'image':<14}{'rot (deg)':>10}{'pos (mm)':>10}")
-    lines += [f"{data['names'][k]:<14}{ours['rot'][n]:>10.4f}{1e3 * ours['pos'][n]:>10.2f}" for n, k in enumerate(order)]
+    lines += [f"{data['names'][k]:<14}{ours['rot'][n]:>10.4f}{1e3 * ours['pos'][n]:>10.2f}"
+              for n, k in enumerate(order)]
     save_figures(out, ours, truth_poses, truth_points, no_ba, after)
     report = "\n".join(lines) + "\n"
     with open(os.path.join(out, "report.txt"), "w") as f:
@@ -484,10 +516,13 @@ def run(out: str = DEFAULT_OUT, *, small: bool = False, outliers: float = 0.1, t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="the first five images only (smoke test)")
-    parser.add_argument("--outliers", type=float, default=0.1, help="fraction of observations replaced by random pixels")
+    parser.add_argument("--outliers", type=float, default=0.1,
+                        help="fraction of observations replaced by random pixels")
     parser.add_argument("--threshold", type=float, default=4.0, help="inlier threshold, pixels")
-    parser.add_argument("--min-angle", type=float, default=4.0, help="median triangulation angle of the initial pair, deg")
-    parser.add_argument("--ba-every", type=int, default=2, help="bundle-adjust after this many registrations (0: only at the end)")
+    parser.add_argument("--min-angle", type=float, default=4.0,
+                        help="median triangulation angle of the initial pair, deg")
+    parser.add_argument("--ba-every", type=int, default=2,
+                        help="bundle-adjust after this many registrations (0: only at the end)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args()
