@@ -399,12 +399,11 @@ def pycolmap_incremental(data: dict[str, Any], camera_model: camera.colmap.Colma
 # ----- figures ------------------------------------------------------------------------------------
 def save_figures(out: str, ours: dict[str, Any], truth_poses: np.ndarray, truth_points: np.ndarray,
                  before: np.ndarray, after: np.ndarray) -> None:
-    import matplotlib
+    # Figure without pyplot: no backend switch (a notebook importing this keeps its inline plots).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     ax.scatter(truth_points[:, 0], truth_points[:, 1], s=2, c="0.75", label="true points")
     ax.scatter(ours["aligned"][:, 0], ours["aligned"][:, 1], s=1, c="tab:blue", label="reconstructed points")
     true_c = -np.einsum("cji,cj->ci", truth_poses[:, :3, :3], truth_poses[:, :3, 3])
@@ -417,9 +416,9 @@ def save_figures(out: str, ours: dict[str, Any], truth_poses: np.ndarray, truth_
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "top_view.png"), dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     bins = np.linspace(0, max(np.percentile(before, 99.5), 1.0), 60)
     ax.hist(np.clip(before, 0, bins[-1]), bins, alpha=0.6,
             label=f"as first estimated, no BA (RMS {rms(before):.3f} px)")
@@ -428,7 +427,6 @@ def save_figures(out: str, ours: dict[str, Any], truth_poses: np.ndarray, truth_
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "reprojection_errors.png"), dpi=110)
-    plt.close(fig)
 
 
 # ----- main ---------------------------------------------------------------------------------------
