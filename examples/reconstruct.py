@@ -465,8 +465,8 @@ def run(out: str = DEFAULT_OUT, *, small: bool = False, outliers: float = 0.1, t
              f"RMS reprojection error: {rms(no_ba):.3f} px as first estimated (PnP, triangulation), "
              f"{rms(before):.3f} px before the final BA, {rms(after):.3f} px after ({int(res.iterations)} iterations)",
              f"({len(no_ba)}, {len(before)}, {len(after)} observations in front of their cameras)",
-             f"time: {seconds:.1f} s (incremental {seconds_incremental:.1f} s, final BA {seconds_ba:.1f} s, CPU/GPU as "
-             f"mx.default_device() = {mx.default_device()})",
+             f"time: {seconds:.1f} s (incremental {seconds_incremental:.1f} s, final BA {seconds_ba:.1f} s) on "
+             f"{mx.default_device()}",
              f"scene size (RMS distance of the true points from their centroid): {ours['scene']:.3f} m",
              "errors after a similarity alignment of the camera centres (Umeyama):",
              f"{'':<22}{'max rot (deg)':>14}{'max pos (m)':>13}{'max pos (%)':>13}{'point RMS (m)':>15}"
