@@ -143,7 +143,7 @@ def test_demo_timing_keeps_the_first_call_out_of_the_steady_state() -> None:
     assert t.first_call >= 0.3 and t.steady < 0.1
 
 
-@pytest.mark.parametrize("script", ["homography_stitch.py", "pose_optimisation.py", "unproject_pixels.py"])
+@pytest.mark.parametrize("script", ["homography_stitch.py", "pose_optimisation.py", "reconstruct.py", "unproject_pixels.py"])
 def test_every_example_writes_under_mlxgeom_out_by_default(script: str, tmp_path: Path) -> None:
     # One rule for all entry points: ./mlxgeom-out/<name>/ unless --out says otherwise (the demo too).
     from mlxgeom.demo import DEFAULT_OUT
@@ -161,3 +161,24 @@ def test_relative_pose_example_recovers_the_scene_pairs(tmp_path: Path) -> None:
     rot = float(line.split("median rotation error ")[1].split(" deg")[0])
     trans = float(line.split("median translation direction error ")[1].split(" deg")[0])
     assert rot < 1.0 and trans < 3.0, out
+
+
+def test_reconstruct_example_recovers_the_scene_up_to_a_similarity(tmp_path: Path) -> None:
+    out_dir = tmp_path / "rec"
+    run([str(EXAMPLES / "reconstruct.py"), "--small", "--out", str(out_dir)], tmp_path, timeout=180)
+    for name in ("top_view.png", "reprojection_errors.png"):
+        assert_png(out_dir / name)
+    report = (out_dir / "report.txt").read_text()
+    assert report.startswith("5/5 images registered"), report
+    rows = {ln[:22].strip(): [float(v) for v in ln[22:].split()] for ln in report.splitlines() if " vs " in ln[:22]}
+    rot, pos, pos_pct, point_rms, point_median = rows["mlxgeom vs truth"]
+    assert rot < 1.0 and pos_pct < 2.0 and point_median < 0.1, report
+    from mlxgeom.camera import colmap
+
+    model = colmap.read_model(str(out_dir / "sparse"), ext=".txt")
+    assert len(model.images) == 5 and len(model.points3D) > 500
+    assert sorted(im.name for im in model.images.values()) == [f"view_{i:02d}.png" for i in range(5)]
+    if "mlxgeom vs pycolmap BA" in rows:  # the same initial model adjusted by Ceres lands in the same place
+        assert rows["mlxgeom vs pycolmap BA"][0] < 0.01 and rows["mlxgeom vs pycolmap BA"][2] < 0.05, report
+    if "pycolmap SfM vs truth" in rows:  # COLMAP's own mapper on the same observations: the same accuracy class
+        assert pos_pct < 3 * rows["pycolmap SfM vs truth"][2] + 0.1, report
