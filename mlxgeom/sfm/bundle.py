@@ -234,6 +234,8 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
     masks) is read on the host once, like Ceres' symbolic analysis; the LM iterations run on the
     device in chunks of ``chunk`` iterations, between which the result is evaluated (bounded graph
     size, early exit once converged, ``progress`` calls). The damping carries over between chunks.
+    That outer loop reads one scalar per chunk on the host, so the call itself is not for
+    ``mx.compile``: every chunk's iterations run without a sync.
 
     Gauge: by default pose 0 is held and the scale is fixed through one translation coordinate of
     the pose farthest from it (see ``docs/bundle_adjustment.md``); with ``fix_poses`` or
