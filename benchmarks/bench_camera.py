@@ -1,8 +1,8 @@
 """Cameras: compiled mlxgeom projection / unprojection / depth reprojection vs cv2.projectPoints.
 
 Points are float32, in front of a 1920 x 1080 camera (f = 1500). "dist" uses five OpenCV
-coefficients (k1, k2, p1, p2, k3). mlxgeom runs ``mx.compile``d functions; OpenCV runs
-``cv2.projectPoints`` (float64 internally) once per camera. "copy" is a compiled same-size
+coefficients (k1, k2, p1, p2, k3), "fisheye" OpenCV's fisheye model (k1..k4). mlxgeom runs ``mx.compile``d functions; OpenCV runs
+``cv2.projectPoints`` / ``cv2.fisheye.projectPoints`` (float64 internally) once per camera. "copy" is a compiled same-size
 copy of the output pixels, the memory-bandwidth ceiling. On CUDA the projection tables add
 PyTorch (closed form) and kornia (``transform_points`` + ``project_points``) on the same GPU,
 without distortion ("pure mx": mlxgeom with its CUDA kernels off). Each cell is the median after
@@ -32,6 +32,7 @@ ON_GPU = mx.default_device() == mx.gpu
 ON_CUDA = ON_GPU and mx.cuda.is_available()
 K = np.array([[1500.0, 0.0, 959.5], [0.0, 1500.0, 539.5], [0.0, 0.0, 1.0]])
 DIST = np.array([-0.1, 0.02, 0.001, -0.001, 0.003])
+FISHEYE = np.array([0.05, -0.01, 0.002, -0.0005])
 
 
 def poses(n: int, seed: int = 0) -> np.ndarray:
@@ -46,11 +47,14 @@ def points(n: int, seed: int = 1) -> np.ndarray:
     return np.stack([rng.uniform(-0.6, 0.6, n) * z, rng.uniform(-0.35, 0.35, n) * z, z], -1).astype(np.float32)
 
 
-def cv2_project(X: np.ndarray, T: np.ndarray, dist: np.ndarray | None) -> list[np.ndarray]:
+def cv2_project(X: np.ndarray, T: np.ndarray, dist: np.ndarray | None, fisheye: bool = False) -> list[np.ndarray]:
     out = []
     for Ti in T.astype(np.float64):
         rvec = cv2.Rodrigues(Ti[:3, :3])[0]
-        out.append(cv2.projectPoints(X, rvec, Ti[:3, 3], K, dist)[0])
+        if fisheye:
+            out.append(cv2.fisheye.projectPoints(X[:, None], rvec, Ti[:3, 3], K, dist)[0])
+        else:
+            out.append(cv2.projectPoints(X, rvec, Ti[:3, 3], K, dist)[0])
     return out
 
 
@@ -73,7 +77,9 @@ def bench_project(cams: int, sizes: list[int], cv2_max: int) -> str:
     rows = []
     T = poses(cams)
     Km, Tm, dm = mx.array(K, dtype=mx.float32), mx.array(T), mx.array(DIST, dtype=mx.float32)
-    fns = {"mlxgeom": lambda X: project_points(X, Km, Tm)[0], "mlxgeom dist": lambda X: project_points(X, Km, Tm, dm)[0]}
+    fm = mx.array(FISHEYE, dtype=mx.float32)
+    fns = {"mlxgeom": lambda X: project_points(X, Km, Tm)[0], "mlxgeom dist": lambda X: project_points(X, Km, Tm, dm)[0],
+           "mlxgeom fisheye": lambda X: project_points(X, Km, Tm, fm, model="fisheye")[0]}
     timed = {name: mx.compile(fn) for name, fn in fns.items()}
     if ON_CUDA:
         timed.update({f"{name}, pure mx": pure_mx(fn) for name, fn in fns.items()})
@@ -93,6 +99,7 @@ def bench_project(cams: int, sizes: list[int], cv2_max: int) -> str:
         X64 = X_np.astype(np.float64)
         row["cv2"] = time_ms(lambda: cv2_project(X64, T, None), repeats=3, warmup=1) if small else None
         row["cv2 dist"] = time_ms(lambda: cv2_project(X64, T, DIST), repeats=3, warmup=1) if small else None
+        row["cv2 fisheye"] = time_ms(lambda: cv2_project(X64, T, FISHEYE, True), repeats=3, warmup=1) if small else None
         rows.append(row)
     return table(f"project N points through {cams} camera(s), float32 (B = N)", rows, ref="copy")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from helpers import LENSES
+from helpers import FISHEYE_LENS, LENSES
 from mlxgeom import camera, lie, linalg, optim
 from mlxgeom.camera import distortion, distortion_cuda, projection_cuda
 from mlxgeom.lie import lie_cuda, se3, so3
@@ -357,6 +357,28 @@ def test_projection_kernels_equal_the_pure_paths(layout, k, monkeypatch):
     both = fast[2] & ref[2]
     for f, r in zip(fast[:2], ref[:2]):
         np.testing.assert_allclose(f[both], r[both], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", sorted(_CAMERA_LAYOUTS))
+def test_fisheye_projection_kernel_equals_the_pure_path_in_values_and_gradients(layout, monkeypatch):
+    X, K, pose, _ = _cameras(layout, 0)
+    dist = mx.array(np.array(FISHEYE_LENS, np.float32))
+    calls = []
+    monkeypatch.setattr(projection_cuda, "project", lambda *a, _f=projection_cuda.project: calls.append(a[-1]) or _f(*a))
+
+    def run():
+        proj = camera.project_points(X, K, pose, dist, model="fisheye")
+        grad = mx.grad(lambda X: mx.sum(mx.where(proj.valid[..., None],
+                                                 camera.project_points(X, K, pose, dist, model="fisheye").pixels, 0.0)))(X)
+        return proj.pixels, proj.depth, proj.valid, grad
+
+    (px, z, ok, g), (rpx, rz, rok, rg) = _on_and_off(run, monkeypatch)
+    assert calls == ["fisheye", "fisheye"]
+    np.testing.assert_array_equal(ok, rok)
+    assert ok.mean() > 0.99
+    np.testing.assert_allclose(px[ok], rpx[rok], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(z, rz, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g, rg, rtol=1e-4, atol=1e-4 * np.nanmax(np.abs(rg)))
 
 
 def test_projection_kernels_compile_at_two_batch_sizes_and_differentiate_as_the_pure_paths(monkeypatch):

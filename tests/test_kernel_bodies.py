@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from helpers import LENSES
+from helpers import FISHEYE_LENS, LENSES
 from test_cuda_kernels import _pnp_points, _rotation_vectors
 from mlxgeom import _cuda, lie, linalg
 from mlxgeom.camera import distortion, distortion_cuda, projection, projection_cuda
@@ -215,8 +215,19 @@ def _scene(k: int, cameras: int, with_pose: bool):
 @pytest.mark.parametrize("cameras, with_pose", [(1, False), (1, True), (3, True)])
 def test_projection_kernel_equals_the_pure_projection(k, cameras, with_pose, kernels_on_cpu):
     X, K, pose, dist = _scene(k, cameras, with_pose)
-    pixels, depth, valid = projection_cuda.project(X, K, pose, dist, 1e-6)
-    ref = projection._project_values(X, K, pose, dist, "opencv", 1e-6)
+    _assert_projection_kernel_equals_the_pure_one(X, K, pose, dist, "opencv")
+
+
+@pytest.mark.parametrize("cameras, with_pose", [(1, False), (3, True)])
+def test_fisheye_projection_kernel_equals_the_pure_projection(cameras, with_pose, kernels_on_cpu):
+    X, K, pose, _ = _scene(0, cameras, with_pose)
+    dist = mx.array((np.array(FISHEYE_LENS) * np.linspace(1.0, 0.7, cameras)[:, None]).astype(np.float32))
+    _assert_projection_kernel_equals_the_pure_one(X, K, pose, dist, "fisheye")
+
+
+def _assert_projection_kernel_equals_the_pure_one(X, K, pose, dist, model):
+    pixels, depth, valid = projection_cuda.project(X, K, pose, dist, 1e-6, model)
+    ref = projection._project_values(X, K, pose, dist, model, 1e-6)
     _assert_same_values(pixels, ref[0], rtol=2e-6, atol=1e-4)
     _assert_same_values(depth, ref[1])
     np.testing.assert_array_equal(np.array(valid) == 1.0, np.array(ref[2]))

@@ -198,8 +198,9 @@ def _project(points_world, K, pose, dist, model, min_depth, jacobian):
     _check_broadcast(cam_batch, points.shape[:-2], "points_world")
     if not jacobian:
         cameras = _given(pose, dist)
-        if projection_cuda.enabled([points, K, *cameras], dist, model):
-            pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth))(points, K, *cameras)
+        if projection_cuda.enabled([points, K, *cameras], dist, model, ("opencv", "fisheye")):
+            pixels, depth, valid = _project_fast(pose is not None, dist is not None, float(min_depth), model)(
+                points, K, *cameras)
             valid = valid > 0
         else:
             pixels, depth, valid = _project_values(points, K, pose, dist, model, min_depth)
@@ -272,15 +273,15 @@ def _taken(rest: tuple[mx.array, ...], has_pose: bool, has_dist: bool) -> tuple[
 
 
 @functools.cache
-def _project_fast(has_pose: bool, has_dist: bool, min_depth: float):
+def _project_fast(has_pose: bool, has_dist: bool, min_depth: float, model: str):
     """:func:`projection_cuda.project` on (points, K[, pose][, dist]), valid as 1.0 / 0.0,
     differentiated as the pure path (:func:`mlxgeom._cuda.fast_path`)."""
 
     def kernel(points, K, *rest):
-        return projection_cuda.project(points, K, *_taken(rest, has_pose, has_dist), min_depth)
+        return projection_cuda.project(points, K, *_taken(rest, has_pose, has_dist), min_depth, model)
 
     def pure(points, K, *rest):
-        pixels, depth, valid = _project_values(points, K, *_taken(rest, has_pose, has_dist), "opencv", min_depth)
+        pixels, depth, valid = _project_values(points, K, *_taken(rest, has_pose, has_dist), model, min_depth)
         return pixels, depth, mx.where(valid, 1.0, 0.0)
 
     return fast_path(kernel, pure, lambda *args: True)

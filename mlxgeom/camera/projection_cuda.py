@@ -1,4 +1,4 @@
-"""CUDA fast paths for projection and unprojection through OpenCV cameras (``kernels/project.cu``,
+"""CUDA fast paths for projection (OpenCV and fisheye lenses) and unprojection (OpenCV) (``kernels/project.cu``,
 ``kernels/unproject.cu``): one thread per (camera, point) pair runs the whole pure path (pose,
 perspective division, the lens model of ``kernels/lens.cuh`` with its Newton steps, intrinsics,
 validity) in registers, where MLX's fused kernels take 3.5-10x a same-size copy on an H200.
@@ -18,9 +18,11 @@ import mlx.core as mx
 from .._cuda import launch, on_cuda
 
 
-def enabled(arrays: list[mx.array], dist: mx.array | None, model: str) -> bool:
-    """Whether the kernels apply: CUDA, float32 throughout, the OpenCV model, something to compute."""
-    return (all(a.dtype == mx.float32 for a in arrays) and (dist is None or model == "opencv")
+def enabled(arrays: list[mx.array], dist: mx.array | None, model: str, models: tuple[str, ...] = ("opencv",)) -> bool:
+    """Whether a kernel applies: CUDA, float32 throughout, a lens model it has (``models``: the
+    unprojection kernel has the OpenCV model, the projection kernel also the fisheye one), something
+    to compute."""
+    return (all(a.dtype == mx.float32 for a in arrays) and (dist is None or model in models)
             and all(a.size > 0 for a in arrays) and on_cuda())
 
 
@@ -54,15 +56,17 @@ def _run(name: str, cam: mx.array, per_point: dict[str, mx.array], limit: float,
 
 
 def project(points: mx.array, K: mx.array, pose: mx.array | None, dist: mx.array | None,
-            min_depth: float) -> tuple[mx.array, mx.array, mx.array]:
+            min_depth: float, model: str = "opencv") -> tuple[mx.array, mx.array, mx.array]:
     """Pixels (*b, N, 2), depth (*b, N) and valid as 1.0 / 0.0 (*b, N) of points (*p, N, 3) through
-    cameras (*c), b the broadcast of p and c; one thread per (camera, point)."""
+    cameras (*c), b the broadcast of p and c, lens ``model`` "opencv" or "fisheye"; one thread per
+    (camera, point)."""
     cam = _pack_camera(K, pose, dist)
     batch = mx.broadcast_shapes(cam.shape[:-1], points.shape[:-2])
     k = 0 if dist is None else dist.shape[-1]
     pixels, depth, valid = _run("project", _rows(cam, batch, 1), {"p": _rows(points, batch, 2)}, min_depth, batch,
                                 points.shape[-2], {"pixels": 2, "depth": 1, "valid": 1},
-                                [("HAS_POSE", pose is not None), ("K", k)])
+                                [("HAS_POSE", pose is not None), ("K", k),
+                                 ("FISHEYE", dist is not None and model == "fisheye")])
     return pixels, depth[..., 0], valid[..., 0]
 
 

@@ -73,6 +73,21 @@ __device__ inline bool distort(const Lens& L, float x, float y, float& xd, float
   return dok;
 }
 
+// OpenCV's fisheye model (camera/fisheye.py distort_fisheye) with c = k1..k4: theta = atan(r),
+// theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8), (xd, yd) = (theta_d / r) (x, y), the factor's
+// series 1 - r^2 / 3 below r^2 = 1e-24.
+__device__ inline void distort_fisheye(const float* c, float x, float y, float& xd, float& yd) {
+  const float r2 = x * x + y * y;
+  const bool big = r2 > 1e-24f;
+  const float r = sqrtf(big ? r2 : 1.0f);
+  const float theta = big ? atanf(r) : 0.0f;
+  const float t2 = theta * theta;
+  const float p = 1.0f + t2 * (c[0] + t2 * (c[1] + t2 * (c[2] + t2 * c[3])));
+  const float scale = (big ? theta / r : 1.0f - r2 / 3.0f) * p;
+  xd = x * scale;
+  yd = y * scale;
+}
+
 // One Newton step from (x, y) towards the distorted target (tx, ty) into (nx, ny), with the Jacobian's
 // determinant, the residual (rx, ry) and the model's validity.
 template <int K>

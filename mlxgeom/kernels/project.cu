@@ -1,7 +1,7 @@
 // Pixels (2), depth and valid (1.0 / 0.0) of one (camera, point) pair per thread, as
 // projection._project_values. cam: (C, M) packed cameras (lens.cuh: Pinhole), C = 1 or the output's
 // rows; p: (P, N, 3) points, P = 1 (shared by every camera) or the rows; lim: min_depth.
-// Template: HAS_POSE, K. Header: common.cuh, lens.cuh.
+// Template: HAS_POSE, K, FISHEYE (the fisheye model, K = 4). Header: common.cuh, lens.cuh.
 
 // @body (the kernel's body; what is above is its header)
   const long long N = p_shape[1];
@@ -11,7 +11,7 @@
   const float* cam_r = cam + (cam_shape[0] == 1 ? 0 : i / N) * cam_shape[1];
   const float* p_r = p + (p_shape[0] == 1 ? i % N : i) * 3;
   const Pinhole P = pinhole(cam_r);
-  const Lens L = lens<K>(cam_r + (HAS_POSE ? 17 : 5));
+  const float* c = cam_r + (HAS_POSE ? 17 : 5);
   const float X = p_r[0], Y = p_r[1], Z = p_r[2];
   float xc = X, yc = Y, zc = Z;
   if (HAS_POSE) {
@@ -22,7 +22,9 @@
   const bool front = zc > lim[0];
   const float iz = 1.0f / (front ? zc : 1.0f);
   float xd, yd;
-  const bool dok = distort<K, false>(L, xc * iz, yc * iz, xd, yd, nullptr);
+  bool dok = true;
+  if (FISHEYE) distort_fisheye(c, xc * iz, yc * iz, xd, yd);
+  else dok = distort<K, false>(lens<K>(c), xc * iz, yc * iz, xd, yd, nullptr);
   const float u = P.fx * xd + P.s * yd + P.cx;
   const float v = P.fy * yd + P.cy;
   pixels[2 * i] = u;
