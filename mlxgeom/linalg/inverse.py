@@ -162,7 +162,7 @@ def _inverse_block(a: mx.array) -> mx.array:
 
 # On the CPU a batch larger than this (bytes) is inverted in blocks of _BLOCK_ROWS matrices, so
 # that the fused kernels' intermediates (one plane per entry) stay in the caches: at 1M 3x3
-# float32 matrices (38 MB) one pass over the whole batch costs ~1.4x the blocked one.
+# float32 matrices (38 MB) one pass over the whole batch costs 1.2-1.4x the blocked one.
 _BLOCKED_ABOVE = 32 << 20
 _BLOCK_ROWS = 1 << 15
 
