@@ -10,7 +10,9 @@ function must be created once, never per call. Python-scalar arguments are const
 MLX traces through a compiled function as through the plain one. CUDA kernel dispatch stays
 outside where it can; where a core calls a dispatching function (SL(3)'s log calls ``linalg.inv``),
 the dispatch is traced once, so each core keeps one compiled function per fast-path state and
-``MLXGEOM_CUDA_KERNELS`` is still read at each call.
+``MLXGEOM_CUDA_KERNELS`` is still read at each call. Likewise one per default device kind (CPU or
+GPU): a trace keeps the device it was recorded on, and a core may arrange its work per device
+(the inverse works through large batches in blocks on the CPU).
 
 ``MLXGEOM_COMPILE=0`` in the environment (read at each call) runs every core eagerly, for debugging.
 """
@@ -33,10 +35,15 @@ def enabled() -> bool:
     return os.environ.get("MLXGEOM_COMPILE", "1") != "0"
 
 
+def on_cpu() -> bool:
+    """Whether MLX's default device is the CPU."""
+    return mx.default_device() == mx.cpu
+
+
 def compiled(fn: F) -> F:
     """``fn`` through ``mx.compile``. Its arguments are arrays, lists/tuples of arrays, or Python
     scalars (``mx.compile`` retraces per scalar value, so they act as static constants); one
-    compiled function per CUDA fast-path state (:func:`mlxgeom._cuda.on_cuda`).
+    compiled function per CUDA fast-path state (:func:`mlxgeom._cuda.on_cuda`) and default device kind.
 
     Example:
         >>> import mlx.core as mx
@@ -48,12 +55,12 @@ def compiled(fn: F) -> F:
     """
 
     @functools.cache
-    def for_state(cuda: bool) -> Callable[..., object]:
+    def for_state(cuda: bool, cpu: bool) -> Callable[..., object]:
         # A new function object per state: mx.compile caches its traces by function identity.
         return mx.compile(functools.partial(fn))
 
     @functools.wraps(fn)
     def call(*args):
-        return for_state(on_cuda())(*args) if enabled() else fn(*args)
+        return for_state(on_cuda(), on_cpu())(*args) if enabled() else fn(*args)
 
     return call  # type: ignore[return-value]

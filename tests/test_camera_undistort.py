@@ -68,6 +68,23 @@ def test_distort_after_undistort_returns_the_pixels(k, model):
     assert np.abs(to_np(back) - px).max() < 2e-3
 
 
+def test_undistort_is_at_least_as_accurate_as_cv2_default_call():
+    # The lens and image of benchmarks/bench_compiled.py (a strong barrel lens): cv2.undistortPoints with
+    # its default criteria (a few fixed-point iterations) against the converged solution and the round trip.
+    K = np.array([[800.0, 0.0, 640.0], [0.0, 800.0, 360.0], [0.0, 0.0, 1.0]])
+    d = np.array([-0.28, 0.07, 1e-4, -2e-4, 0.01])
+    px = np.random.default_rng(7).uniform([0, 0], [1280, 720], (2000, 2))
+    ref = cv2.undistortPoints(px[:, None], K, d, criteria=CONVERGED)[:, 0]
+    fast = cv2.undistortPoints(px[:, None], K, d)[:, 0]
+    got, ok = undistort_points(mxa(px), mxa(K), mxa(d))
+    assert np.array(ok).all()
+    ours_err, cv2_err = np.abs(to_np(got) - ref).max(), np.abs(fast - ref).max()
+    assert ours_err <= cv2_err and ours_err * K[0, 0] < 1e-3
+    back, _ = distort_points(got, mxa(K), mxa(d))
+    back_cv2 = cv2.projectPoints(np.c_[fast, np.ones(len(fast))], np.zeros(3), np.zeros(3), K, d)[0][:, 0]
+    assert np.abs(to_np(back) - px).max() <= np.abs(back_cv2 - px).max()
+
+
 def test_distort_points_matches_cv2_project_points_of_normalized_points():
     rng = np.random.default_rng(4)
     xy, d = rng.uniform(-0.6, 0.6, (100, 2)), dist_for(14, 4)

@@ -297,3 +297,19 @@ def test_det_jvp_and_second_derivative_match_finite_differences(n):
     hess_t = mx.jvp(grad, [a], [t])[1][0]
     fd2 = (grad(a + h * t) - grad(a - h * t)) / (2 * h)
     np.testing.assert_allclose(np.array(hess_t), np.array(fd2), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_blocked_inverse_on_cpu_equals_one_pass(n, monkeypatch):
+    # Large CPU batches are inverted in blocks (inverse._BLOCKED_ABOVE); shrink the limits so a small
+    # batch of every scale takes that path, with a last block shorter than the others.
+    from mlxgeom.linalg import inverse
+
+    a = np.concatenate([_scaled_inputs(n, s)[0] for s in (1.0, *SCALES)]).reshape(5, 6, n, n)
+    with mx.stream(mx.cpu):
+        one_pass = np.array(linalg.inv(mx.array(a)))
+        monkeypatch.setattr(inverse, "_BLOCKED_ABOVE", 0)
+        monkeypatch.setattr(inverse, "_BLOCK_ROWS", 7)
+        # (3, 10, n, n): a shape not traced before, so the compiled core is traced with the patched limits.
+        blocked = linalg.inv(mx.array(a.reshape(3, 10, n, n)))
+    np.testing.assert_array_equal(np.array(blocked).reshape(a.shape), one_pass)

@@ -93,11 +93,12 @@ def distort_opencv(x: mx.array, y: mx.array, c: list[mx.array], jacobian: bool =
         k4, k5, k6 = c[5:8]
         den = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
         dden = k4 + r2 * (2 * k5 + 3 * r2 * k6)
+        ok_den = den != 0
+        inv_den = _safe_div(one, den, ok_den)
+        radial = num * inv_den
     else:
-        den, dden = one, None
-    ok_den = den != 0
-    inv_den = _safe_div(one, den, ok_den)
-    radial = num * inv_den
+        # No denominator: nothing to divide or mask.
+        dden, ok_den, inv_den, radial = None, mx.ones(x.shape, dtype=mx.bool_), one, num
     xy = x * y
     xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy
@@ -206,6 +207,7 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     if len(c) == 0:
         return Undistorted(xd, yd, mx.isfinite(xd) & mx.isfinite(yd))
     tol = newton_tol(xd.dtype, tol)
+    c = _as_scalars(c, max(xd.ndim, yd.ndim))
     cs = [mx.stop_gradient(a) for a in c]
     tx, ty = mx.stop_gradient(xd), mx.stop_gradient(yd)
     x, y = _newton_iterations(tx, ty, cs, iterations)
@@ -221,6 +223,16 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     size = 1 + mx.sqrt(tx * tx + ty * ty)
     conv = (res <= tol * size) & (det > 0) & f.ok & mx.isfinite(xs) & mx.isfinite(ys)
     return Undistorted(xs, ys, conv)
+
+
+def _as_scalars(c: list[mx.array], ndim: int) -> list[mx.array]:
+    """One camera's coefficients as 0-d arrays where that leaves the broadcast shape unchanged.
+
+    A (1,) coefficient broadcast against (N,) points makes MLX's fused CPU kernels take their
+    strided loop (a stride-0 input), a 0-d one their contiguous, vectorized loop: ~1.3x per
+    Newton step at 262k points.
+    """
+    return [a.reshape(()) if a.size == 1 and a.ndim <= ndim else a for a in c]
 
 
 def _newton_iterations(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int) -> tuple[mx.array, mx.array]:

@@ -450,6 +450,14 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
     _check_broadcast(cam_batch, px.shape[:-2], "pixels")
+    pts, ok = _undistorted(px, K, dist, model, K_new, iterations, tol)
+    pts = cast_out(pts, out)
+    return (pts[..., 0, :], ok[..., 0]) if single else (pts, ok)
+
+
+@compiled
+def _undistorted(px, K, dist, model, K_new, iterations, tol):
+    """(points, converged) of :func:`undistort_points` on checked inputs, in pure mx, compiled."""
     xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     x, y, ok = und.x, und.y, und.converged & fok
@@ -457,9 +465,7 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         fx, fy, cx, cy, s, nok = _intrinsics(K_new)
         x, y, ok = fx * x + s * y + cx, fy * y + cy, ok & nok
     pts = mx.stack([x, y], axis=-1)
-    ok = mx.broadcast_to(ok, pts.shape[:-1])
-    pts, ok = cast_out(pts, out), ok
-    return (pts[..., 0, :], ok[..., 0]) if single else (pts, ok)
+    return pts, mx.broadcast_to(ok, pts.shape[:-1])
 
 
 def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",

@@ -14,7 +14,7 @@ import functools
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
-from .._compiled import compiled
+from .._compiled import compiled, on_cpu
 from .._cuda import fast_path
 from . import inverse_cuda
 from .products import matmul
@@ -152,13 +152,30 @@ def _det_jvp(primal, tangent):
     return (mx.sum(_adjugate_transposed(primal) * tangent, axis=(-2, -1)),)
 
 
-@compiled
-def _inverse_adjugate(a: mx.array) -> mx.array:
+def _inverse_block(a: mx.array) -> mx.array:
     b, s = _scaled_entries(a)
     adj, det = _adjugate_det(b)
     # A^-1 = (A / s)^-1 / s; (c / det) is an entry of (A / s)^-1, in range wherever A^-1 is.
     inv_det, inv_s = 1.0 / det, 1.0 / s
     return _assemble([[c * inv_det * inv_s for c in row] for row in adj])
+
+
+# On the CPU a batch larger than this (bytes) is inverted in blocks of _BLOCK_ROWS matrices, so
+# that the fused kernels' intermediates (one plane per entry) stay in the caches: at 1M 3x3
+# float32 matrices (38 MB) one pass over the whole batch costs 1.2-1.4x the blocked one.
+_BLOCKED_ABOVE = 32 << 20
+_BLOCK_ROWS = 1 << 15
+
+
+@compiled
+def _inverse_adjugate(a: mx.array) -> mx.array:
+    n = a.shape[-1]
+    flat = a.reshape(-1, n, n)
+    rows = flat.shape[0]
+    if not on_cpu() or a.nbytes <= _BLOCKED_ABOVE:
+        return _inverse_block(a)
+    blocks = [_inverse_block(flat[i:i + _BLOCK_ROWS]) for i in range(0, rows, _BLOCK_ROWS)]
+    return mx.concatenate(blocks, axis=0).reshape(a.shape)
 
 
 # The kernel on CUDA (float32 3x3/4x4), else the adjugate.
