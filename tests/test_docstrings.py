@@ -21,7 +21,7 @@ import pytest
 SUBPACKAGES = ("linalg", "lie", "camera", "homography", "solve", "optim", "epipolar", "sfm", "calibration")
 SHAPE = re.compile(
     r"\((?:\*|\.\.\.)[a-z_]*(?:, *[^()]+)?\)"  # (*, N, 2), (..., 3, 3), (*batch), (*, tangent_dim)
-    r"|\([A-Za-z0-9_]+(?:, *[A-Za-z0-9_*+ -]+)+\)"  # (N, 3), (B, 4, 4), (V, M)
+    r"|\([A-Za-z0-9_]+(?: *[*+] *[A-Za-z0-9_]+)*(?:, *[A-Za-z0-9_*+ -]+)+\)"  # (N, 3), (B, 4, 4), (rows * cols, 3)
     r"|\([A-Z0-9],?\)"  # (3,), (N)
     r"|\bscalar\b"
 )

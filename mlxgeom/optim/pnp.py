@@ -74,9 +74,14 @@ def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
 
 
 def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
-    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) through the pinhole projection
-    core (``camera.projection._project_values``); finite placeholders for points behind
-    the camera."""
+    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) of poses (*, 4, 4), points
+    pw (*, N, 3), pixels (*, N, 2) and K (*, 3, 3), through the pinhole projection core
+    (``camera.projection._project_values``); finite placeholders for points behind the camera.
+
+    >>> pw, k = mx.array([[0.0, 0.0, 5.0], [1.0, 0.0, 5.0]]), mx.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    >>> reprojection_residuals(mx.eye(4), pw, mx.array([[320.0, 240.0], [420.0, 241.0]]), k).tolist()
+    [[0.0, 0.0], [0.0, -1.0]]
+    """
     check_trailing(pose, (4, 4), "pose")
     check_trailing(pw, (3,), "pw")
     check_trailing(pixels, (2,), "pixels")
@@ -207,11 +212,20 @@ def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
 
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
                loss: Union[RobustLoss, str, None] = None, loss_scale: float = 2.0, max_iters: int = 10):
-    """LM refinement of world-to-camera poses on reprojection errors (left update).
+    """LM refinement of world-to-camera poses (*, 4, 4) on reprojection errors (left update) of
+    points pw (*, N, 3), pixels (*, N, 2), K (*, 3, 3) and weights w (*, N).
 
     Returns the :class:`LMResult` (its ``x`` is the refined (*, 4, 4) pose). Points with
     ``w == 0`` do not contribute. The normal equations are summed per point
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
+
+    >>> from mlxgeom import lie
+    >>> pw = mx.array([[0., 0, 5], [1, 0, 6], [0, 1, 5.5], [1, 1, 4], [-1, 0.5, 6.5], [0.3, -1, 5]])
+    >>> k = mx.array([[500., 0, 320], [0, 500, 240], [0, 0, 1]])
+    >>> uv = pw[:, :2] / pw[:, 2:] * 500 + mx.array([320., 240])
+    >>> res = refine_pnp(lie.se3_exp(mx.array([0.05, -0.02, 0.1, 0.01, 0.02, -0.01])), pw, uv, k, mx.ones(6))
+    >>> res.converged.item(), bool(mx.abs(res.x - mx.eye(4)).max() < 1e-4)
+    (True, True)
     """
     _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
