@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Union
 
 import mlx.core as mx
 
-from .. import linalg
+from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from .._cuda import fast_path
 from ..camera import projection
@@ -111,15 +111,7 @@ def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.ar
 
 
 def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
-    from .. import lie
-
     return lie.se3_compose(lie.se3_exp(h), pose)
-
-
-def _pose_from_rt(r: mx.array, t: mx.array) -> mx.array:
-    top = mx.concatenate([r, t[..., None]], axis=-1)
-    bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=r.dtype), (*top.shape[:-2], 1, 4))
-    return mx.concatenate([top, bottom], axis=-2)
 
 
 def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
@@ -251,8 +243,6 @@ def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.arr
 def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array,
             hessian: mx.array | None, inliers: mx.array, out: mx.Dtype) -> PnPResult:
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
-    from .. import lie
-
     in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
                       axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
@@ -306,7 +296,7 @@ def initial_pose(pw: mx.array, uv: mx.array, k: mx.array, w: mx.array, method: s
     xn = normalize_pixels(uv, k)
     xn = mx.where((w > 0)[..., None], xn, 0.0)
     r, t, ok = (_pnp_init.dlt if method == "dlt" else _pnp_init.epnp)(pw, xn, w)
-    pose = _pose_from_rt(r, t)
+    pose = lie.se3_from_rt(r, t)
     ok = ok & mx.all(mx.isfinite(pose), axis=(-2, -1))
     return mx.where(ok[..., None, None], pose, mx.eye(4, dtype=pose.dtype)), ok
 
