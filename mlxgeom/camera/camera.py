@@ -27,7 +27,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import mlx.core as mx
 
-from .. import linalg
+from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
 from .intrinsics import crop_intrinsics, focal_ok, intrinsics_matrix, scale_intrinsics
@@ -51,8 +51,7 @@ def _flat3(x: mx.array, name: str) -> mx.array:
 def _homogeneous(pose: mx.array) -> mx.array:
     """Accept (*, 3, 4) [R | t] poses by appending the row [0, 0, 0, 1]."""
     if pose.ndim >= 2 and pose.shape[-2:] == (3, 4):
-        bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype), (*pose.shape[:-2], 1, 4))
-        pose = mx.concatenate([pose, bottom], axis=-2)
+        pose = lie.se3_from_rt(pose[..., :3], pose[..., 3])
     return pose
 
 
@@ -142,8 +141,6 @@ class Camera(_CameraArrays):
             >>> cam.t.tolist()
             [0.0, 0.0, 1.0]
         """
-        from .. import lie
-
         pose = None
         if rvec is not None or tvec is not None:
             rvec = mx.zeros(3) if rvec is None else rvec
@@ -165,8 +162,6 @@ class Camera(_CameraArrays):
             >>> rvec.tolist(), dist.shape
             ([0.0, 0.0, 0.0], (0,))
         """
-        from .. import lie
-
         return self.K, self.dist, lie.so3_log(self.R), self.t, self.size
 
     def with_pose(self, pose: Any) -> "Camera":
@@ -226,8 +221,6 @@ class Camera(_CameraArrays):
     @property
     def camera_to_world(self) -> mx.array:
         """(*, 4, 4) inverse of the pose (OpenCV axes: x right, y down, z forward)."""
-        from .. import lie
-
         return lie.se3_inverse(self.pose)
 
     @property
