@@ -372,8 +372,6 @@ def levenberg_marquardt(
         retract, dof = vector_retract, x.shape[-1] if dof is None else dof
     if dof is None or dof < 1:
         raise ValueError("dof: give the tangent dimension (e.g. 6 for SE(3)) when a retract function is used")
-    if max_iters < 0:
-        raise ValueError(f"max_iters: expected >= 0, got {max_iters}")
     if not callable(jacobian) and jacobian != "autodiff":
         raise ValueError(f"jacobian: expected 'autodiff' or a callable, got {jacobian!r}")
     loss_obj = get_loss(loss, loss_scale)
