@@ -19,7 +19,7 @@ from .. import linalg
 from .._checks import cast_out, check_trailing
 from ..lie.so3 import cross
 from ._common import check_correspondences, safe_div
-from .dlt import denormalize, hartley_normalization, normalize_points
+from .dlt import denormalize, normalize_pair
 from .result import ExactHomography
 
 # Twice the triangle area, in Hartley-normalized units, below which three points count as collinear.
@@ -84,10 +84,9 @@ def homography_from_4_points(src: Any, dst: Any) -> ExactHomography:
     """
     s, d, w, out_dtype = check_correspondences(src, dst, None)
     check_trailing(s, (4, 2), "src")
-    c_s, k_s = hartley_normalization(s, w)
-    c_d, k_d = hartley_normalization(d, w)
-    hn, ok, _ = four_point_normalized(normalize_points(s, c_s, k_s), normalize_points(d, c_d, k_d))
-    h, ok = finish(denormalize(hn, c_s, k_s, c_d, k_d), hn, ok)
+    sn, dn, norm = normalize_pair(s, d, w)
+    hn, ok, _ = four_point_normalized(sn, dn)
+    h, ok = finish(denormalize(hn, *norm), hn, ok)
     return ExactHomography(cast_out(h, out_dtype), ok)
 
 
