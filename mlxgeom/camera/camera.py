@@ -27,10 +27,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import mlx.core as mx
 
-from .. import lie, linalg
+from .. import lie
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
-from .intrinsics import crop_intrinsics, focal_ok, intrinsics_matrix, scale_intrinsics
+from .intrinsics import crop_intrinsics, focal_ok, intrinsics_inverse, intrinsics_matrix, scale_intrinsics
 
 
 class _CameraArrays(NamedTuple):
@@ -85,8 +85,10 @@ class Camera(_CameraArrays):
         >>> moved = cam.with_pose(T)
         >>> moved.R.shape, moved.t.tolist(), moved.center[2].item(), moved.camera_to_world[2, 3].item()
         ((3, 3), [0.0, 0.0, 1.0], -1.0, -1.0)
-        >>> cam.undistort_points(mx.array([[150.0, 140.0]]))[0].tolist(), cam.distort_points(mx.array([[0.5, 1.0]]))[0].tolist()
-        ([[1.0, 1.0]], [[100.0, 140.0]])
+        >>> cam.undistort_points(mx.array([[150.0, 140.0]]))[0].tolist()
+        [[1.0, 1.0]]
+        >>> cam.distort_points(mx.array([[0.5, 1.0]]))[0].tolist()
+        [[100.0, 140.0]]
     """
 
     __slots__ = ()
@@ -182,7 +184,7 @@ class Camera(_CameraArrays):
 
     @property
     def K_inv(self) -> mx.array:
-        """(*, 3, 3) inverse of K by ``linalg.inv``'s closed form (skew included); all NaN where
+        """(*, 3, 3) inverse of K by :func:`mlxgeom.camera.intrinsics_inverse` (skew included); all NaN where
         ``intrinsics_ok`` is False (a zero focal length has no inverse).
 
         Example:
@@ -193,7 +195,7 @@ class Camera(_CameraArrays):
         ok = self.intrinsics_ok[..., None, None]
         # Invert a finite stand-in where K is bad, so no inf reaches a gradient through ``where``.
         safe = mx.where(ok, self.K, mx.eye(3, dtype=self.K.dtype))
-        return mx.where(ok, linalg.inv(safe), mx.array(mx.nan, dtype=self.K.dtype))
+        return mx.where(ok, intrinsics_inverse(safe), mx.array(mx.nan, dtype=self.K.dtype))
 
     fx = _entry("K", 0, 0, doc="(*) focal length in x, pixels (K[..., 0, 0]).")
     fy = _entry("K", 1, 1, doc="(*) focal length in y, pixels (K[..., 1, 1]).")

@@ -28,10 +28,10 @@ import mlx.core as mx
 class RobustLoss:
     """Base class: ``rho(s)`` and IRLS weight ``rho'(s)`` of squared norms ``s`` (*), elementwise.
 
-    >>> s = mx.array([0.0, 1.0, 100.0])
-    >>> [[round(v, 3) for v in loss.rho(s).tolist()] for loss in (Huber(), Cauchy(), Tukey(), SoftL1(), GemanMcClure())]
+    >>> s, losses = mx.array([0.0, 1.0, 100.0]), (Huber(), Cauchy(), Tukey(), SoftL1(), GemanMcClure())
+    >>> [[round(v, 3) for v in loss.rho(s).tolist()] for loss in losses]
     [[0.0, 1.0, 19.0], [0.0, 0.693, 4.615], [0.0, 0.333, 0.333], [0.0, 0.828, 18.1], [0.0, 0.5, 0.99]]
-    >>> [[round(v, 3) for v in loss.weight(s).tolist()] for loss in (Huber(), Cauchy(), Tukey(), SoftL1(), GemanMcClure())]
+    >>> [[round(v, 3) for v in loss.weight(s).tolist()] for loss in losses]
     [[1.0, 1.0, 0.1], [1.0, 0.5, 0.01], [1.0, 0.0, 0.0], [1.0, 0.707, 0.1], [1.0, 0.25, 0.0]]
     """
 
