@@ -113,12 +113,6 @@ def _load_matches(path: str, views: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 # ----- device-side pipeline -------------------------------------------------------------------
-def source_grid(height: int, width: int, stride: int = 1) -> mx.array:
-    """Pixel centres (h, w, 2) [u, v] of every ``stride``-th pixel (OpenCV: (0, 0) = first centre)."""
-    v, u = mx.meshgrid(mx.arange(0, height, stride), mx.arange(0, width, stride), indexing="ij")
-    return mx.stack([u, v], axis=-1).astype(mx.float32)
-
-
 def unproject_view(cam: camera.Camera, depth: mx.array, grid: mx.array) -> camera.Unprojection:
     """World points (h, w, 3) of the grid pixels at their depth (0 = no surface -> invalid)."""
     z = depth[grid[..., 1].astype(mx.int32), grid[..., 0].astype(mx.int32)]
@@ -523,7 +517,7 @@ def run_demo(data_dir: str = DEFAULT_DATA, out_dir: str = DEFAULT_OUT, small: bo
     height, width = scene.depth.shape
 
     _step(bar, 1)
-    grid = source_grid(height, width, stride)
+    grid = camera.pixel_grid(height, width)[::stride, ::stride]
     un = unproject_view(src, mx.array(scene.depth), grid)
     mx.eval(un)
 

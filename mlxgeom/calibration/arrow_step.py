@@ -71,8 +71,8 @@ class ArrowStep:
         >>> import mlx.core as mx
         >>> sys = ArrowSystem(mx.eye(1)[None], mx.zeros((1, 2, 1, 6)), mx.broadcast_to(mx.eye(6), (1, 2, 6, 6)))
         >>> h, ok, pred = ArrowStep()(sys, mx.ones((1, 13)), mx.zeros(1))
-        >>> h[0, :3].tolist(), ok.tolist()
-        ([-1.0, -1.0, -1.0], [True])
+        >>> h[0, :3].tolist(), ok.tolist(), ArrowStep().max_diagonal(sys).tolist()
+        ([-1.0, -1.0, -1.0], [True], [1.0])
     """
 
     def __call__(self, system: ArrowSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -95,6 +95,7 @@ class ArrowStep:
         return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
 
     def max_diagonal(self, system: ArrowSystem) -> mx.array:
+        """(*) largest diagonal entry of U (*, n, n) and of the pose blocks P (*, V, 6, 6)."""
         U, _, P = system
         du = mx.max(mx.diagonal(U, axis1=-2, axis2=-1), axis=-1)
         dp = mx.max(mx.diagonal(P, axis1=-2, axis2=-1), axis=(-2, -1))

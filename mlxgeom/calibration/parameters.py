@@ -48,6 +48,10 @@ class ParameterLayout(NamedTuple):
         fixed: (n,) bool, entries held fixed.
         fix_principal_point, fix_aspect_ratio: whether those are held (the init sets them).
         aspect_ratio: the fx / fy held with ``"aspect_ratio"``.
+
+    Example:
+        >>> parameter_layout("opencv5", ()).size
+        10
     """
 
     lens: str
@@ -61,6 +65,7 @@ class ParameterLayout(NamedTuple):
 
     @property
     def size(self) -> int:
+        """n, the length of the intrinsics vector."""
         return len(self.names)
 
 

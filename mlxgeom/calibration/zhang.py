@@ -149,6 +149,11 @@ def extrinsics_from_homographies(H: mx.array, K: mx.array) -> mx.array:
     ``[r1 r2 t] = K^-1 H / lambda`` with ``lambda = (|K^-1 h1| + |K^-1 h2|) / 2`` and the sign
     that puts the board in front of the camera (t_z > 0), ``R = project_to_so3([r1 r2 r1 x r2])``
     (Zhang sec. 3.1 and Appendix C).
+
+    Example:
+        >>> K = mx.array([[2.0, 0, 0], [0, 2, 0], [0, 0, 1]])
+        >>> extrinsics_from_homographies(K[None], K)[0, :3, 3].tolist()
+        [0.0, 0.0, 1.0]
     """
     m = linalg.matmul(linalg.inv(K)[..., None, :, :], H)
     r1, r2, t = m[..., :, 0], m[..., :, 1], m[..., :, 2]

@@ -27,10 +27,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import mlx.core as mx
 
-from .. import linalg
+from .. import lie
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
-from .intrinsics import crop_intrinsics, focal_ok, intrinsics_matrix, scale_intrinsics
+from .intrinsics import crop_intrinsics, focal_ok, intrinsics_inverse, intrinsics_matrix, scale_intrinsics
 
 
 class _CameraArrays(NamedTuple):
@@ -51,9 +51,13 @@ def _flat3(x: mx.array, name: str) -> mx.array:
 def _homogeneous(pose: mx.array) -> mx.array:
     """Accept (*, 3, 4) [R | t] poses by appending the row [0, 0, 0, 1]."""
     if pose.ndim >= 2 and pose.shape[-2:] == (3, 4):
-        bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype), (*pose.shape[:-2], 1, 4))
-        pose = mx.concatenate([pose, bottom], axis=-2)
+        pose = lie.se3_from_rt(pose[..., :3], pose[..., 3])
     return pose
+
+
+def _entry(field: str, *index: int, doc: str) -> property:
+    """A read-only property for one entry of a field (``fx`` is ``K[..., 0, 0]``)."""
+    return property(lambda self: getattr(self, field)[(..., *index)], doc=doc)
 
 
 def _nan_where_invalid(x: mx.array, valid: mx.array) -> mx.array:
@@ -69,10 +73,22 @@ class Camera(_CameraArrays):
     shapes raise ``ValueError``. ``cam.select(index)`` indexes the batch of cameras.
 
     Example:
-        >>> cam = Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0)
+        >>> cam = Camera.from_intrinsics(100.0, 100.0, 50.0, 40.0, size=mx.array([640.0, 480.0]))
         >>> px, depth, valid = cam.project(mx.array([[0.1, 0.2, 2.0]]))
         >>> px.tolist()
         [[55.0, 50.0]]
+        >>> [v.item() for v in (cam.fx, cam.fy, cam.cx, cam.cy, cam.skew, cam.width, cam.height)]
+        [100.0, 100.0, 50.0, 40.0, 0.0, 640.0, 480.0]
+        >>> cam.batch_shape, cam.intrinsics_ok.item(), cam.project_jacobian(mx.array([[0.1, 0.2, 2.0]])).d_pose.shape
+        ((), True, (1, 2, 6))
+        >>> T = mx.eye(4); T[2, 3] = 1.0
+        >>> moved = cam.with_pose(T)
+        >>> moved.R.shape, moved.t.tolist(), moved.center[2].item(), moved.camera_to_world[2, 3].item()
+        ((3, 3), [0.0, 0.0, 1.0], -1.0, -1.0)
+        >>> cam.undistort_points(mx.array([[150.0, 140.0]]))[0].tolist()
+        [[1.0, 1.0]]
+        >>> cam.distort_points(mx.array([[0.5, 1.0]]))[0].tolist()
+        [[100.0, 140.0]]
     """
 
     __slots__ = ()
@@ -127,8 +143,6 @@ class Camera(_CameraArrays):
             >>> cam.t.tolist()
             [0.0, 0.0, 1.0]
         """
-        from .. import lie
-
         pose = None
         if rvec is not None or tvec is not None:
             rvec = mx.zeros(3) if rvec is None else rvec
@@ -150,18 +164,16 @@ class Camera(_CameraArrays):
             >>> rvec.tolist(), dist.shape
             ([0.0, 0.0, 0.0], (0,))
         """
-        from .. import lie
-
         return self.K, self.dist, lie.so3_log(self.R), self.t, self.size
 
     def with_pose(self, pose: Any) -> "Camera":
-        """Same intrinsics and lens, new world-to-camera pose (*, 4, 4)."""
+        """Same intrinsics and lens, new world-to-camera pose (*, 4, 4) (or (*, 3, 4), a ``lie.SE3``)."""
         return type(self)(self.K, pose, self.dist, self.size)
 
     # ----- properties -------------------------------------------------------------
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        """Broadcast batch shape of the fields."""
+        """Broadcast batch shape (*) of the fields."""
         return broadcast_batch(self.K.shape[:-2], self.pose.shape[:-2], self.dist.shape[:-1], self.size.shape[:-1],
                                names=("K", "pose", "dist", "size"))
 
@@ -172,7 +184,7 @@ class Camera(_CameraArrays):
 
     @property
     def K_inv(self) -> mx.array:
-        """(*, 3, 3) inverse of K by ``linalg.inv``'s closed form (skew included); all NaN where
+        """(*, 3, 3) inverse of K by :func:`mlxgeom.camera.intrinsics_inverse` (skew included); all NaN where
         ``intrinsics_ok`` is False (a zero focal length has no inverse).
 
         Example:
@@ -183,35 +195,15 @@ class Camera(_CameraArrays):
         ok = self.intrinsics_ok[..., None, None]
         # Invert a finite stand-in where K is bad, so no inf reaches a gradient through ``where``.
         safe = mx.where(ok, self.K, mx.eye(3, dtype=self.K.dtype))
-        return mx.where(ok, linalg.inv(safe), mx.array(mx.nan, dtype=self.K.dtype))
+        return mx.where(ok, intrinsics_inverse(safe), mx.array(mx.nan, dtype=self.K.dtype))
 
-    @property
-    def fx(self) -> mx.array:
-        return self.K[..., 0, 0]
-
-    @property
-    def fy(self) -> mx.array:
-        return self.K[..., 1, 1]
-
-    @property
-    def cx(self) -> mx.array:
-        return self.K[..., 0, 2]
-
-    @property
-    def cy(self) -> mx.array:
-        return self.K[..., 1, 2]
-
-    @property
-    def skew(self) -> mx.array:
-        return self.K[..., 0, 1]
-
-    @property
-    def width(self) -> mx.array:
-        return self.size[..., 0]
-
-    @property
-    def height(self) -> mx.array:
-        return self.size[..., 1]
+    fx = _entry("K", 0, 0, doc="(*) focal length in x, pixels (K[..., 0, 0]).")
+    fy = _entry("K", 1, 1, doc="(*) focal length in y, pixels (K[..., 1, 1]).")
+    cx = _entry("K", 0, 2, doc="(*) principal point x (K[..., 0, 2]).")
+    cy = _entry("K", 1, 2, doc="(*) principal point y (K[..., 1, 2]).")
+    skew = _entry("K", 0, 1, doc="(*) skew (K[..., 0, 1]).")
+    width = _entry("size", 0, doc="(*) image width in pixels, 0 when unknown.")
+    height = _entry("size", 1, doc="(*) image height in pixels, 0 when unknown.")
 
     @property
     def R(self) -> mx.array:
@@ -231,8 +223,6 @@ class Camera(_CameraArrays):
     @property
     def camera_to_world(self) -> mx.array:
         """(*, 4, 4) inverse of the pose (OpenCV axes: x right, y down, z forward)."""
-        from .. import lie
-
         return lie.se3_inverse(self.pose)
 
     @property
@@ -248,8 +238,8 @@ class Camera(_CameraArrays):
         return P.project_points(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
 
     def project_jacobian(self, points_world: Any, min_depth: float = P.MIN_DEPTH) -> P.ProjectionJacobian:
-        """Projection plus analytic Jacobians (RIGHT se(3) pose perturbation ``T exp(xi)``, see
-        :class:`mlxgeom.camera.ProjectionJacobian`)."""
+        """Projection of world points (*, N, 3) plus analytic Jacobians, ``d_pose`` (*, N, 2, 6) for the
+        RIGHT se(3) pose perturbation ``T exp(xi)`` (see :class:`mlxgeom.camera.ProjectionJacobian`)."""
         return P.project_points_jacobian(points_world, self.K, self.pose, self._dist_or_none, self.model, min_depth)
 
     def unproject(self, pixels: Any, depth: Any, return_valid: bool = False, iterations: int = 10):
@@ -286,11 +276,12 @@ class Camera(_CameraArrays):
         return r if return_valid else (r.origins, _nan_where_invalid(r.directions, r.valid))
 
     def undistort_points(self, pixels: Any, K_new: Any = None, iterations: int = 10):
-        """``(points, converged)``: see :func:`mlxgeom.camera.undistort_points`."""
+        """``(points (*, N, 2), converged (*, N))`` of pixels (*, N, 2): see
+        :func:`mlxgeom.camera.undistort_points`."""
         return P.undistort_points(pixels, self.K, self._dist_or_none, self.model, K_new, iterations)
 
     def distort_points(self, points: Any, K_new: Any = None):
-        """``(pixels, valid)``: see :func:`mlxgeom.camera.distort_points`."""
+        """``(pixels (*, N, 2), valid (*, N))`` of points (*, N, 2): see :func:`mlxgeom.camera.distort_points`."""
         return P.distort_points(points, self.K, self._dist_or_none, self.model, K_new)
 
     def reproject_depth(self, depth: Any, cam_dst: "Camera", min_depth: float = P.MIN_DEPTH,

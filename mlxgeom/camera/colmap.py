@@ -36,6 +36,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
+from .. import lie
 from ._colmap_files import (
     ColmapHeaderWarning,
     _encode_cameras_binary,
@@ -185,7 +186,6 @@ def model_to_cameras(model: ColmapModel, image_ids: list[int] | None = None, hal
     >>> cams.batch_shape, float(cams.K[0, 0, 2]), float(model.cameras[1].params[2])
     ((8,), 319.5, 320.0)
     """
-    from .. import lie
     from .camera import Camera
 
     ids = sorted(model.images) if image_ids is None else list(image_ids)
@@ -291,8 +291,6 @@ def cameras_to_model(cameras, names: list[str], colmap_model: str | None = None,
     and skew have no COLMAP equivalent: ValueError). Points (P, 3) become points3D with empty
     tracks. Host-side (reads the arrays).
     """
-    from .. import lie
-
     shape = cameras.batch_shape
     if len(shape) != 1 or len(names) != shape[0]:
         raise ValueError(f"cameras_to_model: expected a (I,) batch of cameras and I names, got {shape} and {len(names)}")

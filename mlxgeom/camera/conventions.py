@@ -17,6 +17,7 @@ from typing import Any
 
 import mlx.core as mx
 
+from .. import lie
 from .._checks import as_float, cast_out, check_square
 
 
@@ -62,8 +63,6 @@ def pose_from_opengl_c2w(c2w: Any) -> mx.array:
         >>> pose_from_opengl_c2w(c2w)[2, 3].item()  # camera at z = 5 looking down -z
         5.0
     """
-    from .. import lie
-
     m, out = _check_pose(c2w, "c2w")
     return cast_out(lie.se3_inverse(_flip_yz_columns(m)), out)
 
@@ -75,8 +74,6 @@ def pose_to_opengl_c2w(pose: Any) -> mx.array:
         >>> pose_to_opengl_c2w(mx.eye(4))[1, 1].item()
         -1.0
     """
-    from .. import lie
-
     m, out = _check_pose(pose, "pose")
     return cast_out(_flip_yz_columns(lie.se3_inverse(m)), out)
 

@@ -36,18 +36,20 @@ from .distortion import Distorted, check_opencv_coeffs, distort_opencv, newton_t
 from .fisheye import check_fisheye_coeffs, distort_fisheye, undistort_fisheye
 from .intrinsics import check_K, focal_ok
 
-MODELS = ("opencv", "fisheye")
+# The lens models: the coefficient-count check and the distortion (with its Jacobians) of each.
+_LENSES = {"opencv": (check_opencv_coeffs, distort_opencv), "fisheye": (check_fisheye_coeffs, distort_fisheye)}
+MODELS = tuple(_LENSES)
 MIN_DEPTH = 1e-6
 
 
 def _check_model(model: str, dist: mx.array | None) -> None:
-    if model not in MODELS:
+    if model not in _LENSES:
         raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
     if dist is None:
         return
     if dist.ndim < 1:
         raise ValueError(f"dist: expected shape (*, k), got {tuple(dist.shape)}")
-    (check_fisheye_coeffs if model == "fisheye" else check_opencv_coeffs)(dist.shape[-1])
+    _LENSES[model][0](dist.shape[-1])
 
 
 def _inputs(named: dict[str, Any]) -> tuple[dict[str, mx.array | None], mx.Dtype]:
@@ -90,9 +92,8 @@ def _coeffs(dist: mx.array | None) -> list[mx.array]:
 
 
 def _distort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, jacobian: bool) -> Distorted:
-    if model == "fisheye" and dist is not None:
-        return distort_fisheye(x, y, _coeffs(dist), jacobian)
-    return distort_opencv(x, y, _coeffs(dist), jacobian)
+    # No coefficients: the pinhole, which the OpenCV model gives for an empty list.
+    return _LENSES[model if dist is not None else "opencv"][1](x, y, _coeffs(dist), jacobian)
 
 
 def _undistort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, iterations: int, tol: float | None):

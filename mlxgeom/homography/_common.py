@@ -36,6 +36,14 @@ def spread_ok(points: mx.array, w: mx.array, ratio: float = 1e-5) -> mx.array:
     return (cxx * cyy - cxy * cxy) > ratio * tr * tr
 
 
+def drop_invalid(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """``(src, dst, w, valid)``: correspondences (*, N, 2) with zero weight or a non-finite point are
+    zeroed (weight and points, so nothing non-finite reaches a sum); valid (*, N) marks the others."""
+    valid = (w > 0) & mx.all(mx.isfinite(src), -1) & mx.all(mx.isfinite(dst), -1)
+    keep = valid[..., None]
+    return mx.where(keep, src, 0), mx.where(keep, dst, 0), mx.where(valid, w, 0), valid
+
+
 def check_correspondences(
     src: Any, dst: Any, weights: Any | None, names: tuple[str, str] = ("src", "dst")
 ) -> tuple[mx.array, mx.array, mx.array, mx.Dtype]:

@@ -47,6 +47,20 @@ def normalize_points(points: mx.array, c: mx.array, s: mx.array) -> mx.array:
     return (points - c[..., None, :]) * s[..., None, None]
 
 
+def normalize_pair(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, tuple[mx.array, ...]]:
+    """Both point sets (*, N, 2) Hartley-normalized, and ``norm = (c_src, s_src, c_dst, s_dst)``
+    for :func:`denormalize` (``denormalize(hn, *norm)``) and :func:`normalize_h`."""
+    cs, ks = hartley_normalization(src, w)
+    cd, kd = hartley_normalization(dst, w)
+    return normalize_points(src, cs, ks), normalize_points(dst, cd, kd), (cs, ks, cd, kd)
+
+
+def normalize_h(h: mx.array, norm: tuple[mx.array, ...]) -> mx.array:
+    """``Hn = T_dst H T_src^-1`` for (*, 3, 3) ``h``: :func:`denormalize` with the inverse transforms."""
+    cs, ks, cd, kd = norm
+    return denormalize(h, -cs * ks[..., None], 1 / ks, -cd * kd[..., None], 1 / kd)
+
+
 def denormalize(hn: mx.array, c_src: mx.array, s_src: mx.array, c_dst: mx.array, s_dst: mx.array) -> mx.array:
     """``T_dst^-1 Hn T_src`` for (*, 3, 3) ``hn`` (H&Z Alg. 4.2, step (iii))."""
     zero, one = mx.zeros_like(s_src), mx.ones_like(s_src)

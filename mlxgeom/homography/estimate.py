@@ -9,9 +9,9 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import cast_out
-from ._common import check_correspondences, safe_div
+from ._common import check_correspondences, drop_invalid, safe_div
 from ..solve import ransac
-from .dlt import denormalize, hartley_normalization, normalize_points
+from .dlt import denormalize, normalize_pair
 from .minimal import finish
 from .ransac import fit_dlt, homography_model, transfer_sq_error
 from .refine import lm_refine
@@ -33,14 +33,12 @@ def _ransac(
 ) -> tuple[mx.array, mx.array, mx.array, mx.array]:
     """:func:`mlxgeom.solve.ransac` on the homography model, in Hartley-normalized coordinates:
     (H, Hn, ok, trials) per pair."""
-    cs, ks = hartley_normalization(src, w)
-    cd, kd = hartley_normalization(dst, w)
-    xn, un = normalize_points(src, cs, ks), normalize_points(dst, cd, kd)
-    model = homography_model(src, dst, (cs, ks, cd, kd), iterations, symmetric)
-    # Errors in normalized destination units are pixel errors times kd.
-    res = ransac(model, (xn, un), w, thr * kd, max_trials=max_trials, confidence=confidence, key=key,
+    xn, un, norm = normalize_pair(src, dst, w)
+    model = homography_model(src, dst, norm, iterations, symmetric)
+    # Errors in normalized destination units are pixel errors times the destination scale.
+    res = ransac(model, (xn, un), w, thr * norm[3], max_trials=max_trials, confidence=confidence, key=key,
                  refit_rounds=_REFITS, min_inliers=min_inliers)
-    return denormalize(res.model, cs, ks, cd, kd), res.model, res.ok, res.trials
+    return denormalize(res.model, *norm), res.model, res.ok, res.trials
 
 
 def find_homography(
@@ -106,9 +104,7 @@ def find_homography(
     # Explicit size: MLX cannot infer -1 when N = 0.
     b = math.prod(batch)
     s, d, w = s.reshape(b, n, 2), d.reshape(b, n, 2), w.reshape(b, n)
-    valid = (w > 0) & mx.all(mx.isfinite(s), -1) & mx.all(mx.isfinite(d), -1)
-    w = mx.where(valid, w, 0)
-    s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)
+    s, d, w, valid = drop_invalid(s, d, w)
     num_valid = mx.sum(valid.astype(mx.int32), -1)
     symmetric = error == "symmetric"
     if method == "ransac":

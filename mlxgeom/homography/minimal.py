@@ -15,9 +15,11 @@ from typing import Any
 
 import mlx.core as mx
 
+from .. import linalg
 from .._checks import cast_out, check_trailing
+from ..lie.so3 import cross
 from ._common import check_correspondences, safe_div
-from .dlt import denormalize, hartley_normalization, normalize_points
+from .dlt import denormalize, normalize_pair
 from .result import ExactHomography
 
 # Twice the triangle area, in Hartley-normalized units, below which three points count as collinear.
@@ -27,15 +29,6 @@ _COLLINEAR = 1e-3
 def _tri(a: mx.array, b: mx.array, c: mx.array) -> mx.array:
     """det [[a; 1], [b; 1], [c; 1]] = twice the signed area of triangle abc, for (*, 2) points."""
     return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
-
-
-def _cross(a: mx.array, b: mx.array) -> mx.array:
-    return mx.stack(
-        [a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-         a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-         a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]],
-        axis=-1,
-    )
 
 
 def _hom(p: mx.array) -> mx.array:
@@ -61,7 +54,7 @@ def four_point_normalized(xs: mx.array, us: mx.array) -> tuple[mx.array, mx.arra
     # adj(P diag(l)) has rows l_j l_k (p_j x p_k) for cyclic (i, j, k).
     h = mx.zeros(xs.shape[:-2] + (3, 3), dtype=xs.dtype)
     for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
-        row = (lp[j] * lp[k])[..., None] * _cross(ph[j], ph[k])
+        row = (lp[j] * lp[k])[..., None] * cross(ph[j], ph[k])
         col = lq[i][..., None] * qh[i]
         h = h + col[..., :, None] * row[..., None, :]
     small_p = mx.stack([mx.abs(d) for d in lp], axis=-1).min(axis=-1) < _COLLINEAR
@@ -91,17 +84,10 @@ def homography_from_4_points(src: Any, dst: Any) -> ExactHomography:
     """
     s, d, w, out_dtype = check_correspondences(src, dst, None)
     check_trailing(s, (4, 2), "src")
-    c_s, k_s = hartley_normalization(s, w)
-    c_d, k_d = hartley_normalization(d, w)
-    hn, ok, _ = four_point_normalized(normalize_points(s, c_s, k_s), normalize_points(d, c_d, k_d))
-    h, ok = finish(denormalize(hn, c_s, k_s, c_d, k_d), hn, ok)
+    sn, dn, norm = normalize_pair(s, d, w)
+    hn, ok, _ = four_point_normalized(sn, dn)
+    h, ok = finish(denormalize(hn, *norm), hn, ok)
     return ExactHomography(cast_out(h, out_dtype), ok)
-
-
-def _det3(m: mx.array) -> mx.array:
-    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
-            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
-            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
 
 
 def finish(h: mx.array, hn: mx.array, ok: mx.array) -> tuple[mx.array, mx.array]:
@@ -117,6 +103,6 @@ def finish(h: mx.array, hn: mx.array, ok: mx.array) -> tuple[mx.array, mx.array]
     good = ok & (mx.abs(h33) > eps * scale)
     hs = safe_div(h, h33[..., None, None], good[..., None, None])
     fro2 = mx.sum(hn * hn, axis=(-2, -1))
-    good = good & mx.all(mx.isfinite(hs), axis=(-2, -1)) & (_det3(hn) ** 2 > 1e-12 * fro2**3)
+    good = good & mx.all(mx.isfinite(hs), axis=(-2, -1)) & (linalg.det(hn) ** 2 > 1e-12 * fro2**3)
     eye = mx.broadcast_to(mx.eye(3, dtype=h.dtype), h.shape)
     return mx.where(good[..., None, None], hs, eye), good

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..solve import RansacModel
-from .dlt import denormalize, dlt_normalized, hartley_normalization, normalize_points
+from .dlt import denormalize, dlt_normalized, normalize_h, normalize_pair
 from .minimal import four_point_normalized
 from .refine import lm_refine
 
@@ -34,10 +34,9 @@ def transfer_sq_error(h: mx.array, x: mx.array, u: mx.array) -> mx.array:
 
 def fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """Normalized DLT in pixel space for (B, N, 2) inputs: (H unnormalized, Hn, ok)."""
-    cs, ks = hartley_normalization(src, w)
-    cd, kd = hartley_normalization(dst, w)
-    hn, ok = dlt_normalized(normalize_points(src, cs, ks), normalize_points(dst, cd, kd), w)
-    return denormalize(hn, cs, ks, cd, kd), hn, ok
+    xn, un, norm = normalize_pair(src, dst, w)
+    hn, ok = dlt_normalized(xn, un, w)
+    return denormalize(hn, *norm), hn, ok
 
 
 def _minimal(samples: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
@@ -52,19 +51,16 @@ def _sq_error(hyps: mx.array, data: tuple[mx.array, ...]) -> mx.array:
 def homography_model(src: mx.array, dst: mx.array, norm: tuple[mx.array, ...], iterations: int,
                      symmetric: bool) -> RansacModel:
     """The :class:`RansacModel` on the data ``(xn, un)``, the points (B, N, 2) normalized by
-    ``norm = (cs, ks, cd, kd)`` (:func:`hartley_normalization`); models are Hn in those coordinates.
+    ``norm = (cs, ks, cd, kd)`` (:func:`normalize_pair`); models are Hn in those coordinates.
 
     Its refit is the DLT on the inliers of the pixels ``src``, ``dst`` followed by ``iterations``
     LM steps (``symmetric``: the symmetric transfer error), mapped back to normalized coordinates.
     """
-    cs, ks, cd, kd = norm
-
     def refit(hn: mx.array, data: tuple[mx.array, ...], w: mx.array) -> tuple[mx.array, mx.array]:
         h, _, ok = fit_dlt(src, dst, w)
         if iterations > 0:
             h_lm, _, cost = lm_refine(h, src, dst, w, iterations, symmetric)
             h = mx.where(mx.isfinite(cost)[:, None, None], h_lm, h)
-        # Hn = T_dst H T_src^-1, written as a denormalization with the inverse transforms.
-        return denormalize(h, -cs * ks[:, None], 1 / ks, -cd * kd[:, None], 1 / kd), ok
+        return normalize_h(h, norm), ok
 
     return RansacModel(4, _minimal, _sq_error, refit)

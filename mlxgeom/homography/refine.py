@@ -21,8 +21,8 @@ import mlx.core as mx
 from .. import lie, linalg
 from .._checks import broadcast_batch, cast_out
 from ..solve import lm_loop
-from ._common import check_correspondences, safe_div, spread_ok
-from .dlt import denormalize, hartley_normalization, normalize_points
+from ._common import check_correspondences, drop_invalid, safe_div, spread_ok
+from .dlt import denormalize, normalize_h, normalize_pair
 from .minimal import finish
 from .result import RefinedHomography
 
@@ -104,13 +104,9 @@ def lm_refine(
     h: mx.array, src: mx.array, dst: mx.array, w: mx.array, iterations: int, symmetric: bool
 ) -> tuple[mx.array, mx.array, mx.array]:
     """Pixel-space wrapper of :func:`lm_normalized` for (B, ...) inputs: returns (H unnormalized, Hn, cost)."""
-    cs, ks = hartley_normalization(src, w)
-    cd, kd = hartley_normalization(dst, w)
-    xn, un = normalize_points(src, cs, ks), normalize_points(dst, cd, kd)
-    # Hn = T_dst H T_src^-1, written as a denormalization with the inverse transforms.
-    hn0 = denormalize(h, -cs * ks[:, None], 1 / ks, -cd * kd[:, None], 1 / kd)
-    hn, cost = lm_normalized(hn0, xn, un, w, ks, kd, iterations, symmetric)
-    return denormalize(hn, cs, ks, cd, kd), hn, cost
+    xn, un, norm = normalize_pair(src, dst, w)
+    hn, cost = lm_normalized(normalize_h(h, norm), xn, un, w, norm[1], norm[3], iterations, symmetric)
+    return denormalize(hn, *norm), hn, cost
 
 
 def refine_homography(
@@ -151,9 +147,7 @@ def refine_homography(
     d = mx.broadcast_to(d, batch + (n, 2)).reshape(b, n, 2)
     w = mx.broadcast_to(w, batch + (n,)).reshape(b, n)
     h0 = mx.broadcast_to(h0.astype(s.dtype), batch + (3, 3)).reshape(b, 3, 3)
-    valid = (w > 0) & mx.all(mx.isfinite(s), -1) & mx.all(mx.isfinite(d), -1)
-    w = mx.where(valid, w, 0)
-    s, d = mx.where(valid[..., None], s, 0), mx.where(valid[..., None], d, 0)
+    s, d, w, valid = drop_invalid(s, d, w)
     h, hn, cost = lm_refine(h0, s, d, w, iterations, error == "symmetric")
     enough = (mx.sum(valid.astype(mx.int32), -1) >= 4) & spread_ok(s, w) & spread_ok(d, w)
     h, ok = finish(h, hn, enough & mx.isfinite(cost))

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import mlx.core as mx
 
 from .._checks import as_float, broadcast_batch, cast_out, check_trailing
+from ..lie.so3 import cross
 
 _INTERPOLATIONS = ("bilinear", "nearest")
 _BORDERS = ("constant", "replicate")
@@ -15,12 +16,6 @@ _BORDERS = ("constant", "replicate")
 def _adjugate(h: mx.array) -> mx.array:
     """adj(h) = det(h) h^-1 for (*, 3, 3): the inverse map up to scale, defined even if h is singular."""
     r0, r1, r2 = h[..., 0, :], h[..., 1, :], h[..., 2, :]
-
-    def cross(a: mx.array, b: mx.array) -> mx.array:
-        return mx.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-                         a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-                         a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
-
     # Columns of adj(h) are the cross products of pairs of rows of h.
     return mx.stack([cross(r1, r2), cross(r2, r0), cross(r0, r1)], axis=-1)
 

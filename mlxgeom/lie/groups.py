@@ -39,6 +39,16 @@ class MatrixLieGroup:
 
     Class attributes: ``matrix_size`` (n of the (*, n, n) matrix), ``tangent_dim`` and
     ``_ops`` (the functional core). All batch dims broadcast with numpy rules.
+
+    >>> x = SE3.exp(mx.array([[0.1, 0.2, 0.3, 0.4, -0.5, 0.6]]))
+    >>> y = SE3.identity((1,)).rplus(x.log())
+    >>> x.batch_shape, x.dtype, x.inverse().adjoint().shape, bool(mx.abs(x.rminus(y)).max() < 1e-5)
+    ((1,), mlx.core.float32, (1, 6, 6), True)
+    >>> SO3.left_jacobian(mx.zeros(3)).tolist() == SO3.right_jacobian(mx.zeros(3)).tolist() == mx.eye(3).tolist()
+    True
+    >>> mid = SE3.interpolate(SE3.identity(), SE3.exp(mx.array([2.0, 0, 0, 0, 0, 0])), 0.5)
+    >>> mid.translation.tolist(), SE3(mx.stack([mid.matrix, mid.matrix])).mean().translation.tolist()
+    ([1.0, 0.0, 0.0], [1.0, 0.0, 0.0])
     """
 
     __slots__ = ()
@@ -57,7 +67,7 @@ class MatrixLieGroup:
         return self._ops.log(self.matrix)
 
     def inverse(self: G) -> G:
-        """Group inverse."""
+        """Group inverse, matrix (*, n, n)."""
         return type(self)(self._ops.inverse(self.matrix))
 
     def __matmul__(self, other: Any) -> Any:
@@ -74,18 +84,19 @@ class MatrixLieGroup:
 
     @classmethod
     def identity(cls: type[G], batch_shape: Sequence[int] = (), dtype: mx.Dtype = mx.float32) -> G:
-        """Identity elements of the given batch shape."""
+        """Identity elements (*batch_shape, n, n)."""
         n = cls.matrix_size
         return cls(mx.broadcast_to(mx.eye(n, dtype=dtype), (*batch_shape, n, n)))
 
     @classmethod
     def left_jacobian(cls, tangent: Any) -> mx.array:
-        """J_l(tangent): ``exp(t + d) ~= exp(J_l d) exp(t)``."""
+        """J_l(tangent) (*, tangent_dim, tangent_dim): ``exp(t + d) ~= exp(J_l d) exp(t)``."""
         return cls._ops.left_jacobian(tangent)
 
     @classmethod
     def right_jacobian(cls, tangent: Any) -> mx.array:
-        """J_r(tangent): ``exp(t + d) ~= exp(t) exp(J_r d)`` (the one right updates use)."""
+        """J_r(tangent) (*, tangent_dim, tangent_dim): ``exp(t + d) ~= exp(t) exp(J_r d)`` (the one
+        right updates use)."""
         return cls._ops.right_jacobian(tangent)
 
     def rplus(self: G, delta: Any) -> G:
@@ -95,7 +106,7 @@ class MatrixLieGroup:
         return self @ step
 
     def rminus(self: G, other: G) -> mx.array:
-        """RIGHT difference ``log(other^-1 x)``: ``other.rplus(x.rminus(other)) == x``."""
+        """RIGHT difference ``log(other^-1 x)`` (*, tangent_dim): ``other.rplus(x.rminus(other)) == x``."""
         check_batch(("x", self.matrix, 2), ("other", other.matrix, 2))
         return (other.inverse() @ self).log()
 
@@ -125,7 +136,7 @@ class MatrixLieGroup:
         return type(self)(mx.take(self.matrix, mx.array([index]), axis=axis).squeeze(axis))
 
     def mean(self: G, axis: int = 0, method: str = "chordal", iterations: int = 8) -> G:
-        """Mean of the elements along batch axis ``axis``.
+        """Mean of the elements along batch axis ``axis``: (*) with that axis removed.
 
         ``"chordal"``: closed-form Euclidean mean projected back to the group (SO3, SE3;
         Hartley et al., "Rotation averaging", IJCV 103, 2013). ``"karcher"``: the
@@ -187,6 +198,13 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
     >>> R = SO3.from_rotvec(mx.array([0.0, 0.0, 0.5]))
     >>> [round(v, 5) for v in (R @ R.inverse()).log().tolist()]
     [0.0, 0.0, 0.0]
+    >>> [round(v, 5) for v in R.as_rotvec().tolist()], [round(v, 5) for v in R.as_euler("xyz").tolist()]
+    ([0.0, 0.0, 0.5], [0.0, 0.0, 0.5])
+    >>> S = SO3.from_quaternion(R.as_quaternion())
+    >>> bool(mx.abs(S.matrix - SO3.from_euler(mx.array([0.0, 0.0, 0.5]), "xyz").matrix).max() < 1e-6)
+    True
+    >>> bool(mx.abs(SO3.from_6d(R.as_6d()).matrix - R.matrix).max() < 1e-6), SO3.random((5,)).batch_shape
+    (True, (5,))
     """
 
     __slots__ = ()
@@ -200,7 +218,8 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
 
     @classmethod
     def random(cls, shape: Sequence[int] = (), key: mx.array | None = None, dtype: mx.Dtype = mx.float32) -> "SO3":
-        """Haar-uniform rotations: normalised 4D Gaussian quaternions (Shoemake, Graphics Gems III, 1992)."""
+        """Haar-uniform rotations (*shape, 3, 3): normalised 4D Gaussian quaternions (Shoemake,
+        Graphics Gems III, 1992)."""
         q = mx.random.normal((*shape, 4), dtype=dtype, key=key)
         return cls.from_quaternion(q)
 
@@ -270,8 +289,10 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
     ``T @ p = R p + t``. Updates are RIGHT: ``T.rplus(d) = T @ SE3.exp(d)``.
 
     >>> T = SE3.from_rt(SO3.identity(), mx.array([1.0, 2.0, 3.0]))
-    >>> (T @ mx.zeros(3)).tolist()
-    [1.0, 2.0, 3.0]
+    >>> (T @ mx.zeros(3)).tolist(), T.translation.tolist(), T.rotation.matrix.shape
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], (3, 3))
+    >>> SE3.random((2, 5)).batch_shape
+    (2, 5)
     """
 
     __slots__ = ()
@@ -285,7 +306,7 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
 
     @classmethod
     def random(cls, shape: Sequence[int] = (), key: mx.array | None = None, dtype: mx.Dtype = mx.float32) -> "SE3":
-        """Haar-uniform rotation and standard-normal translation."""
+        """Haar-uniform rotation and standard-normal translation, matrix (*shape, 4, 4)."""
         k1, k2 = mx.random.split(key) if key is not None else (None, None)
         return cls.from_rt(SO3.random(shape, k1, dtype), mx.random.normal((*shape, 3), dtype=dtype, key=k2))
 
@@ -296,7 +317,7 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
 
     @property
     def rotation(self) -> SO3:
-        """Rotation part as SO3."""
+        """Rotation part as SO3, matrix (*, 3, 3)."""
         return SO3(self.matrix[..., :3, :3])
 
     @property
@@ -336,6 +357,8 @@ class SL3(_SL3, MatrixLieGroup):
 
     >>> SL3.identity().log().tolist()
     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    >>> SL3.random((4,)).batch_shape
+    (4,)
     """
 
     __slots__ = ()
@@ -348,7 +371,8 @@ class SL3(_SL3, MatrixLieGroup):
 
     @classmethod
     def random(cls, shape: Sequence[int] = (), key: mx.array | None = None, dtype: mx.Dtype = mx.float32, scale: float = 0.3) -> "SL3":
-        """exp of N(0, scale^2) tangents (SL(3) is not compact: no uniform distribution)."""
+        """exp of N(0, scale^2) tangents, matrix (*shape, 3, 3) (SL(3) is not compact: no uniform
+        distribution)."""
         return cls.exp(scale * mx.random.normal((*shape, 8), dtype=dtype, key=key))
 
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._checks import as_float, cast_out, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
@@ -30,7 +30,8 @@ def _rt(t: mx.array) -> tuple[mx.array, mx.array]:
 
 
 def _from_rt(r: mx.array, t: mx.array) -> mx.array:
-    top = mx.concatenate([r, t[..., :, None]], axis=-1)
+    batch = mx.broadcast_shapes(r.shape[:-2], t.shape[:-1])
+    top = mx.concatenate([mx.broadcast_to(r, (*batch, 3, 3)), mx.broadcast_to(t, (*batch, 3))[..., :, None]], axis=-1)
     bottom = mx.array([0.0, 0.0, 0.0, 1.0], dtype=top.dtype)
     bottom = mx.broadcast_to(bottom, (*top.shape[:-2], 1, 4))
     return mx.concatenate([top, bottom], axis=-2)
@@ -208,11 +209,7 @@ def se3_compose(a, b) -> mx.array:
     >>> se3_compose(mx.eye(4), mx.eye(4)).shape
     (4, 4)
     """
-    (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_trailing(a, (4, 4), "a")
-    check_trailing(b, (4, 4), "b")
-    check_batch(("a", a, 2), ("b", b, 2))
-    return cast_out(linalg.matmul(a, b), out)
+    return so3._pair(linalg.matmul, a, b, ((4, 4), (4, 4)), ("a", "b"))
 
 
 def se3_act(m, p) -> mx.array:
@@ -224,11 +221,7 @@ def se3_act(m, p) -> mx.array:
     >>> se3_act(mx.eye(4), mx.ones((5, 3))).shape
     (5, 3)
     """
-    (m, p), out = as_floats(m, p, names=("T", "p"))
-    check_trailing(m, (4, 4), "T")
-    check_trailing(p, (3,), "p")
-    check_batch(("T", m, 2), ("p", p, 1))
-    return cast_out(_act(m, p), out)
+    return so3._pair(_act, m, p, ((4, 4), (3,)), ("T", "p"))
 
 
 def se3_adjoint(m) -> mx.array:
@@ -289,9 +282,4 @@ def se3_from_rt(r, t) -> mx.array:
     >>> se3_from_rt(mx.eye(3), mx.ones(3))[:3, 3].tolist()
     [1.0, 1.0, 1.0]
     """
-    (r, t), out = as_floats(r, t, names=("R", "t"))
-    check_trailing(r, (3, 3), "R")
-    check_trailing(t, (3,), "t")
-    batch = check_batch(("R", r, 2), ("t", t, 1))
-    r, t = mx.broadcast_to(r, (*batch, 3, 3)), mx.broadcast_to(t, (*batch, 3))
-    return cast_out(_from_rt(r, t), out)
+    return so3._pair(_from_rt, r, t, ((3, 3), (3,)), ("R", "t"))

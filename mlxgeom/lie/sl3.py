@@ -16,8 +16,9 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._checks import as_float, cast_out, check_trailing
 from .._compiled import compiled
+from . import so3
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
 # square roots (Denman-Beavers, fixed iteration counts) until |X - I|_F <= _THETA, then
@@ -193,11 +194,7 @@ def sl3_compose(a, b) -> mx.array:
     >>> sl3_compose(mx.eye(3), mx.eye(3)).shape
     (3, 3)
     """
-    (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_trailing(a, (3, 3), "a")
-    check_trailing(b, (3, 3), "b")
-    check_batch(("a", a, 2), ("b", b, 2))
-    return cast_out(linalg.matmul(a, b), out)
+    return so3._pair(linalg.matmul, a, b, ((3, 3), (3, 3)), ("a", "b"))
 
 
 def sl3_act(h, p) -> mx.array:
@@ -206,11 +203,7 @@ def sl3_act(h, p) -> mx.array:
     >>> sl3_act(mx.eye(3), mx.ones((4, 3))).shape
     (4, 3)
     """
-    (h, p), out = as_floats(h, p, names=("H", "p"))
-    check_trailing(h, (3, 3), "H")
-    check_trailing(p, (3,), "p")
-    check_batch(("H", h, 2), ("p", p, 1))
-    return cast_out(_act(h, p), out)
+    return so3._pair(_act, h, p, ((3, 3), (3,)), ("H", "p"))
 
 
 @compiled

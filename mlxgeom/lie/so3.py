@@ -50,6 +50,16 @@ def cross(a: mx.array, b: mx.array) -> mx.array:
     return mx.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
+def _pair(op: Any, a: Any, b: Any, trailing: tuple, names: tuple[str, str]) -> mx.array:
+    """``op(a, b)`` of two inputs with the given trailing shapes and broadcasting batch dims, in the
+    compute dtype and cast back: the checks every two-argument verb of the groups shares."""
+    (a, b), out = as_floats(a, b, names=names)
+    for x, shape, name in zip((a, b), trailing, names):
+        check_trailing(x, shape, name)
+    check_batch((names[0], a, len(trailing[0])), (names[1], b, len(trailing[1])))
+    return cast_out(op(a, b), out)
+
+
 def _hat_poly(c0: mx.array, c1: Any, c2: mx.array, phi: mx.array) -> mx.array:
     """c0 I + c1 hat(phi) + c2 phi phi^T (*, 3, 3) for coefficients (*) (c1 may be a float):
     every SO(3) closed form has this shape (hat^2 = phi phi^T - t^2 I). Written entry by
@@ -230,11 +240,7 @@ def so3_compose(a, b) -> mx.array:
     >>> so3_compose(mx.eye(3), mx.eye(3)).shape
     (3, 3)
     """
-    (a, b), out = as_floats(a, b, names=("a", "b"))
-    check_trailing(a, (3, 3), "a")
-    check_trailing(b, (3, 3), "b")
-    check_batch(("a", a, 2), ("b", b, 2))
-    return cast_out(linalg.matmul(a, b), out)
+    return _pair(linalg.matmul, a, b, ((3, 3), (3, 3)), ("a", "b"))
 
 
 def so3_act(r, p) -> mx.array:
@@ -246,11 +252,7 @@ def so3_act(r, p) -> mx.array:
     >>> so3_act(mx.eye(3), mx.ones((5, 3))).shape
     (5, 3)
     """
-    (r, p), out = as_floats(r, p, names=("R", "p"))
-    check_trailing(r, (3, 3), "R")
-    check_trailing(p, (3,), "p")
-    check_batch(("R", r, 2), ("p", p, 1))
-    return cast_out(_act(r, p), out)
+    return _pair(_act, r, p, ((3, 3), (3,)), ("R", "p"))
 
 
 def so3_left_jacobian(phi) -> mx.array:

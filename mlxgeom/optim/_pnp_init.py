@@ -16,6 +16,7 @@ import numpy as np
 from .. import linalg
 from .._checks import eps
 from .._cuda import fast_path
+from ..homography._common import safe_div, safe_sqrt
 from . import pnp_cuda
 
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -135,15 +136,6 @@ def _least_squares(l_sub: mx.array, rho: mx.array) -> mx.array:
     return x
 
 
-def _safe_sqrt(x: mx.array) -> mx.array:
-    return mx.sqrt(mx.maximum(x, 0.0))
-
-
-def _safe_div(a: mx.array, b: mx.array) -> mx.array:
-    nz = mx.abs(b) > 1e-30
-    return mx.where(nz, a / mx.where(nz, b, 1.0), 0.0)
-
-
 def _columns(m: mx.array, cols: tuple[int, ...]) -> mx.array:
     return mx.stack([m[..., c] for c in cols], axis=-1)
 
@@ -153,16 +145,16 @@ def _beta_guesses(lmat: mx.array, rho: mx.array) -> list[mx.array]:
     zero = mx.zeros_like(rho[..., 0])
     x = _least_squares(_columns(lmat, (0, 1, 3, 6)), rho)  # b11 b12 b13 b14
     sgn = mx.where(x[..., 0] < 0, -1.0, 1.0)
-    b1 = _safe_sqrt(sgn * x[..., 0])
-    g1 = mx.stack([b1, _safe_div(sgn * x[..., 1], b1), _safe_div(sgn * x[..., 2], b1), _safe_div(sgn * x[..., 3], b1)], -1)
+    b1 = safe_sqrt(sgn * x[..., 0])
+    g1 = mx.stack([b1, *(safe_div(sgn * x[..., i], b1, b1 > 1e-30) for i in (1, 2, 3))], -1)
     guesses = [g1]
     for cols in ((0, 1, 2), (0, 1, 2, 3, 4)):
         x = _least_squares(_columns(lmat, cols), rho)  # b11 b12 b22 (b13 b23)
         neg = x[..., 0] < 0
-        b1 = _safe_sqrt(mx.where(neg, -x[..., 0], x[..., 0]))
-        b2 = mx.where(neg, _safe_sqrt(-x[..., 2]), _safe_sqrt(x[..., 2]))
+        b1 = safe_sqrt(mx.where(neg, -x[..., 0], x[..., 0]))
+        b2 = safe_sqrt(mx.where(neg, -x[..., 2], x[..., 2]))
         b1 = mx.where(x[..., 1] < 0, -b1, b1)
-        b3 = _safe_div(x[..., 3], b1) if len(cols) == 5 else zero
+        b3 = safe_div(x[..., 3], b1, mx.abs(b1) > 1e-30) if len(cols) == 5 else zero
         guesses.append(mx.stack([b1, b2, b3, zero], -1))
     return guesses
 

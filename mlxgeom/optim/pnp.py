@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Union
 
 import mlx.core as mx
 
-from .. import linalg
+from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from .._cuda import fast_path
 from ..camera import projection
@@ -74,9 +74,14 @@ def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
 
 
 def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
-    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) through the pinhole projection
-    core (``camera.projection._project_values``); finite placeholders for points behind
-    the camera."""
+    """Pixel residuals ``project(K, pose, pw) - pixels`` (*, N, 2) of poses (*, 4, 4), points
+    pw (*, N, 3), pixels (*, N, 2) and K (*, 3, 3), through the pinhole projection core
+    (``camera.projection._project_values``); finite placeholders for points behind the camera.
+
+    >>> pw, k = mx.array([[0.0, 0.0, 5.0], [1.0, 0.0, 5.0]]), mx.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    >>> reprojection_residuals(mx.eye(4), pw, mx.array([[320.0, 240.0], [420.0, 241.0]]), k).tolist()
+    [[0.0, 0.0], [0.0, -1.0]]
+    """
     check_trailing(pose, (4, 4), "pose")
     check_trailing(pw, (3,), "pw")
     check_trailing(pixels, (2,), "pixels")
@@ -106,15 +111,7 @@ def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.ar
 
 
 def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
-    from .. import lie
-
     return lie.se3_compose(lie.se3_exp(h), pose)
-
-
-def _pose_from_rt(r: mx.array, t: mx.array) -> mx.array:
-    top = mx.concatenate([r, t[..., None]], axis=-1)
-    bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=r.dtype), (*top.shape[:-2], 1, 4))
-    return mx.concatenate([top, bottom], axis=-2)
 
 
 def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
@@ -207,11 +204,20 @@ def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
 
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,
                loss: Union[RobustLoss, str, None] = None, loss_scale: float = 2.0, max_iters: int = 10):
-    """LM refinement of world-to-camera poses on reprojection errors (left update).
+    """LM refinement of world-to-camera poses (*, 4, 4) on reprojection errors (left update) of
+    points pw (*, N, 3), pixels (*, N, 2), K (*, 3, 3) and weights w (*, N).
 
     Returns the :class:`LMResult` (its ``x`` is the refined (*, 4, 4) pose). Points with
     ``w == 0`` do not contribute. The normal equations are summed per point
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
+
+    >>> from mlxgeom import lie
+    >>> pw = mx.array([[0., 0, 5], [1, 0, 6], [0, 1, 5.5], [1, 1, 4], [-1, 0.5, 6.5], [0.3, -1, 5]])
+    >>> k = mx.array([[500., 0, 320], [0, 500, 240], [0, 0, 1]])
+    >>> uv = pw[:, :2] / pw[:, 2:] * 500 + mx.array([320., 240])
+    >>> res = refine_pnp(lie.se3_exp(mx.array([0.05, -0.02, 0.1, 0.01, 0.02, -0.01])), pw, uv, k, mx.ones(6))
+    >>> res.converged.item(), bool(mx.abs(res.x - mx.eye(4)).max() < 1e-4)
+    (True, True)
     """
     _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
@@ -237,8 +243,6 @@ def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.arr
 def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array,
             hessian: mx.array | None, inliers: mx.array, out: mx.Dtype) -> PnPResult:
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
-    from .. import lie
-
     in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
                       axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
@@ -292,7 +296,7 @@ def initial_pose(pw: mx.array, uv: mx.array, k: mx.array, w: mx.array, method: s
     xn = normalize_pixels(uv, k)
     xn = mx.where((w > 0)[..., None], xn, 0.0)
     r, t, ok = (_pnp_init.dlt if method == "dlt" else _pnp_init.epnp)(pw, xn, w)
-    pose = _pose_from_rt(r, t)
+    pose = lie.se3_from_rt(r, t)
     ok = ok & mx.all(mx.isfinite(pose), axis=(-2, -1))
     return mx.where(ok[..., None, None], pose, mx.eye(4, dtype=pose.dtype)), ok
 

@@ -81,11 +81,11 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
             K is given.
         poses: (*, V, 4, 4) world-to-camera poses when K is given.
         mask: optional (*, V) bool, views to use.
+        refine: run LM after the DLT; max_iters: its iteration count.
 
     The camera arrays broadcast against the pixels' dims before N with numpy rules, so B separate
     problems of N points each take pixels (B, N, V, 2) with K (B, 1, V, 3, 3) and poses
     (B, 1, V, 4, 4) (the 1 stands for the points' axis).
-        refine: run LM after the DLT; max_iters: its iteration count.
 
     Returns:
         :class:`TriangulationResult`.

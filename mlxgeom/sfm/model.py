@@ -51,7 +51,17 @@ class ModelProblem(NamedTuple):
 
 
 def model_problem(model: colmap.ColmapModel, dtype: mx.Dtype = mx.float32) -> ModelProblem:
-    """The BA arrays of a COLMAP model (observations of points that exist in ``points3D``)."""
+    """The BA arrays of a COLMAP model (observations of points that exist in ``points3D``): poses
+    (C, 4, 4), points (P, 3), observations (O, 2) ..., see :class:`ModelProblem`.
+
+    Example:
+        >>> from mlxgeom.sfm.synthetic import synthetic_problem
+        >>> p = synthetic_problem(3, 30, seed=0)
+        >>> m = problem_to_model(p.cameras, p.poses, p.points, p.observations, p.camera_index, p.point_index)
+        >>> prob = model_problem(m)
+        >>> prob.poses.shape, prob.points.shape, prob.observations.shape == p.observations.shape
+        ((3, 4, 4), (30, 3), True)
+    """
     cams, image_ids = colmap.model_to_cameras(model, dtype=dtype)
     camera_ids = np.array(sorted({model.images[int(i)].camera_id for i in image_ids}), dtype=np.int64)
     group_of_camera = {int(c): g for g, c in enumerate(camera_ids)}
@@ -78,7 +88,21 @@ def _np(x: mx.array) -> np.ndarray:
 
 
 def update_model(model: colmap.ColmapModel, problem: ModelProblem, result: BundleResult) -> colmap.ColmapModel:
-    """A new model with the refined poses, points (their mean reprojection error) and camera params."""
+    """A new model with the refined poses (C, 4, 4), points (P, 3) (their mean reprojection error)
+    and camera params of ``result``, for the rows of ``problem`` (:func:`model_problem`).
+
+    Example:
+        >>> from mlxgeom.sfm.synthetic import synthetic_problem
+        >>> p = synthetic_problem(3, 30, seed=0)
+        >>> m = problem_to_model(p.cameras, p.poses, p.points, p.observations, p.camera_index, p.point_index)
+        >>> prob = model_problem(m)
+        >>> res = bundle_adjust(prob.cameras, prob.poses, prob.points, prob.observations, max_iters=3,
+        ...                     point_index=prob.point_index, camera_index=prob.camera_index,
+        ...                     intrinsics_index=prob.intrinsics_index)
+        >>> new = update_model(m, prob, res)
+        >>> bool(abs(new.points3D[1].xyz - m.points3D[1].xyz).max() > 0)
+        True
+    """
     q = _np(lie.matrix_to_quaternion(result.poses[:, :3, :3]))
     t = _np(result.poses[:, :3, 3])
     images = dict(model.images)
@@ -143,6 +167,13 @@ def problem_to_model(cameras: Camera, poses: Any, points: Any, observations: Any
         poses: (C, 4, 4). points: (P, 3). observations: (O, 2) (mlxgeom pixel convention).
         camera_index, point_index: (O,). intrinsics_index: (C,) or None.
         colmap_model: COLMAP camera model name (default as ``colmap.cameras_to_model``).
+
+    Example:
+        >>> from mlxgeom.sfm.synthetic import synthetic_problem
+        >>> p = synthetic_problem(3, 30, seed=0)
+        >>> m = problem_to_model(p.cameras, p.poses, p.points, p.observations, p.camera_index, p.point_index)
+        >>> len(m.cameras), len(m.images), len(m.points3D)
+        (3, 3, 30)
     """
     poses_np, pts = _np(mx.array(poses)), _np(mx.array(points))
     c = poses_np.shape[0]

@@ -26,7 +26,14 @@ import mlx.core as mx
 
 @dataclass(frozen=True)
 class RobustLoss:
-    """Base class: ``rho(s)`` and IRLS weight ``rho'(s)`` of a squared norm ``s`` (*)."""
+    """Base class: ``rho(s)`` and IRLS weight ``rho'(s)`` of squared norms ``s`` (*), elementwise.
+
+    >>> s, losses = mx.array([0.0, 1.0, 100.0]), (Huber(), Cauchy(), Tukey(), SoftL1(), GemanMcClure())
+    >>> [[round(v, 3) for v in loss.rho(s).tolist()] for loss in losses]
+    [[0.0, 1.0, 19.0], [0.0, 0.693, 4.615], [0.0, 0.333, 0.333], [0.0, 0.828, 18.1], [0.0, 0.5, 0.99]]
+    >>> [[round(v, 3) for v in loss.weight(s).tolist()] for loss in losses]
+    [[1.0, 1.0, 0.1], [1.0, 0.5, 0.01], [1.0, 0.0, 0.0], [1.0, 0.707, 0.1], [1.0, 0.25, 0.0]]
+    """
 
     scale: float = 1.0
 
@@ -48,7 +55,10 @@ class RobustLoss:
 
 @dataclass(frozen=True)
 class Huber(RobustLoss):
-    """Huber: ``s`` for ``s <= c^2``, else ``2 c sqrt(s) - c^2``; weight ``min(1, c / sqrt(s))``."""
+    """Huber: ``s`` for ``s <= c^2``, else ``2 c sqrt(s) - c^2``; weight ``min(1, c / sqrt(s))``.
+
+    Elementwise on s (*); examples of every loss: :class:`RobustLoss`.
+    """
 
     def rho(self, s: mx.array) -> mx.array:
         c2 = self.scale**2
@@ -66,7 +76,10 @@ class Huber(RobustLoss):
 
 @dataclass(frozen=True)
 class Cauchy(RobustLoss):
-    """Cauchy (Lorentzian): ``c^2 log(1 + s / c^2)``; weight ``1 / (1 + s / c^2)``."""
+    """Cauchy (Lorentzian): ``c^2 log(1 + s / c^2)``; weight ``1 / (1 + s / c^2)``.
+
+    Elementwise on s (*); examples of every loss: :class:`RobustLoss`.
+    """
 
     def rho(self, s: mx.array) -> mx.array:
         c2 = self.scale**2
@@ -78,7 +91,7 @@ class Cauchy(RobustLoss):
 
 @dataclass(frozen=True)
 class Tukey(RobustLoss):
-    """Tukey biweight: ``c^2/3 (1 - (1 - s/c^2)^3)`` for ``s <= c^2``, else ``c^2/3``.
+    """Tukey biweight: ``c^2/3 (1 - (1 - s/c^2)^3)`` for ``s <= c^2``, else ``c^2/3``, elementwise on s (*).
 
     The weight ``(1 - s/c^2)^2`` is exactly zero beyond ``c``: gross outliers stop
     contributing, but the cost is not convex, so start close to the solution.
@@ -96,7 +109,10 @@ class Tukey(RobustLoss):
 
 @dataclass(frozen=True)
 class SoftL1(RobustLoss):
-    """Soft L1 (pseudo-Huber): ``2 c^2 (sqrt(1 + s / c^2) - 1)``; weight ``1 / sqrt(1 + s / c^2)``."""
+    """Soft L1 (pseudo-Huber): ``2 c^2 (sqrt(1 + s / c^2) - 1)``; weight ``1 / sqrt(1 + s / c^2)``.
+
+    Elementwise on s (*); examples of every loss: :class:`RobustLoss`.
+    """
 
     def rho(self, s: mx.array) -> mx.array:
         # 2 c^2 (sqrt(1 + u) - 1) = 2 s / (sqrt(1 + u) + 1): no cancellation for small s.
@@ -108,7 +124,10 @@ class SoftL1(RobustLoss):
 
 @dataclass(frozen=True)
 class GemanMcClure(RobustLoss):
-    """Geman-McClure: ``c^2 s / (c^2 + s)``; weight ``c^4 / (c^2 + s)^2``."""
+    """Geman-McClure: ``c^2 s / (c^2 + s)``; weight ``c^4 / (c^2 + s)^2``.
+
+    Elementwise on s (*); examples of every loss: :class:`RobustLoss`.
+    """
 
     def rho(self, s: mx.array) -> mx.array:
         c2 = self.scale**2
@@ -121,7 +140,11 @@ class GemanMcClure(RobustLoss):
 
 
 def squared_loss(s: mx.array) -> mx.array:
-    """Plain least squares, ``rho(s) = s`` (the default of the solvers)."""
+    """Plain least squares, ``rho(s) = s`` for s (*) (the default of the solvers).
+
+    >>> squared_loss(mx.array([2.0])).tolist()
+    [2.0]
+    """
     return s
 
 

@@ -5,14 +5,6 @@ their squared norms ``s_i = ||r_i||^2``, the cost is ``F = 0.5 sum_i rho(s_i)`` 
 reweighted Gauss-Newton system ``A = J^T W J``, ``g = J^T W r`` with the IRLS weights
 ``W = rho'(s_i)`` (Triggs, McLauchlan, Hartley, Fitzgibbon, "Bundle Adjustment -- A Modern
 Synthesis", 2000, sec. 4.3, dropping the ``rho''`` term).
-
-Example:
-    >>> import mlx.core as mx
-    >>> r, J = mx.array([[1.0, 2.0]]), mx.array([[[1.0], [1.0]]])
-    >>> cost, w = weighted_cost(r, 1, None)
-    >>> A, g = normal_equations(r, J, w)
-    >>> cost.item(), A.tolist(), g.tolist()
-    (2.5, [[[2.0]]], [[3.0]])
 """
 
 from __future__ import annotations
@@ -34,6 +26,12 @@ def weighted_cost(r: mx.array, block_size: int, loss: RobustLoss | None) -> tupl
 
     Returns:
         ``(cost (*), w (*, m))``: every entry of a block carries its block's weight ``rho'(s_i)``.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> cost, w = weighted_cost(mx.array([[1.0, 2.0]]), 1, None)
+        >>> cost.item(), w.tolist()
+        (2.5, [[1.0, 1.0]])
     """
     s = mx.sum(mx.square(r.reshape(*r.shape[:-1], r.shape[-1] // block_size, block_size)), axis=-1)
     if loss is None:
@@ -54,6 +52,12 @@ def normal_equations(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, m
 
     Returns:
         ``(A, g)``.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> A, g = normal_equations(mx.array([[1.0, 2.0]]), mx.array([[[1.0], [1.0]]]), mx.ones((1, 2)))
+        >>> A.tolist(), g.tolist()
+        ([[[2.0]]], [[3.0]])
     """
     if not r.shape == J.shape[:-1] == w.shape:  # equal shapes (the hot case) cannot clash
         check_batch(("r", r, 0), ("J", J, 1), ("w", w, 0))

@@ -130,7 +130,8 @@ def _msac(e2: mx.array, valid: mx.array, thr2: mx.array) -> mx.array:
 
 def adaptive_trials(num_inliers: mx.array, num_valid: mx.array, sample_size: int, confidence: float,
                     max_trials: int) -> mx.array:
-    """H&Z Alg. 4.6: trials for ``confidence`` at inlier ratio w, ``log(1 - p) / log(1 - w^s)``, capped (int32).
+    """H&Z Alg. 4.6: trials (*) int32 for ``confidence`` at inlier ratio w = num_inliers / num_valid
+    (both (*)), ``log(1 - p) / log(1 - w^s)``, capped at ``max_trials``.
 
     Example:
         >>> import mlx.core as mx

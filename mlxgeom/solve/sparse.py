@@ -71,8 +71,8 @@ class BlockStructure:
 
     Example:
         >>> s = BlockStructure([0, 1, 1], [0, 0, 1], 2, 2, 6)
-        >>> s.num_pairs, s.reduced_size
-        (5, 12)
+        >>> s.num_pairs, s.reduced_size, s.column_count
+        (5, 12, 6)
     """
 
     def __init__(self, camera_index: Any, point_index: Any, num_cameras: int, num_points: int, camera_dof: int,
@@ -453,8 +453,8 @@ class SchurStep:
         >>> s = BlockStructure([0, 0], [0, 1], 1, 2, 1)
         >>> sys = block_normal_equations(s, mx.ones((2, 2, 1)), mx.ones((2, 2, 3)), mx.ones((2, 2)), mx.ones(2))
         >>> h, ok, pred = SchurStep(s)(sys, flat_gradient(sys), mx.array(1.0))
-        >>> h.shape, ok.item(), pred.item() > 0
-        ((7,), True, True)
+        >>> h.shape, ok.item(), pred.item() > 0, SchurStep(s).max_diagonal(sys).item()
+        ((7,), True, True, 1.0)
     """
 
     def __init__(self, structure: BlockStructure, linear_solver: str = "auto", pcg_iterations: int = 50):
@@ -464,6 +464,7 @@ class SchurStep:
         self.structure, self.pcg_iterations = structure, pcg_iterations
 
     def max_diagonal(self, system: BlockSystem) -> mx.array:
+        """1 (a scalar): the diagonal of the Jacobi-scaled system, so ``mu_0 = tau``."""
         return mx.ones((), dtype=system.V.dtype)
 
     def __call__(self, system: BlockSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
