@@ -4,8 +4,8 @@ Both score with the squared Sampson distance (H&Z eq. 11.9), the first-order geo
 
 - F: seven-point samples (up to 3 candidates each; samples Hartley-normalised with the pair's
   transform), errors in pixels, refit on the inliers by the normalised eight-point algorithm (or
-  the current model where that fits the inliers worse). (LM on the rank-2 matrices after it
-  lowered the median error by ~10 % at 2x the cost of a single pair on the CPU.)
+  the current model where that fits the inliers worse). No LM after it: on the rank-2 matrices
+  it lowered the median error by only ~10 % at ~1.5x the cost of a single pair on the CPU.
 - E: five-point samples (up to 10 candidates) on normalised coordinates, errors in normalised
   units (the caller divides the pixel threshold by the focal length); refit on the inliers by the
   normalised eight-point algorithm projected to the essential manifold (singular values (1, 1, 0)),
