@@ -11,9 +11,10 @@ ratio found (what a sequential RANSAC stopping at ``confidence`` would have draw
 ``max_trials``.
 
 Preemptive scoring (Nister, "Preemptive RANSAC for live structure and motion estimation", ICCV
-2003): with many points, every candidate is first scored on one random subset of ``preemptive_points`` (128) points
-of the problem and only the ``_KEEP`` best are scored on all points; a model from an
-uncontaminated sample stands out on the subset already. Local optimisation (Chum, Matas, Kittler,
+2003): with many points, every candidate is first scored on one random subset of
+``preemptive_points`` (128) points of the problem and only the ``_KEEP`` best are scored on all
+points; a model from an uncontaminated sample stands out on the subset already. Local
+optimisation (Chum, Matas, Kittler,
 "Locally optimized RANSAC", DAGM 2003): the winner is refit on its inliers and the inliers are
 re-selected ``refit_rounds`` times; a refit is kept only where it does not lower the score.
 Optionally the first rounds fit a wider selection (Lebeda, Matas, Chum, "Fixed locally optimized
@@ -274,8 +275,8 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
     thr2 = thr * thr
     valid = w > 0
     num_valid = mx.sum(valid.astype(mx.int32), axis=-1)
-    if preemptive_points < 1:
-        raise ValueError(f"preemptive_points: expected >= 1, got {preemptive_points}")
+    if preemptive_points < 1 or refit_widen < 1:
+        raise ValueError(f"need preemptive_points >= 1 and refit_widen >= 1, got {preemptive_points}, {refit_widen}")
     preempt = min(preemptive_points, n) if preemptive and n >= 4 * _SUBSET and max_trials > 2 * _KEEP else 0
     fixed = tuple(mx.stop_gradient(d) for d in data)
     best, score = _best(model, fixed, mx.stop_gradient(w), mx.stop_gradient(thr2), key, max_trials, preempt)
