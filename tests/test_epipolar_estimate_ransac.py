@@ -125,6 +125,29 @@ def test_fundamental_ransac_is_no_worse_than_opencv_and_close_to_poselib(outlier
     assert np.median(ours) <= 3 * np.median(pl) + 0.2, (ours, pl)
 
 
+def test_many_matches_take_the_preemptive_path_and_stay_no_worse_than_opencv():
+    # 1000 matches: hypotheses are ranked on 32 random points before the full scoring
+    rng = np.random.default_rng(43)
+    scenes = [scene(rng, 1000, 0.5, 0.5) for _ in range(4)]
+    x1 = mx.array(np.stack([s[0] for s in scenes]), mx.float32)
+    x2 = mx.array(np.stack([s[1] for s in scenes]), mx.float32)
+    k = mx.array(K, mx.float32)
+    res = find_essential_matrix(x1, x2, k, max_trials=256)
+    pose = np.array(recover_pose(res.E, x1, x2, k, mask=res.inliers).pose)
+    assert np.array(res.ok).all()
+    ours, ref = [], []
+    for i, s in enumerate(scenes):
+        E, m = cv2.findEssentialMat(s[0], s[1], K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+        _, R, t, _ = cv2.recoverPose(E[:3], s[0], s[1], K, mask=m)
+        ours.append((rot_err(pose[i, :3, :3], s[2]), dir_err(pose[i, :3, 3], s[3])))
+        ref.append((rot_err(R, s[2]), dir_err(t[:, 0], s[3])))
+    assert (_medians(ours) <= _medians(ref)).all(), (ours, ref)
+    fres = find_fundamental_matrix(x1, x2, method="ransac", threshold=1.0, max_trials=1024)
+    inl, truth = np.array(fres.inliers), np.stack([s[4] for s in scenes])
+    assert np.array(fres.ok).all() and (inl & truth).sum() >= 0.9 * truth.sum()
+    assert (inl & ~truth).sum() <= 0.05 * (~truth).sum()
+
+
 def test_unusable_pairs_are_not_ok_and_finite():
     rng = np.random.default_rng(40)
     good = scene(rng, 100, 0.5)

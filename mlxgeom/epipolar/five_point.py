@@ -26,7 +26,7 @@ from ..homography._common import safe_div
 from ..lie.so3 import cross
 from ..linalg import gauss_newton_system, matmul, solve_spd_ex
 from .nullspace import design_rows, null_space
-from .polynomial import Complex, aberth, cmul, horner, log_scale
+from .polynomial import ITERATIONS, Complex, aberth, cmul, horner, log_scale
 
 # Exponents (x, y, z) of the monomials: linear (x, y, z, 1), quadratic, and the cubic in Nister's order.
 _MON1 = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0)]
@@ -45,6 +45,8 @@ _RESIDUAL_TOL = 1e-3
 _CHART = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]]) / 2.0
 # Candidates of the two charts closer than this in 1 - |cos| of their unit 9-vectors are one solution.
 _SAME = 1e-5
+# RANSAC's cheap variant (five_point(fast=True)): Aberth iterations and polish steps, one chart.
+_FAST = (10, 2)
 # Pivot accepted by the elimination: relative to the largest entry of the constraint matrix.
 _PIVOT_TOL = 1e-7
 
@@ -206,12 +208,12 @@ def _apply(m: mx.array, terms: list[tuple[int, mx.array]]) -> mx.array:
     return acc
 
 
-def polish(m: mx.array, v: list[mx.array]) -> tuple[list[mx.array], mx.array]:
-    """Gauss-Newton on the 10 cubics ``m mono(x, y, z) = 0`` (m (*, 1, 10, 20), rows of unit norm) from v.
+def polish(m: mx.array, v: list[mx.array], steps: int = _POLISH) -> tuple[list[mx.array], mx.array]:
+    """``steps`` Gauss-Newton steps on the 10 cubics ``m mono(x, y, z) = 0`` (m (*, 1, 10, 20), rows of unit norm) from v.
 
     Returns the polished (x, y, z) (each (*, K)) and the final residual norm relative to |mono|.
     """
-    for _ in range(_POLISH):
+    for _ in range(steps):
         mono, grads = _monomials(v)
         r = _apply(m, list(enumerate(mono)))  # (*, K, 10)
         jac = [_apply(m, g) for g in grads]
@@ -225,13 +227,19 @@ def polish(m: mx.array, v: list[mx.array]) -> tuple[list[mx.array], mx.array]:
     return v, mx.sqrt(mx.sum(r * r, axis=-1) / mx.maximum(size, 1e-30))
 
 
-def five_point(y1: mx.array, y2: mx.array) -> tuple[mx.array, mx.array]:
+def five_point(y1: mx.array, y2: mx.array, *, fast: bool = False) -> tuple[mx.array, mx.array]:
     """Up to 10 essential matrices (*, 10, 3, 3) from 5 normalised correspondences (*, 5, 2); mask (*, 10).
 
     ``y2h^T E y1h = 0`` with ``yh = (x, y, 1)`` the undistorted ``K^-1`` coordinates. Candidates
     have unit Frobenius norm (both nonzero singular values ``1 / sqrt 2``); masked ones are finite.
+    ``fast``: one chart, fewer Aberth iterations and polish steps (``_FAST``): ~3x cheaper, and
+    97 % of the true solutions found instead of 99.8 % (random noise-free scenes), which costs
+    RANSAC a few hypotheses, not the model (its other all-inlier samples find it).
     """
     basis, full = null_space(design_rows(y1, y2))
+    if fast:
+        e, m, _ = _solve(basis, full, *_FAST)
+        return e, m
     # both charts in one pass (one graph, half the kernels of two calls)
     charts = mx.stack([basis, matmul(basis, mx.array(_CHART, dtype=basis.dtype))], axis=-3)
     e, m, r = _solve(charts, full[..., None])
@@ -248,14 +256,15 @@ def five_point(y1: mx.array, y2: mx.array) -> tuple[mx.array, mx.array]:
     return e, mx.take_along_axis(m, order, axis=-1)
 
 
-def _solve(basis: mx.array, full: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+def _solve(basis: mx.array, full: mx.array, iterations: int = ITERATIONS,
+           polish_steps: int = _POLISH) -> tuple[mx.array, mx.array, mx.array]:
     """Candidates (*, 10, 3, 3), mask and polish residual (*, 10) in the chart ``E = xX + yY + zZ + W``."""
     cubics = constraint_matrix(basis)
     # rows of unit norm: partial pivoting then compares like with like (equilibration)
     unit = cubics / mx.maximum(mx.sqrt(mx.sum(cubics * cubics, axis=-1, keepdims=True)), 1e-30)
     reduced, ok = gauss_jordan(unit)
     b, rho = hidden_matrix(reduced)
-    ur, ui = aberth(lambda u: _det_and_derivative(b, u), 10, b.shape[:-3], b.dtype)
+    ur, ui = aberth(lambda u: _det_and_derivative(b, u), 10, b.shape[:-3], b.dtype, iterations)
     real = mx.abs(ui) <= _REAL_TOL * (1 + mx.abs(ur))
     z = ur * rho[..., None]
     rows = [mx.stack([_evaluate(b[..., i, j, :], ur) for j in range(3)], axis=-1) for i in range(3)]  # (*, K, 3)
@@ -266,7 +275,7 @@ def _solve(basis: mx.array, full: mx.array) -> tuple[mx.array, mx.array, mx.arra
     best = [best[..., i] for i in range(3)]
     good = mx.abs(best[2]) > 0
     x, y = safe_div(best[0], best[2], good), safe_div(best[1], best[2], good)
-    (x, y, z), res = polish(unit[..., None, :, :], [x, y, z])
+    (x, y, z), res = polish(unit[..., None, :, :], [x, y, z], polish_steps)
     good = good & (res < _RESIDUAL_TOL)
     coef = mx.stack([x, y, z, mx.ones_like(z)], axis=-1)  # (*, K, 4)
     e = mx.sum(basis[..., None, :, :] * coef[..., :, None, :], axis=-1).reshape(*coef.shape[:-1], 3, 3)

@@ -1,4 +1,4 @@
-"""E and F refinement on their manifolds with the one LM loop (:func:`mlxgeom.solve.lm_loop`).
+"""E refinement on its manifold with the one LM loop (:func:`mlxgeom.solve.lm_loop`).
 
 ``E = [t]_x R`` with R in SO(3) and t on the unit sphere: 5 degrees of freedom (Ma, Kosecka and
 Sastry, "Optimization criteria and geometric algorithms for motion and structure estimation",
@@ -6,8 +6,7 @@ IJCV 44, 2001). The update is ``R <- R exp([w]_x)`` (the library's right perturb
 ``t <- (t + B d) / |t + B d|`` with B (3 x 2) an orthonormal basis of the tangent plane at t.
 The cost is the weighted sum of squared Sampson distances (H&Z eq. 11.9) in normalised
 coordinates; the Jacobian is analytic (``dE`` along each of the 5 tangent directions), the
-normal equations come from ``linalg.gauss_newton_system``. F is refined the same way on the rank-2
-matrices ``U diag(1, sigma, 0) V^T`` (7 dof) with the Sampson distances of its pixels.
+normal equations come from ``linalg.gauss_newton_system``.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ import mlx.core as mx
 from ..homography._common import safe_div
 from ..lie import so3_exp, so3_hat
 from ..lie.so3 import cross
-from ..homography.dlt import normalize_points
-from ..linalg import det, gauss_newton_system, matmul, svd3
+from ..linalg import gauss_newton_system, matmul
 from ..solve import lm_loop
 from .distances import epipolar_terms
-from .fundamental import denormalize_f, hartley_pair, unit_frobenius
 from .pose import _decompose
 from .relations import _essential
 
@@ -98,52 +95,3 @@ def refine_essential(e0: mx.array, y1: mx.array, y2: mx.array, w: mx.array, iter
 
     res = lm_loop(linearize, (dec.R1, dec.t), _retract, e0.shape[:-2], max_iters=iterations)
     return _unit(_essential(res.x[0], res.x[1])), mx.isfinite(res.cost)
-
-
-def _rank2(u: mx.array, v: mx.array, which: mx.array) -> mx.array:
-    """``U diag(which) V^T`` with which (*, 3) (e.g. (1, sigma, 0))."""
-    return matmul(u * which[..., None, :], v.swapaxes(-1, -2))
-
-
-def refine_fundamental(f0: mx.array, x1: mx.array, x2: mx.array, w: mx.array, iterations: int) -> tuple[mx.array, mx.array]:
-    """LM on rank-2 matrices ``F = U diag(1, sigma, 0) V^T`` (7 dof; Bartoli and Sturm, CVIU 2004) from f0 (B, 3, 3).
-
-    The Sampson distances are those of pixels (B, N, 2) with weights (B, N); the points are centred per
-    image and scaled by one common factor, which scales every Sampson distance alike (float32 safety).
-    Returns ``(F (B, 3, 3) of unit Frobenius norm, ok (B))``.
-    """
-    c1, s1, c2, s2 = hartley_pair(x1, x2, w)[2]
-    s = mx.sqrt(s1 * s2)
-    norm = (c1, s, c2, s)
-    y1, y2 = normalize_points(x1, c1, s), normalize_points(x2, c2, s)
-    # F = T2^T Fn T1, so Fn = T2^-T F T1^-1: with T^-1 = [[1/s, 0, c], [0, 1/s, c], [0, 0, 1]]
-    u, sv, vt = svd3(_unit(matmul(_inverse_t(c2, s).swapaxes(-1, -2), matmul(f0, _inverse_t(c1, s)))))
-    u = u * mx.sign(det(u))[..., None, None]
-    v = vt.swapaxes(-1, -2) * mx.sign(det(vt))[..., None, None]
-    sigma = safe_div(sv[..., 1], sv[..., 0], sv[..., 0] > 0)
-    one, zero = mx.ones_like(sigma), mx.zeros_like(sigma)
-    eye = mx.eye(3, dtype=f0.dtype)
-
-    def linearize(x):
-        u, v, sg = x
-        diag = mx.stack([one, sg, zero], axis=-1)
-        f = _rank2(u, v, diag)
-        du = [matmul(matmul(u, so3_hat(eye[k])) * diag[..., None, :], v.swapaxes(-1, -2)) for k in range(3)]
-        dv = [-matmul(u * diag[..., None, :], matmul(so3_hat(eye[k]), v.swapaxes(-1, -2))) for k in range(3)]
-        ds = _rank2(u, v, mx.stack([zero, one, zero], axis=-1))
-        return sampson_system(f, mx.stack(du + dv + [ds], axis=-3), y1, y2, w)
-
-    def retract(x, h):
-        return matmul(x[0], so3_exp(h[..., :3])), matmul(x[1], so3_exp(h[..., 3:6])), x[2] + h[..., 6]
-
-    res = lm_loop(linearize, (u, v, sigma), retract, f0.shape[:-2], max_iters=iterations)
-    u, v, sg = res.x
-    fn = _rank2(u, v, mx.stack([one, sg, zero], axis=-1))
-    return unit_frobenius(denormalize_f(fn, norm)), mx.isfinite(res.cost)
-
-
-def _inverse_t(c: mx.array, s: mx.array) -> mx.array:
-    """Inverse of the normalising transform ``T = [[s, 0, -s cx], [0, s, -s cy], [0, 0, 1]]``, (*, 3, 3)."""
-    zero, one = mx.zeros_like(s), mx.ones_like(s)
-    inv = 1 / s
-    return mx.stack([inv, zero, c[..., 0], zero, inv, c[..., 1], zero, zero, one], -1).reshape(*s.shape, 3, 3)

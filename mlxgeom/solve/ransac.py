@@ -11,11 +11,14 @@ ratio found (what a sequential RANSAC stopping at ``confidence`` would have draw
 ``max_trials``.
 
 Preemptive scoring (Nister, "Preemptive RANSAC for live structure and motion estimation", ICCV
-2003): with many points, every candidate is first scored on one random subset of ``_SUBSET`` points
-of the problem and only the ``_KEEP`` best are scored on all points; a model from an
-uncontaminated sample stands out on the subset already. Local optimisation (Chum, Matas, Kittler,
+2003): with many points, every candidate is first scored on one random subset of
+``preemptive_points`` (128) points of the problem and only the ``_KEEP`` best are scored on all
+points; a model from an uncontaminated sample stands out on the subset already. Local
+optimisation (Chum, Matas, Kittler,
 "Locally optimized RANSAC", DAGM 2003): the winner is refit on its inliers and the inliers are
 re-selected ``refit_rounds`` times; a refit is kept only where it does not lower the score.
+Optionally the first rounds fit a wider selection (Lebeda, Matas, Chum, "Fixed locally optimized
+RANSAC", BMVC 2012: the threshold shrinks to its value over the rounds).
 """
 
 from __future__ import annotations
@@ -175,15 +178,18 @@ def _take(a: mx.array, j: mx.array) -> mx.array:
 
 
 def _best(model: RansacModel, data: Data, w: mx.array, thr2: mx.array, key: mx.array, max_trials: int,
-          preempt: bool) -> tuple[mx.array, mx.array]:
-    """The best candidate per problem (B, *model_shape) and its MSAC score (B) (-1: none usable)."""
+          preempt: int) -> tuple[mx.array, mx.array]:
+    """The best candidate per problem (B, *model_shape) and its MSAC score (B) (-1: none usable).
+
+    ``preempt``: points of the preemptive subset (0: every candidate is scored on all points).
+    """
     b, n = w.shape
     valid = w > 0
     enough = mx.sum(valid.astype(mx.int32), axis=-1) >= model.sample_size
     sample_key, subset_key = mx.random.split(key)
     if preempt:
         # The same random valid points score every candidate of a problem (invalid ones sort last).
-        sub = mx.argsort(mx.where(valid, mx.random.uniform(shape=(b, n), key=subset_key), 2.0), axis=-1)[:, :_SUBSET]
+        sub = mx.argsort(mx.where(valid, mx.random.uniform(shape=(b, n), key=subset_key), 2.0), axis=-1)[:, :preempt]
         scoring = tuple(gather_points(d, sub) for d in data)
         ws = mx.take_along_axis(valid, sub, axis=-1)
     else:
@@ -218,7 +224,8 @@ def _best(model: RansacModel, data: Data, w: mx.array, thr2: mx.array, key: mx.a
 
 def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, max_trials: int,
            confidence: float = 0.999, key: mx.array | None = None, preemptive: bool = True,
-           refit_rounds: int = 2, min_inliers: int | None = None) -> RansacResult:
+           refit_rounds: int = 2, min_inliers: int | None = None, refit_widen: float = 1.0,
+           preemptive_points: int = _SUBSET) -> RansacResult:
     """Robust fit of ``model`` to B problems at once: sample, solve, MSAC-score, refit on the inliers.
 
     Args:
@@ -231,8 +238,14 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
         confidence: p of the reported adaptive trial count.
         key: ``mx.random.key``; default ``mx.random.key(0)`` (reproducible).
         preemptive: score on a random subset first where N >= 512 (see the module docstring).
+        preemptive_points: size of that subset; a smaller one is cheaper and still ranks the
+            candidates of an uncontaminated sample first where inliers are not rare.
         refit_rounds: local-optimisation rounds with ``model.refit`` (0 or no refit: none).
         min_inliers: problems with fewer inliers are not ok; default ``sample_size``.
+        refit_widen: the first refit round fits the points within ``refit_widen`` x the threshold,
+            the factor shrinking geometrically to 1 in the last round (more inliers reach the fit
+            in fewer rounds); 1: every round fits the inliers. Rounds keep a refit by the score at
+            the threshold either way.
 
     Returns:
         :class:`RansacResult`. Model search runs on ``mx.stop_gradient`` of the data; gradients
@@ -263,21 +276,29 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
     thr2 = thr * thr
     valid = w > 0
     num_valid = mx.sum(valid.astype(mx.int32), axis=-1)
-    preempt = preemptive and n >= 4 * _SUBSET and max_trials > 2 * _KEEP
+    if preemptive_points < 1 or refit_widen < 1:
+        raise ValueError(f"need preemptive_points >= 1 and refit_widen >= 1, got {preemptive_points}, {refit_widen}")
+    preempt = min(preemptive_points, n) if preemptive and n >= 4 * _SUBSET and max_trials > 2 * _KEEP else 0
     fixed = tuple(mx.stop_gradient(d) for d in data)
     best, score = _best(model, fixed, mx.stop_gradient(w), mx.stop_gradient(thr2), key, max_trials, preempt)
     found = score >= 0
 
-    def verify(m: mx.array) -> tuple[mx.array, mx.array]:
-        e2 = model.sq_error(m[:, None], data)
-        return valid & (e2[:, 0] <= thr2[:, None]), _msac(e2, valid, thr2)[:, 0]
+    def verify(m: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        e2 = model.sq_error(m[:, None], data)[:, 0]
+        return e2, valid & (e2 <= thr2[:, None]), _msac(e2[:, None], valid, thr2)[:, 0]
 
-    inliers, score = verify(best)
-    for _ in range(refit_rounds if model.refit is not None else 0):
-        cand, ok = model.refit(best, data, mx.where(inliers, w, 0))
-        cand_inliers, cand_score = verify(cand)
+    e2, inliers, score = verify(best)
+    rounds = refit_rounds if model.refit is not None else 0
+    for r in range(rounds):
+        # a wider selection first (Lebeda, Matas, Chum, BMVC 2012): refit_widen x the threshold in
+        # round 0, shrinking geometrically to the threshold in the last round
+        widen = refit_widen ** ((rounds - 1 - r) / max(rounds - 1, 1))
+        sel = valid & (e2 <= (widen * widen) * thr2[:, None]) if widen > 1 else inliers
+        cand, ok = model.refit(best, data, mx.where(sel, w, 0))
+        cand_e2, cand_inliers, cand_score = verify(cand)
         take = found & ok & (cand_score >= score)
         best = mx.where(take.reshape(b, *([1] * (cand.ndim - 1))), cand, best)
+        e2 = mx.where(take[:, None], cand_e2, e2)
         inliers, score = mx.where(take[:, None], cand_inliers, inliers), mx.where(take, cand_score, score)
     count = mx.sum(inliers.astype(mx.int32), axis=-1)
     need = model.sample_size if min_inliers is None else max(min_inliers, model.sample_size)
