@@ -97,6 +97,38 @@ def _cell(ms: float, ours: float) -> str:
     return f"{ms:.3g} ({ms / ours:.2g}x)"
 
 
+def _row(pairs: int, fn, args, opencv, pl, peer_pairs: int, our_errors, fmt) -> str:
+    """One table row: the batched ``fn(*args)`` against the peers' loops (``opencv(i)``, ``pl(i)``: one
+    pair's errors; ``pl`` None without PoseLib) over the first ``peer_pairs`` pairs; ``our_errors(out)``
+    gives mlxgeom's per-pair errors and ok mask, ``fmt`` prints a median error."""
+    t0 = time.perf_counter()
+    mx.eval(fn(*args))
+    first = time.perf_counter() - t0
+    mx.eval(fn(*args))  # a second call may trace again (MLX), so it is no timed round
+
+    def ours():
+        out = fn(*args)
+        mx.eval(out)
+        return out
+
+    m = min(pairs, peer_pairs)  # the peers' time per pair is flat: m pairs stand for all
+    runs = {"ours": ours}
+    for name, one in (("cv2", opencv), ("poselib", pl)):
+        if one is not None:
+            one(0)
+            runs[name] = lambda one=one: [one(i) for i in range(m)]
+    res = _interleaved(runs, _rounds(pairs))
+    print(f"{pairs} pairs: first call {first:.1f} s, times {({k: round(v[0]) for k, v in res.items()})} ms", file=sys.stderr)
+    ours_ms = res["ours"][0] / pairs
+    err, ok = our_errors(res["ours"][1])
+    cells, errs = [f"{ours_ms:.3g}"], [np.median(err, 0)]
+    for name in ("cv2", "poselib"):
+        cells.append(_cell(res[name][0] / m, ours_ms) if name in res else "-")
+        errs += [np.median(res[name][1], 0)] if name in res else []
+    acc = " / ".join(fmt(e) for e in errs)
+    return f"| {pairs:,} | " + " | ".join(cells) + f" | {acc} | {100 * float(np.mean(ok)):.0f} | {first:.1f} |"
+
+
 def bench_essential(pairs: int, trials: int, jit, poselib, peer_pairs: int) -> str:
     x1, x2, _, _, rs, ts, _ = make_pairs(pairs)
     a, b, k = mx.array(x1, mx.float32), mx.array(x2, mx.float32), mx.array(K, mx.float32)
@@ -105,18 +137,6 @@ def bench_essential(pairs: int, trials: int, jit, poselib, peer_pairs: int) -> s
         res = find_essential_matrix(a, b, k, max_trials=trials, key=mx.random.key(0))
         pose = recover_pose(res.E, a, b, k, mask=res.inliers)
         return pose.pose, res.ok
-
-    fn = jit(run)
-    t0 = time.perf_counter()
-    pose, ok = fn(a, b)
-    mx.eval(pose, ok)
-    first = time.perf_counter() - t0
-    mx.eval(fn(a, b))  # a second call may trace again (MLX), so it is no timed round
-
-    def ours():
-        out = fn(a, b)
-        mx.eval(out)
-        return out
 
     def opencv(i):
         E, m = cv2.findEssentialMat(x1[i], x2[i], K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
@@ -127,26 +147,12 @@ def bench_essential(pairs: int, trials: int, jit, poselib, peer_pairs: int) -> s
         p, _ = poselib.estimate_relative_pose(x1[i], x2[i], PINHOLE, PINHOLE, {"max_epipolar_error": 1.0}, {})
         return rot_err(p.R, rs[i]), dir_err(p.t, ts[i])
 
-    opencv(0)
-    m = min(pairs, peer_pairs)  # the peers' loops time the first m pairs (their time per pair is flat)
-    runs = {"ours": ours, "cv2": lambda: [opencv(i) for i in range(m)]}
-    if poselib is not None:
-        pl(0)
-        runs["poselib"] = lambda: [pl(i) for i in range(m)]
-    res = _interleaved(runs, _rounds(pairs))
-    print(f"{pairs} pairs: first call {first:.1f} s, times {({k: round(v[0]) for k, v in res.items()})} ms", file=sys.stderr)
-    ours_ms = res["ours"][0] / pairs
-    pose, ok = (np.array(v) for v in res["ours"][1])
-    err = [(rot_err(pose[i, :3, :3], rs[i]), dir_err(pose[i, :3, 3], ts[i])) for i in range(pairs)]
-    cells = [f"{ours_ms:.3g}", _cell(res["cv2"][0] / m, ours_ms)]
-    errs = [np.median(err, 0), np.median(res["cv2"][1], 0)]
-    if poselib is not None:
-        cells.append(_cell(res["poselib"][0] / m, ours_ms))
-        errs.append(np.median(res["poselib"][1], 0))
-    else:
-        cells.append("-")
-    acc = " / ".join(f"{e[0]:.3f}, {e[1]:.2f}" for e in errs)
-    return f"| {pairs:,} | " + " | ".join(cells) + f" | {acc} | {100 * float(ok.mean()):.0f} | {first:.1f} |"
+    def our_errors(out):
+        pose, ok = (np.array(v) for v in out)
+        return [(rot_err(pose[i, :3, :3], rs[i]), dir_err(pose[i, :3, 3], ts[i])) for i in range(pairs)], ok
+
+    return _row(pairs, jit(run), (a, b), opencv, pl if poselib else None, peer_pairs, our_errors,
+                lambda e: f"{e[0]:.3f}, {e[1]:.2f}")
 
 
 def bench_fundamental(pairs: int, trials: int, jit, poselib, peer_pairs: int) -> str:
@@ -154,16 +160,6 @@ def bench_fundamental(pairs: int, trials: int, jit, poselib, peer_pairs: int) ->
     a, b = mx.array(x1, mx.float32), mx.array(x2, mx.float32)
     fn = jit(lambda a, b: tuple(find_fundamental_matrix(a, b, method="ransac", threshold=1.0, max_trials=trials,
                                                         key=mx.random.key(0)))[:3])
-    t0 = time.perf_counter()
-    F, _, ok = fn(a, b)
-    mx.eval(F, ok)
-    first = time.perf_counter() - t0
-    mx.eval(fn(a, b))
-
-    def ours():
-        out = fn(a, b)
-        mx.eval(out)
-        return out
 
     def opencv(i):
         f, _ = cv2.findFundamentalMat(x1[i], x2[i], cv2.FM_RANSAC, 1.0, 0.999)
@@ -173,27 +169,11 @@ def bench_fundamental(pairs: int, trials: int, jit, poselib, peer_pairs: int) ->
         f, _ = poselib.estimate_fundamental(x1[i], x2[i], {"max_epipolar_error": 1.0}, {})
         return f_error(f, c1[i][inl[i]], c2[i][inl[i]])
 
-    opencv(0)
-    m = min(pairs, peer_pairs)  # the peers' loops time the first m pairs (their time per pair is flat)
-    runs = {"ours": ours, "cv2": lambda: [opencv(i) for i in range(m)]}
-    if poselib is not None:
-        pl(0)
-        runs["poselib"] = lambda: [pl(i) for i in range(m)]
-    res = _interleaved(runs, _rounds(pairs))
-    print(f"{pairs} pairs: first call {first:.1f} s, times {({k: round(v[0]) for k, v in res.items()})} ms", file=sys.stderr)
-    ours_ms = res["ours"][0] / pairs
-    F, _, ok = res["ours"][1]
-    F, ok = np.array(F, np.float64), np.array(ok)
-    err = [f_error(F[i], c1[i][inl[i]], c2[i][inl[i]]) for i in range(pairs)]
-    cells = [f"{ours_ms:.3g}", _cell(res["cv2"][0] / m, ours_ms)]
-    errs = [np.median(err), np.median(res["cv2"][1])]
-    if poselib is not None:
-        cells.append(_cell(res["poselib"][0] / m, ours_ms))
-        errs.append(np.median(res["poselib"][1]))
-    else:
-        cells.append("-")
-    acc = " / ".join(f"{e:.3f}" for e in errs)
-    return f"| {pairs:,} | " + " | ".join(cells) + f" | {acc} | {100 * float(ok.mean()):.0f} | {first:.1f} |"
+    def our_errors(out):
+        F, ok = np.array(out[0], np.float64), np.array(out[2])
+        return [f_error(F[i], c1[i][inl[i]], c2[i][inl[i]]) for i in range(pairs)], ok
+
+    return _row(pairs, fn, (a, b), opencv, pl if poselib else None, peer_pairs, our_errors, lambda e: f"{e:.3f}")
 
 
 def main() -> None:
