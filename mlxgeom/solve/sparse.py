@@ -104,14 +104,28 @@ class BlockStructure:
         self.columns = mx.array(cols.astype(np.int32))
         self.camera_index = mx.array(cam.astype(np.int32))
         self.point_index = mx.array(pt.astype(np.int32))
-        self.pair_first = self.pair_second = self.pair_flat = None
+        self.pair_first = self.pair_second = self.pair_blocks = self.own_blocks = None
         self.num_pairs = 0
         if with_pairs:
             first, second = _observation_pairs(pt)
             self.pair_first, self.pair_second = mx.array(first), mx.array(second)
             self.num_pairs = first.size
-            self.pair_flat = mx.array(_block_positions(cols[first], cols[second], self.reduced_size))
-            self.own_flat = mx.array(_block_positions(cols, cols, self.reduced_size))
+            grp = groups[cam] if group_dof else None
+            self.pair_blocks = self._block_rows(cam[first], cam[second], grp, first, second)
+            own = np.arange(num_cameras)
+            self.own_blocks = self._block_rows(own, own, groups if group_dof else None, own, own)
+
+    def _block_rows(self, cam_a: np.ndarray, cam_b: np.ndarray, groups: np.ndarray | None, a: np.ndarray,
+                    b: np.ndarray) -> list[mx.array]:
+        """Where the (D x D) block coupling entry a[k] (of camera cam_a[k]) to entry b[k] lands in the
+        reduced matrix's sub-matrices camera-camera (C C, dc, dc) and, with groups, camera-group,
+        group-camera and group-group (the pieces of :func:`schur_dense`): one row index per block."""
+        c, g = self.num_cameras, self.num_groups
+        rows = [cam_a * c + cam_b]
+        if self.group_dof:
+            ga, gb = groups[a], groups[b]
+            rows += [cam_a * g + gb, ga * c + cam_b, ga * g + gb]
+        return [mx.array(r.astype(np.int32)) for r in rows]
 
     @property
     def column_count(self) -> int:
@@ -122,11 +136,6 @@ class BlockStructure:
 def _check_range(idx: np.ndarray, n: int, name: str) -> None:
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"{name}: expected values in [0, {n})")
-
-
-def _block_positions(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
-    """Flat positions (K D D,) in an (n, n) matrix of the (D x D) blocks at rows[k] x cols[k]."""
-    return (rows[:, :, None] * n + cols[:, None, :]).reshape(-1).astype(np.int32)
 
 
 def _observation_pairs(point_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -334,14 +343,27 @@ def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x
 
 def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
     """(n_c, n_c) reduced camera system S, from the observations and their pairs per point."""
-    if structure.pair_flat is None:
+    if structure.pair_blocks is None:
         raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
-    n = structure.reduced_size
     pairs = matmul(_schur_blocks(structure, system, red)[structure.pair_first],
-                   system.W[structure.pair_second].swapaxes(-1, -2))
-    s = mx.zeros((n * n,), dtype=pairs.dtype).at[structure.pair_flat].add(-pairs.reshape(-1))
-    s = s.at[structure.own_flat].add(_tmat(system.B, system.B).reshape(-1))
-    return s.reshape(n, n) + mx.eye(n, dtype=s.dtype) * red.damp
+                   system.W[structure.pair_second].swapaxes(-1, -2))  # (K, D, D) Y_i W_j^T
+    dc, c, g = structure.camera_dof, structure.num_cameras, structure.num_groups
+    cam, grp = slice(0, dc), slice(dc, None)
+    pieces = [(cam, cam, c, c)]
+    if structure.group_dof:
+        pieces += [(cam, grp, c, g), (grp, cam, g, c), (grp, grp, g, g)]
+    # Block rows (one index per D x D block, not per entry) into one array per sub-matrix, then
+    # one transpose each into the (n_c, n_c) layout.
+    parts = []
+    for (ra, rb, na, nb), pair_rows, own_rows in zip(pieces, structure.pair_blocks, structure.own_blocks):
+        u = red.u if len(pieces) == 1 else red.u[:, ra, rb]
+        y_w = pairs if len(pieces) == 1 else pairs[:, ra, rb]
+        zero = mx.zeros((na * nb, *u.shape[1:]), dtype=u.dtype)
+        part = zero.at[own_rows].add(u) - zero.at[pair_rows].add(y_w)
+        parts.append(part.reshape(na, nb, *u.shape[1:]).transpose(0, 2, 1, 3).reshape(na * u.shape[1], -1))
+    s = parts[0] if len(parts) == 1 else mx.concatenate(
+        [mx.concatenate(parts[:2], axis=1), mx.concatenate(parts[2:], axis=1)], axis=0)
+    return s + mx.diag(red.damp)
 
 
 def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> list[mx.array]:
@@ -533,7 +555,7 @@ class SchurStep:
 
     def __init__(self, structure: BlockStructure, linear_solver: str = "auto", pcg_iterations: int = 50):
         self.linear_solver = resolve_linear_solver(structure.reduced_size, linear_solver)
-        if self.linear_solver == "dense" and structure.pair_flat is None:
+        if self.linear_solver == "dense" and structure.pair_blocks is None:
             raise ValueError("linear_solver='dense' needs a BlockStructure built with with_pairs=True")
         self.structure, self.pcg_iterations = structure, pcg_iterations
 
