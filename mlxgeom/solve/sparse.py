@@ -608,7 +608,9 @@ class SchurStep:
     def __call__(self, system: BlockSystem, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         st = self.structure
         mu = mx.reshape(mu, ())
-        finite = mx.isfinite(mu) & mx.all(mx.isfinite(g)) & mx.all(mx.stack([mx.all(mx.isfinite(a)) for a in system]))
+        # x * 0 is 0 for finite x and NaN for inf or NaN: one summed pass per array finds any
+        # non-finite entry (a reduction of isfinite masks is ~3x slower on the CPU).
+        finite = mx.isfinite(mu + sum(mx.sum(a * 0.0) for a in (g, *system)))
         red = _reduce(st, system, mu)
         if self.linear_solver == "dense":
             h_c, ok = cholesky_solve_blocked(schur_dense(st, system, red), red.rhs)
