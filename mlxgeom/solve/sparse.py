@@ -5,7 +5,8 @@ images share) and P point blocks (size 3); observation i couples its camera-side
 ``p(i)`` only, so ``A = J^T W J`` is made of camera-side blocks ``U``, point blocks ``V_p`` (3 x 3)
 and one coupling block ``W_i = J_c,i^T w_i J_p,i`` (D x 3) per observation (Triggs et al., "Bundle
 Adjustment - A Modern Synthesis", 2000, sec. 6.1). Everything is accumulated with scatter-adds
-(``mx.array.at[idx].add``), never as a dense (n x n) matrix.
+(``mx.array.at[idx].add``) into points and chunked segment sums into cameras (:class:`_Segments`),
+never as a dense (n x n) matrix.
 
 The damped step solves ``(A + mu D) h = -g`` with Marquardt's diagonal ``D = diag(A)`` (clamped to
 [1e-6, 1e32] as Ceres does). The points are eliminated with the closed-form batched 3x3 inverse of
@@ -17,8 +18,9 @@ The damped step solves ``(A + mu D) h = -g`` with Marquardt's diagonal ``D = dia
 then ``h_p = V*_p^-1 (-g_p - sum_i W_i^T h_c(i))``. S is solved either densely (a blocked
 right-looking Cholesky in pure MLX, Golub and Van Loan, "Matrix Computations", 4th ed.,
 Alg. 4.2.4) or by preconditioned conjugate gradients with the block-Jacobi preconditioner and
-a fixed iteration count, applying ``S x = (U + mu D_c) x - sum W V*^-1 W^T x`` by gathers and scatter-adds
-without forming S (Agarwal et al., "Bundle Adjustment in the Large", ECCV 2010, sec. 4).
+a fixed iteration count, applying ``S x = (U + mu D_c) x - sum W V*^-1 W^T x`` without forming S:
+U per camera, the coupling in one pass over the observations each way (Agarwal et al., "Bundle
+Adjustment in the Large", ECCV 2010, sec. 4).
 
 The damping is Marquardt's scaled diagonal, not the ``mu I`` of the core's dense step: bundle
 adjustment mixes parameters whose curvatures differ by many orders (a point at 1e5 scene units
