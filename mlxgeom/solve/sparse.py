@@ -557,17 +557,26 @@ def pcg(apply: Any, rhs: mx.array, precondition: Any, iterations: int) -> mx.arr
     rz = mx.sum(r * z)
     for _ in range(iterations):
         q = apply(d)
-        curv = mx.sum(d * q)
-        go = (curv > 0) & (rz > 0) & mx.isfinite(curv)
-        alpha = mx.where(go, rz / mx.where(go, curv, 1.0), 0.0)
-        x = x + alpha * d
-        r = r - alpha * q
-        z = precondition(r)
-        rz_new = mx.sum(r * z)
-        beta = mx.where(go, rz_new / mx.where(rz > 0, rz, 1.0), 0.0)
-        d = mx.where(go, z + beta * d, d)
-        rz = mx.where(go, rz_new, rz)
+        x, r, go = _cg_advance(x, r, d, q, rz)
+        d, rz = _cg_direction(r, precondition(r), d, rz, go)
     return x
+
+
+# The vector part of a CG iteration, ~20 small ops, as two compiled kernels (on a GPU each op of
+# an n_c-vector is a launch that costs more than its arithmetic).
+@compiled
+def _cg_advance(x: mx.array, r: mx.array, d: mx.array, q: mx.array, rz: mx.array) -> tuple[mx.array, ...]:
+    curv = mx.sum(d * q)
+    go = (curv > 0) & (rz > 0) & mx.isfinite(curv)
+    alpha = mx.where(go, rz / mx.where(go, curv, 1.0), 0.0)
+    return x + alpha * d, r - alpha * q, go
+
+
+@compiled
+def _cg_direction(r: mx.array, z: mx.array, d: mx.array, rz: mx.array, go: mx.array) -> tuple[mx.array, mx.array]:
+    rz_new = mx.sum(r * z)
+    beta = mx.where(go, rz_new / mx.where(rz > 0, rz, 1.0), 0.0)
+    return mx.where(go, z + beta * d, d), mx.where(go, rz_new, rz)
 
 
 def _block_precondition(structure: BlockStructure, inverses: list[mx.array]) -> Any:
