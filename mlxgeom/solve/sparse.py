@@ -250,14 +250,6 @@ def _eye_like(a: mx.array) -> mx.array:
     return mx.eye(a.shape[-1], dtype=a.dtype)
 
 
-class _Reduced(NamedTuple):
-    v_inv: mx.array  # (P, 3, 3) (V + mu D_p)^-1
-    u: mx.array  # (C, D, D) camera-side block of A per camera (its pose and its group's columns)
-    rhs: mx.array  # (n_c,) b of the reduced system
-    damp: mx.array  # (n_c,) mu D_c, the camera-side damping
-    ok: mx.array  # () every point block invertible
-
-
 class _Segments:
     """Sums of per-observation rows by segment (camera), from a host-built layout of the observations
     sorted by segment in chunks of ``chunk`` rows (each segment's last chunk padded): a row gather,
