@@ -147,3 +147,18 @@ def test_schur_step_has_no_cpu_only_primitives_and_compiles():
 def test_structure_rejects_out_of_range_indices():
     with pytest.raises(ValueError, match="camera_index"):
         BlockStructure([0, 3], [0, 1], 2, 2, 6)
+
+
+def test_segment_sums_equal_scatter_adds_for_uneven_segments():
+    from mlxgeom.solve.sparse import _Segments
+
+    rng = np.random.default_rng(3)
+    # 0 rows for segment 1, exactly one chunk for segment 2, several chunks and a remainder for 0
+    index = np.concatenate([np.zeros(9, int), np.full(4, 2), np.full(3, 3)])
+    rng.shuffle(index)
+    values = rng.normal(size=(index.size, 2, 3)).astype(np.float32)
+    values[index == 3] = np.inf  # padding rows must not carry it into the other segments
+    got = np.array(_Segments(index, 4, chunk=4).sum(mx.array(values)))
+    want = np.zeros((4, 2, 3), np.float32)
+    np.add.at(want, index, values)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # another summation order

@@ -177,35 +177,43 @@ class _Problem:
     """Residuals, Jacobians and the block-sparse system of one BA problem at a state x."""
 
     def __init__(self, observations, camera_index, groups, intr, pose_free, point_free, loss, structure, min_depth):
-        self.obs, self.intr = observations, intr
+        self.intr = intr
         self.cam, self.pt = structure.camera_index, structure.point_index
-        self.pose_free, self.point_free, self.loss, self.structure = pose_free, point_free, loss, structure
+        self.loss, self.structure = loss, structure
         self.min_depth = min_depth
         self.group_of_obs = mx.array(groups[np.asarray(camera_index)].astype(np.int32))
         self.finite_obs = mx.all(mx.isfinite(observations), axis=-1)
         self.active = self.finite_obs  # narrowed to the observations valid at the start
+        # Per-observation constants, gathered once rather than in every linearisation.
+        self.clean_obs = mx.where(self.finite_obs[:, None], observations, 0.0)
+        self.pose_free_obs = pose_free[self.cam][:, None, :]
+        self.point_free_obs = point_free[self.pt][:, None, None]
+        self.intr_obs = None if intr.dof else self._intrinsics_of_observations(())
+
+    def _intrinsics_of_observations(self, x):
+        """(K (O, 3, 3), dist (O, k) or None) of each observation at x."""
+        K, dist = self.intr.values(x[2]) if self.intr.dof else (self.intr.K0, self.intr.dist0)
+        g = self.group_of_obs
+        return K[g], dist[g] if dist.shape[-1] else None
 
     def project(self, x):
         poses, points = x[0], x[1]
-        K, dist = self.intr.values(x[2]) if self.intr.dof else (self.intr.K0, self.intr.dist0)
-        g = self.group_of_obs
-        d = dist[g] if dist.shape[-1] else None
-        pj = project_points_jacobian(points[self.pt][:, None, :], K[g], poses[self.cam], d, self.intr.model,
+        K, d = self.intr_obs if self.intr_obs is not None else self._intrinsics_of_observations(x)
+        pj = project_points_jacobian(points[self.pt][:, None, :], K, poses[self.cam], d, self.intr.model,
                                      self.min_depth)
-        return pj, g
+        return pj, self.group_of_obs
 
     def linearize(self, x):
         pj, g = self.project(x)
         valid = pj.valid[:, 0] & self.active
-        obs = mx.where(self.finite_obs[:, None], self.obs, 0.0)
-        r = mx.where(valid[:, None], pj.pixels[:, 0] - obs, 0.0)
+        r = mx.where(valid[:, None], pj.pixels[:, 0] - self.clean_obs, 0.0)
         cost, w = weighted_cost(r.reshape(-1), 2, self.loss)
         # An observation that was valid at the start and is not any more (behind the camera) makes the
         # point unusable: the trial is rejected instead of dropping the residual.
         cost = cost + mx.where(mx.any(self.active & ~pj.valid[:, 0]), mx.inf, 0.0)
         weight = mx.where(valid, w[::2], 0.0)
-        jp = mx.where(valid[:, None, None], pj.d_points[:, 0], 0.0) * self.point_free[self.pt][:, None, None]
-        jc = pj.d_pose[:, 0] * self.pose_free[self.cam][:, None, :]
+        jp = mx.where(valid[:, None, None], pj.d_points[:, 0], 0.0) * self.point_free_obs
+        jc = pj.d_pose[:, 0] * self.pose_free_obs
         if self.intr.dof:
             jc = mx.concatenate([jc, self.intr.jacobian(pj.d_intrinsics[:, 0], pj.d_dist[:, 0], self.intr.K0[g])], -1)
         jc = mx.where(valid[:, None, None], jc, 0.0)
@@ -329,7 +337,7 @@ def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, prog
         tau = res.damping / mx.maximum(step.max_diagonal(res.hessian), 1e-30)
     pj, _ = problem.project(x)
     valid = problem.active
-    residual = mx.where(valid[:, None], pj.pixels[:, 0] - mx.where(problem.finite_obs[:, None], problem.obs, 0.0), 0.0)
+    residual = mx.where(valid[:, None], pj.pixels[:, 0] - problem.clean_obs, 0.0)
     K, dist = problem.intr.values(x[2]) if problem.intr.dof else (problem.intr.K0, problem.intr.dist0)
     shape = cameras.batch_shape
     out_cams = type(cameras)(K.reshape(*shape, 3, 3), cameras.pose, dist.reshape(*shape, dist.shape[-1]), cameras.size)
