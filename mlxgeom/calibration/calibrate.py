@@ -17,6 +17,7 @@ residual variance ``sigma^2 = sum |r|^2 / (2 N_points - N_free)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import mlx.core as mx
@@ -24,9 +25,10 @@ import numpy as np
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._compiled import compiled
 from ..camera import Camera, project_points, project_points_jacobian
 from ..lie import se3_compose, se3_exp
-from ..solve import RobustLoss, get_loss, lm_loop, normal_equations, weighted_cost
+from ..solve import RobustLoss, get_loss, lm_loop, weighted_cost
 from .arrow_step import ArrowStep, ArrowSystem, reduced_system
 from .parameters import ParameterLayout, parameter_layout
 from .reasons import CalibrationReason
@@ -120,47 +122,87 @@ def _dead(layout: ParameterLayout, dtype: mx.Dtype) -> mx.array:
 
 
 def _linearize(prob: _Problem, layout: ParameterLayout, loss: RobustLoss | None, scale: _Scale):
-    n = layout.size
     M = mx.array(layout.tangent, dtype=prob.board.dtype)
     dead = _dead(layout, prob.board.dtype)
+    core = _linearize_core(layout.lens, loss)
 
     def linearize(x):
-        K, dist, poses = _camera_arrays(x, layout)
-        pj = project_points_jacobian(prob.board, K, poses, dist, layout.lens)
-        observed = prob.weight > 0
-        r = mx.where(observed[..., None], pj.pixels - prob.image, 0.0)
-        j_int = mx.concatenate([pj.d_intrinsics, pj.d_dist], axis=-1)
+        cost, U, W, P, g = core(*prob, M, dead, *scale, *x)
+        return cost, ArrowSystem(U, W, P), g
+
+    return linearize
+
+
+@functools.cache
+def _linearize_core(lens: str, loss: RobustLoss | None):
+    """One LM linearization as one compiled core per (lens, loss): eager, its ~1400 small ops
+    ran one by one in each of the 31 linearizations of a call (and each distinct one is a
+    kernel of its own on the GPU)."""
+
+    @compiled
+    def core(board, image, weight, M, dead, scale_intrinsics, scale_poses, theta, poses):
+        n = M.shape[-1]
+        dist = theta[..., None, 5:] if n > 5 else None
+        pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, dist, lens)
+        observed = weight > 0
+        r = mx.where(observed[..., None], pj.pixels - image, 0.0)
+        j_int = pj.d_intrinsics if dist is None else mx.concatenate([pj.d_intrinsics, pj.d_dist], axis=-1)
         j_int = mx.sum(j_int[..., :, :, None] * M, axis=-2)  # J M: the tangent's columns
-        j_int = j_int * scale.intrinsics[:, None, None, None, :]
-        J = mx.concatenate([j_int, pj.d_pose * scale.poses[:, :, None, None, :]], axis=-1)
+        j_int = j_int * scale_intrinsics[:, None, None, None, :]
+        J = mx.concatenate([j_int, pj.d_pose * scale_poses[:, :, None, None, :]], axis=-1)
         shape = (*r.shape[:-2], 2 * r.shape[-2])
         r, J = r.reshape(shape), J.reshape(*shape, n + 6)
         cost, w = weighted_cost(r, 2, loss)
-        w = w * mx.repeat(prob.weight, 2, axis=-1)
-        A, g = normal_equations(r, J, w)  # per view (*, V, n + 6, n + 6)
+        A, g = _gauss_newton(r, J, w * mx.repeat(weight, 2, axis=-1))  # per view (*, V, n + 6, n + 6)
         # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
         lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
         cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
         U = mx.sum(A[..., :n, :n], axis=-3) + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
-        system = ArrowSystem(U, A[..., :n, n:], A[..., n:, n:])
         g = mx.concatenate([mx.sum(g[..., :n], axis=-2), g[..., n:].reshape(*g.shape[:-2], -1)], axis=-1)
-        return cost, system, g
+        return cost, U, A[..., :n, n:], A[..., n:, n:], g
 
-    return linearize
+    return core
+
+
+@functools.cache
+def _symmetric_index(n: int) -> mx.array:
+    """(n * n,) position of each entry of an n x n symmetric matrix in its packed upper triangle."""
+    iu, ju = np.triu_indices(n)
+    packed = np.zeros((n, n), dtype=np.int32)
+    packed[iu, ju] = packed[ju, iu] = np.arange(iu.size)
+    return mx.array(packed.reshape(-1))
+
+
+def _gauss_newton(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+    """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n) of r (*, m), J (*, m, n), w (*, m), as
+    :func:`mlxgeom.solve.normal_equations`, exact float32 as well, in 2 n + 3 kernels instead of
+    one per entry of A: row k of the upper triangle is one broadcast product reduced over the m
+    residuals (the last, contiguous axis), the rows packed and unpacked by one gather."""
+    n = J.shape[-1]
+    Jt = J.swapaxes(-1, -2)
+    JtW = Jt * w[..., None, :]
+    rows = [mx.sum(JtW[..., k : k + 1, :] * Jt[..., k:, :], axis=-1) for k in range(n)]
+    packed = mx.concatenate([*rows, mx.sum(JtW * r[..., None, :], axis=-1)], axis=-1)
+    A = mx.take(packed[..., :-n], _symmetric_index(n), axis=-1).reshape(*packed.shape[:-1], n, n)
+    return A, packed[..., -n:]
 
 
 def _retract(layout: ParameterLayout, scale: _Scale):
     M = np.asarray(layout.tangent)
 
     def retract(x, h):
-        theta, poses = x
-        n = layout.size
-        step = mx.sum(mx.array(M, dtype=theta.dtype) * (h[..., None, :n] * scale.intrinsics[:, None, :]), axis=-1)
-        xi = h[..., n:].reshape(*poses.shape[:-2], 6) * scale.poses
-        # d_pose of project_points_jacobian is the RIGHT perturbation T <- T exp(xi) (docs/conventions.md).
-        return theta + step, se3_compose(poses, se3_exp(xi))
+        return _retract_core(mx.array(M, dtype=h.dtype), *scale, *x, h)
 
     return retract
+
+
+@compiled
+def _retract_core(M, scale_intrinsics, scale_poses, theta, poses, h):
+    n = M.shape[-1]
+    step = mx.sum(M * (h[..., None, :n] * scale_intrinsics[:, None, :]), axis=-1)
+    xi = h[..., n:].reshape(*poses.shape[:-2], 6) * scale_poses
+    # d_pose of project_points_jacobian is the RIGHT perturbation T <- T exp(xi) (docs/conventions.md).
+    return theta + step, se3_compose(poses, se3_exp(xi))
 
 
 def _initial_theta(init, image_size: mx.array, layout: ParameterLayout) -> mx.array:
