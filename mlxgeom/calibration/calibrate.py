@@ -32,7 +32,13 @@ from ..solve import RobustLoss, get_loss, lm_loop, weighted_cost
 from .arrow_step import ArrowStep, ArrowSystem, reduced_system
 from .parameters import ParameterLayout, parameter_layout
 from .reasons import CalibrationReason
-from .zhang import zhang_init
+from .zhang import ZhangInit, zhang_init
+
+
+@compiled
+def _zhang(board, image, size, weight, fix_skew: bool) -> tuple[mx.array, ...]:
+    """:func:`zhang_init` compiled: ~2900 small ops eager, once per call."""
+    return tuple(zhang_init(board, image, size, weight, fix_skew))
 
 
 # lm_loop's step test |h| <= xtol |x| compares pixels (fx) with radians and lens coefficients:
@@ -73,22 +79,15 @@ def _K(theta: mx.array) -> mx.array:
     return mx.stack([fx, s, cx, zero, fy, cy, zero, zero, one], axis=-1).reshape(*fx.shape, 3, 3)
 
 
-def _dist(theta: mx.array, layout: ParameterLayout) -> mx.array | None:
-    return theta[..., 5:] if layout.num_dist else None
+def _dist(theta: mx.array) -> mx.array | None:
+    """(*, 1, k) distortion broadcast over the views, None for the pinhole model."""
+    return theta[..., None, 5:] if theta.shape[-1] > 5 else None
 
 
 class _Problem(NamedTuple):
     board: mx.array  # (*, V, N, 3)
     image: mx.array  # (*, V, N, 2), 0 where missing
     weight: mx.array  # (*, V, N), 1 for observed points
-
-
-def _camera_arrays(x, layout: ParameterLayout):
-    """K (*, 1, 3, 3), dist (*, 1, k) or None, poses (*, V, 4, 4): broadcast over the views."""
-    theta, poses = x
-    K = _K(theta)[..., None, :, :]
-    dist = _dist(theta, layout)
-    return K, (None if dist is None else dist[..., None, :]), poses
 
 
 class _Scale(NamedTuple):
@@ -142,7 +141,7 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
     @compiled
     def core(board, image, weight, M, dead, scale_intrinsics, scale_poses, theta, poses):
         n = M.shape[-1]
-        dist = theta[..., None, 5:] if n > 5 else None
+        dist = _dist(theta)
         pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, dist, lens)
         observed = weight > 0
         r = mx.where(observed[..., None], pj.pixels - image, 0.0)
@@ -222,31 +221,47 @@ def _initial_theta(init, image_size: mx.array, layout: ParameterLayout) -> mx.ar
     return mx.concatenate([mx.stack([fx, fy, cx, cy, mx.zeros_like(fx)], axis=-1), dist], axis=-1)
 
 
-def _errors(x, prob: _Problem, layout: ParameterLayout) -> tuple[mx.array, mx.array, mx.array]:
+def _errors(board, image, weight, theta, poses, lens: str) -> tuple[mx.array, mx.array, mx.array]:
     """Plain squared reprojection errors: (sum over all (*), per view sum (*, V), per view count (*, V))."""
-    K, dist, poses = _camera_arrays(x, layout)
-    px = project_points(prob.board, K, poses, dist, layout.lens).pixels
-    e2 = mx.where(prob.weight > 0, mx.sum((px - prob.image) ** 2, axis=-1), 0.0)
+    dist = _dist(theta)
+    px = project_points(board, _K(theta)[..., None, :, :], poses, dist, lens).pixels
+    e2 = mx.where(weight > 0, mx.sum((px - image) ** 2, axis=-1), 0.0)
     per_view = mx.sum(e2, axis=-1)
-    count = mx.sum(prob.weight, axis=-1)
+    count = mx.sum(weight, axis=-1)
     return mx.sum(per_view, axis=-1), per_view, count
 
 
-def _std_intrinsics(system: ArrowSystem, sq_sum: mx.array, points: mx.array, layout: ParameterLayout,
+def _std_intrinsics(system: ArrowSystem, sq_sum: mx.array, points: mx.array, M: mx.array,
                     scale: mx.array) -> mx.array:
     """sqrt(diag(M D S^-1 D M^T) sigma^2), S the Schur complement of the undamped (scaled) system."""
-    n, views = layout.size, system.W.shape[-3]
+    n, views = M.shape[-1], system.W.shape[-3]
     zero = mx.zeros(sq_sum.shape, dtype=sq_sum.dtype)
     S = reduced_system(system, mx.zeros((*sq_sum.shape, n + 6 * views), dtype=sq_sum.dtype), zero)[0]
     cov, ok = linalg.solve_spd_ex(S, mx.broadcast_to(mx.eye(n, dtype=S.dtype), S.shape))
-    M = mx.array(layout.tangent, dtype=S.dtype)
-    live = mx.array(np.any(layout.tangent != 0, axis=0), dtype=S.dtype)
+    live = mx.any(M != 0, axis=0).astype(S.dtype)
     cov = cov * (live * scale)[..., :, None] * (live * scale)[..., None, :]
     var = mx.sum(M * linalg.matmul(M, cov), axis=-1)  # diag(M C M^T)
-    free = int(np.any(layout.tangent != 0, axis=0).sum()) + 6 * views
-    dof = 2.0 * points - free
+    dof = 2.0 * points - (mx.sum(live) + 6 * views)
     sigma2 = mx.where(dof > 0, sq_sum / mx.where(dof > 0, dof, 1.0), 0.0)
     return mx.where(ok[..., None], mx.sqrt(mx.maximum(var, 0.0) * sigma2[..., None]), 0.0)
+
+
+@compiled
+def _summary(board, image, weight, M, scale_intrinsics, theta, poses, U, W, P, cost, init_ok, init_reason,
+             lens: str) -> tuple[mx.array, ...]:
+    """Errors, standard deviations and the not-ok placeholders at the LM solution, one compiled core:
+    (theta, poses, rms, view_errors, std, ok, reason)."""
+    sq_sum, per_view, count = _errors(board, image, weight, theta, poses, lens)
+    points = mx.sum(count, axis=-1)
+    reason = mx.where(init_ok & ~mx.isfinite(cost), int(CalibrationReason.NOT_FINITE), init_reason)
+    ok = reason == int(CalibrationReason.OK)
+    std = _std_intrinsics(ArrowSystem(U, W, P), sq_sum, points, M, scale_intrinsics)
+    placeholder = mx.concatenate([mx.ones(2, dtype=theta.dtype), mx.zeros(theta.shape[-1] - 2, dtype=theta.dtype)])
+    theta = mx.where(ok[..., None], theta, placeholder)
+    rms = mx.where(ok, mx.sqrt(sq_sum / mx.maximum(points, 1.0)), mx.inf)
+    view_errors = mx.where(ok[..., None], mx.sqrt(per_view / mx.maximum(count, 1.0)), mx.inf)
+    poses = mx.where(ok[..., None, None, None], poses, mx.eye(4, dtype=poses.dtype))
+    return theta, poses, rms, view_errors, mx.where(ok[..., None], std, 0.0), ok, reason.astype(mx.int32)
 
 
 def _inputs(object_points: Any, image_points: Any, image_size: Any) -> tuple[_Problem, mx.array, mx.Dtype]:
@@ -334,21 +349,13 @@ def calibrate_camera(
 def _calibrate(prob: _Problem, size: mx.array, layout: ParameterLayout, loss: RobustLoss | None,
                max_iters: int) -> CalibrationResult:
     """:func:`calibrate_camera` on checked inputs with one flat camera axis (B,)."""
-    init = zhang_init(prob.board, prob.image, size, prob.weight, fix_skew=bool(layout.fixed[4]))
+    init = ZhangInit(*_zhang(prob.board, prob.image, size, prob.weight, bool(layout.fixed[4])))
     x0 = (_initial_theta(init, size, layout), init.poses)
     scale = _jacobi_scale(_linearize(prob, layout, loss, _unit_scale(prob, layout.size))(x0)[1])
     res = lm_loop(_linearize(prob, layout, loss, scale), x0, _retract(layout, scale), prob.weight.shape[:1],
                   solve_step=ArrowStep(), max_iters=max_iters, xtol=_XTOL)
-    theta, poses = res.x
-    sq_sum, per_view, count = _errors(res.x, prob, layout)
-    points = mx.sum(count, axis=-1)
-    reason = mx.where(init.ok & ~mx.isfinite(res.cost), int(CalibrationReason.NOT_FINITE), init.reason)
-    ok = reason == int(CalibrationReason.OK)
-    std = _std_intrinsics(res.hessian, sq_sum, points, layout, scale.intrinsics)
-    theta = mx.where(ok[..., None], theta, mx.array([1.0, 1.0] + [0.0] * (layout.size - 2), dtype=theta.dtype))
+    M = mx.array(layout.tangent, dtype=prob.board.dtype)
+    theta, poses, *fields = _summary(*prob, M, scale.intrinsics, *res.x, *res.hessian, res.cost, init.ok,
+                                     init.reason, layout.lens)
     camera = Camera(_K(theta), dist=theta[..., 5:], size=size, model=layout.lens)
-    rms = mx.where(ok, mx.sqrt(sq_sum / mx.maximum(points, 1.0)), mx.inf)
-    view_errors = mx.where(ok[..., None], mx.sqrt(per_view / mx.maximum(count, 1.0)), mx.inf)
-    poses = mx.where(ok[..., None, None, None], poses, mx.eye(4, dtype=poses.dtype))
-    return CalibrationResult(camera, poses, rms, view_errors, mx.where(ok[..., None], std, 0.0), ok,
-                             reason.astype(mx.int32), res.iterations)
+    return CalibrationResult(camera, poses, *fields, res.iterations)
