@@ -9,6 +9,9 @@ through the one projection core, :func:`mlxgeom.camera.project_points_jacobian`,
 perturbation side that ``d_pose`` states (docs/conventions.md). The normal equations are
 arrow-shaped and solved by :class:`mlxgeom.calibration.arrow_step.ArrowStep` (the poses
 eliminated by the Schur complement). Everything is batched over the cameras, with no host sync.
+The LM loop is unrolled eagerly (compiling all its iterations at once takes minutes on the CPU
+backend), but each iteration is three compiled cores (linearization, step, retraction) plus the
+loop's bookkeeping, and Zhang's init and the final summary are one core each.
 
 Standard deviations as OpenCV's ``stdDeviationsIntrinsics``: the intrinsics block of the
 inverse Gauss-Newton matrix at the solution (the inverse of the Schur complement) times the
@@ -33,12 +36,6 @@ from .arrow_step import ArrowStep, ArrowSystem, reduced_system
 from .parameters import ParameterLayout, parameter_layout
 from .reasons import CalibrationReason
 from .zhang import ZhangInit, zhang_init
-
-
-@compiled
-def _zhang(board, image, size, weight, fix_skew: bool) -> tuple[mx.array, ...]:
-    """:func:`zhang_init` compiled: ~2900 small ops eager, once per call."""
-    return tuple(zhang_init(board, image, size, weight, fix_skew))
 
 
 # lm_loop's step test |h| <= xtol |x| compares pixels (fx) with radians and lens coefficients:
@@ -187,10 +184,10 @@ def _gauss_newton(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, mx.a
 
 
 def _retract(layout: ParameterLayout, scale: _Scale):
-    M = np.asarray(layout.tangent)
+    M = mx.array(layout.tangent, dtype=scale.intrinsics.dtype)
 
     def retract(x, h):
-        return _retract_core(mx.array(M, dtype=h.dtype), *scale, *x, h)
+        return _retract_core(M, *scale, *x, h)
 
     return retract
 
@@ -344,6 +341,12 @@ def calibrate_camera(
     fields = [a.reshape((*batch, *a.shape[1:])) for a in res[1:]]
     return CalibrationResult(camera, *(cast_out(a, out) if a.dtype in (mx.float32, mx.float64) else a
                                        for a in fields))
+
+
+@compiled
+def _zhang(board, image, size, weight, fix_skew: bool) -> tuple[mx.array, ...]:
+    """:func:`zhang_init` compiled: ~2900 small ops eager, once per call."""
+    return tuple(zhang_init(board, image, size, weight, fix_skew))
 
 
 def _calibrate(prob: _Problem, size: mx.array, layout: ParameterLayout, loss: RobustLoss | None,
