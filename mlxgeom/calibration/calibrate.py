@@ -142,20 +142,26 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
         pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, dist, lens)
         observed = weight > 0
         r = mx.where(observed[..., None], pj.pixels - image, 0.0)
-        j_int = pj.d_intrinsics if dist is None else mx.concatenate([pj.d_intrinsics, pj.d_dist], axis=-1)
-        j_int = mx.sum(j_int[..., :, :, None] * M, axis=-2)  # J M: the tangent's columns
-        j_int = j_int * scale_intrinsics[:, None, None, None, :]
-        J = mx.concatenate([j_int, pj.d_pose * scale_poses[:, :, None, None, :]], axis=-1)
+        parts = [pj.d_intrinsics, pj.d_pose] if dist is None else [pj.d_intrinsics, pj.d_dist, pj.d_pose]
+        J = mx.concatenate(parts, axis=-1)
         shape = (*r.shape[:-2], 2 * r.shape[-2])
         r, J = r.reshape(shape), J.reshape(*shape, n + 6)
         cost, w = weighted_cost(r, 2, loss)
-        A, g = _gauss_newton(r, J, w * mx.repeat(weight, 2, axis=-1))  # per view (*, V, n + 6, n + 6)
+        # Per view (*, V, n + 6, n + 6) in the raw parameters; the tangent map T = diag(M D, D_v)
+        # (J T the tangent's Jacobian) is applied to these small matrices, not to every point's row.
+        A, g = _gauss_newton(r, J, w * mx.repeat(weight, 2, axis=-1))
         # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
         lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
         cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
-        U = mx.sum(A[..., :n, :n], axis=-3) + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
-        g = mx.concatenate([mx.sum(g[..., :n], axis=-2), g[..., n:].reshape(*g.shape[:-2], -1)], axis=-1)
-        return cost, U, A[..., :n, n:], A[..., n:, n:], g
+        MD = M * scale_intrinsics[:, None, :]  # (*, n, n)
+        MDt = MD.swapaxes(-1, -2)
+        U = linalg.matmul(MDt, linalg.matmul(mx.sum(A[..., :n, :n], axis=-3), MD))
+        U = U + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
+        W = linalg.matmul(MDt[:, None], A[..., :n, n:]) * scale_poses[..., None, :]
+        P = A[..., n:, n:] * scale_poses[..., :, None] * scale_poses[..., None, :]
+        g_i = linalg.matmul(MDt, mx.sum(g[..., :n], axis=-2)[..., None])[..., 0]
+        g_p = g[..., n:] * scale_poses
+        return cost, U, W, P, mx.concatenate([g_i, g_p.reshape(*g_p.shape[:-2], -1)], axis=-1)
 
     return core
 
