@@ -177,7 +177,7 @@ def _symmetric_index(n: int) -> mx.array:
 
 def _gauss_newton(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n) of r (*, m), J (*, m, n), w (*, m), as
-    :func:`mlxgeom.solve.normal_equations`, exact float32 as well, in 2 n + 3 kernels instead of
+    :func:`mlxgeom.solve.normal_equations`, exact float32 as well, in about 2 n kernels instead of
     one per entry of A: row k of the upper triangle is one broadcast product reduced over the m
     residuals (the last, contiguous axis), the rows packed and unpacked by one gather."""
     n = J.shape[-1]
