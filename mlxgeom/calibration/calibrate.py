@@ -9,6 +9,9 @@ through the one projection core, :func:`mlxgeom.camera.project_points_jacobian`,
 perturbation side that ``d_pose`` states (docs/conventions.md). The normal equations are
 arrow-shaped and solved by :class:`mlxgeom.calibration.arrow_step.ArrowStep` (the poses
 eliminated by the Schur complement). Everything is batched over the cameras, with no host sync.
+The LM loop is unrolled eagerly (compiling all its iterations at once takes minutes on the CPU
+backend), but each iteration is three compiled cores (linearization, step, retraction) plus the
+loop's bookkeeping, and Zhang's init and the final summary are one core each.
 
 Standard deviations as OpenCV's ``stdDeviationsIntrinsics``: the intrinsics block of the
 inverse Gauss-Newton matrix at the solution (the inverse of the Schur complement) times the
@@ -17,6 +20,7 @@ residual variance ``sigma^2 = sum |r|^2 / (2 N_points - N_free)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import mlx.core as mx
@@ -24,13 +28,14 @@ import numpy as np
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._compiled import compiled
 from ..camera import Camera, project_points, project_points_jacobian
 from ..lie import se3_compose, se3_exp
-from ..solve import RobustLoss, get_loss, lm_loop, normal_equations, weighted_cost
+from ..solve import RobustLoss, get_loss, lm_loop, weighted_cost
 from .arrow_step import ArrowStep, ArrowSystem, reduced_system
 from .parameters import ParameterLayout, parameter_layout
 from .reasons import CalibrationReason
-from .zhang import zhang_init
+from .zhang import ZhangInit, zhang_init
 
 
 # lm_loop's step test |h| <= xtol |x| compares pixels (fx) with radians and lens coefficients:
@@ -71,22 +76,15 @@ def _K(theta: mx.array) -> mx.array:
     return mx.stack([fx, s, cx, zero, fy, cy, zero, zero, one], axis=-1).reshape(*fx.shape, 3, 3)
 
 
-def _dist(theta: mx.array, layout: ParameterLayout) -> mx.array | None:
-    return theta[..., 5:] if layout.num_dist else None
+def _dist(theta: mx.array) -> mx.array | None:
+    """(*, 1, k) distortion broadcast over the views, None for the pinhole model."""
+    return theta[..., None, 5:] if theta.shape[-1] > 5 else None
 
 
 class _Problem(NamedTuple):
     board: mx.array  # (*, V, N, 3)
     image: mx.array  # (*, V, N, 2), 0 where missing
     weight: mx.array  # (*, V, N), 1 for observed points
-
-
-def _camera_arrays(x, layout: ParameterLayout):
-    """K (*, 1, 3, 3), dist (*, 1, k) or None, poses (*, V, 4, 4): broadcast over the views."""
-    theta, poses = x
-    K = _K(theta)[..., None, :, :]
-    dist = _dist(theta, layout)
-    return K, (None if dist is None else dist[..., None, :]), poses
 
 
 class _Scale(NamedTuple):
@@ -120,47 +118,93 @@ def _dead(layout: ParameterLayout, dtype: mx.Dtype) -> mx.array:
 
 
 def _linearize(prob: _Problem, layout: ParameterLayout, loss: RobustLoss | None, scale: _Scale):
-    n = layout.size
     M = mx.array(layout.tangent, dtype=prob.board.dtype)
     dead = _dead(layout, prob.board.dtype)
+    core = _linearize_core(layout.lens, loss)
 
     def linearize(x):
-        K, dist, poses = _camera_arrays(x, layout)
-        pj = project_points_jacobian(prob.board, K, poses, dist, layout.lens)
-        observed = prob.weight > 0
-        r = mx.where(observed[..., None], pj.pixels - prob.image, 0.0)
-        j_int = mx.concatenate([pj.d_intrinsics, pj.d_dist], axis=-1)
-        j_int = mx.sum(j_int[..., :, :, None] * M, axis=-2)  # J M: the tangent's columns
-        j_int = j_int * scale.intrinsics[:, None, None, None, :]
-        J = mx.concatenate([j_int, pj.d_pose * scale.poses[:, :, None, None, :]], axis=-1)
-        shape = (*r.shape[:-2], 2 * r.shape[-2])
-        r, J = r.reshape(shape), J.reshape(*shape, n + 6)
-        cost, w = weighted_cost(r, 2, loss)
-        w = w * mx.repeat(prob.weight, 2, axis=-1)
-        A, g = normal_equations(r, J, w)  # per view (*, V, n + 6, n + 6)
-        # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
-        lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
-        cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
-        U = mx.sum(A[..., :n, :n], axis=-3) + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
-        system = ArrowSystem(U, A[..., :n, n:], A[..., n:, n:])
-        g = mx.concatenate([mx.sum(g[..., :n], axis=-2), g[..., n:].reshape(*g.shape[:-2], -1)], axis=-1)
-        return cost, system, g
+        cost, U, W, P, g = core(*prob, M, dead, *scale, *x)
+        return cost, ArrowSystem(U, W, P), g
 
     return linearize
 
 
+@functools.cache
+def _linearize_core(lens: str, loss: RobustLoss | None):
+    """One LM linearization as one compiled core per (lens, loss): eager, its ~1400 small ops
+    ran one by one in each of the 31 linearizations of a call (and each distinct one is a
+    kernel of its own on the GPU)."""
+
+    @compiled
+    def core(board, image, weight, M, dead, scale_intrinsics, scale_poses, theta, poses):
+        n = M.shape[-1]
+        dist = _dist(theta)
+        pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, dist, lens)
+        observed = weight > 0
+        r = mx.where(observed[..., None], pj.pixels - image, 0.0)
+        parts = [pj.d_intrinsics, pj.d_pose] if dist is None else [pj.d_intrinsics, pj.d_dist, pj.d_pose]
+        J = mx.concatenate(parts, axis=-1)
+        shape = (*r.shape[:-2], 2 * r.shape[-2])
+        r, J = r.reshape(shape), J.reshape(*shape, n + 6)
+        cost, w = weighted_cost(r, 2, loss)
+        # Per view (*, V, n + 6, n + 6) in the raw parameters; the tangent map T = diag(M D, D_v)
+        # (J T the tangent's Jacobian) is applied to these small matrices, not to every point's row.
+        A, g = _gauss_newton(r, J, w * mx.repeat(weight, 2, axis=-1))
+        # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
+        lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
+        cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
+        MD = M * scale_intrinsics[:, None, :]  # (*, n, n)
+        MDt = MD.swapaxes(-1, -2)
+        U = linalg.matmul(MDt, linalg.matmul(mx.sum(A[..., :n, :n], axis=-3), MD))
+        U = U + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
+        W = linalg.matmul(MDt[:, None], A[..., :n, n:]) * scale_poses[..., None, :]
+        P = A[..., n:, n:] * scale_poses[..., :, None] * scale_poses[..., None, :]
+        g_i = linalg.matmul(MDt, mx.sum(g[..., :n], axis=-2)[..., None])[..., 0]
+        g_p = g[..., n:] * scale_poses
+        return cost, U, W, P, mx.concatenate([g_i, g_p.reshape(*g_p.shape[:-2], -1)], axis=-1)
+
+    return core
+
+
+@functools.cache
+def _symmetric_index(n: int) -> mx.array:
+    """(n * n,) position of each entry of an n x n symmetric matrix in its packed upper triangle."""
+    iu, ju = np.triu_indices(n)
+    packed = np.zeros((n, n), dtype=np.int32)
+    packed[iu, ju] = packed[ju, iu] = np.arange(iu.size)
+    return mx.array(packed.reshape(-1))
+
+
+def _gauss_newton(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
+    """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n) of r (*, m), J (*, m, n), w (*, m), as
+    :func:`mlxgeom.solve.normal_equations`, exact float32 as well, in about 2 n kernels instead of
+    one per entry of A: row k of the upper triangle is one broadcast product reduced over the m
+    residuals (the last, contiguous axis), the rows packed and unpacked by one gather."""
+    n = J.shape[-1]
+    Jt = J.swapaxes(-1, -2)
+    JtW = Jt * w[..., None, :]
+    rows = [mx.sum(JtW[..., k : k + 1, :] * Jt[..., k:, :], axis=-1) for k in range(n)]
+    packed = mx.concatenate([*rows, mx.sum(JtW * r[..., None, :], axis=-1)], axis=-1)
+    A = mx.take(packed[..., :-n], _symmetric_index(n), axis=-1).reshape(*packed.shape[:-1], n, n)
+    return A, packed[..., -n:]
+
+
 def _retract(layout: ParameterLayout, scale: _Scale):
-    M = np.asarray(layout.tangent)
+    M = mx.array(layout.tangent, dtype=scale.intrinsics.dtype)
 
     def retract(x, h):
-        theta, poses = x
-        n = layout.size
-        step = mx.sum(mx.array(M, dtype=theta.dtype) * (h[..., None, :n] * scale.intrinsics[:, None, :]), axis=-1)
-        xi = h[..., n:].reshape(*poses.shape[:-2], 6) * scale.poses
-        # d_pose of project_points_jacobian is the RIGHT perturbation T <- T exp(xi) (docs/conventions.md).
-        return theta + step, se3_compose(poses, se3_exp(xi))
+        return _retract_core(M, *scale, *x, h)
 
     return retract
+
+
+@compiled
+def _retract_core(M, scale_intrinsics, scale_poses, theta, poses, h):
+    n = M.shape[-1]
+    step = mx.sum(M * (h[..., None, :n] * scale_intrinsics[:, None, :]), axis=-1)
+    xi = h[..., n:].reshape(*poses.shape[:-2], 6) * scale_poses
+    # d_pose of project_points_jacobian is the RIGHT perturbation T <- T exp(xi) (docs/conventions.md).
+    return theta + step, se3_compose(poses, se3_exp(xi))
 
 
 def _initial_theta(init, image_size: mx.array, layout: ParameterLayout) -> mx.array:
@@ -180,31 +224,47 @@ def _initial_theta(init, image_size: mx.array, layout: ParameterLayout) -> mx.ar
     return mx.concatenate([mx.stack([fx, fy, cx, cy, mx.zeros_like(fx)], axis=-1), dist], axis=-1)
 
 
-def _errors(x, prob: _Problem, layout: ParameterLayout) -> tuple[mx.array, mx.array, mx.array]:
+def _errors(board, image, weight, theta, poses, lens: str) -> tuple[mx.array, mx.array, mx.array]:
     """Plain squared reprojection errors: (sum over all (*), per view sum (*, V), per view count (*, V))."""
-    K, dist, poses = _camera_arrays(x, layout)
-    px = project_points(prob.board, K, poses, dist, layout.lens).pixels
-    e2 = mx.where(prob.weight > 0, mx.sum((px - prob.image) ** 2, axis=-1), 0.0)
+    dist = _dist(theta)
+    px = project_points(board, _K(theta)[..., None, :, :], poses, dist, lens).pixels
+    e2 = mx.where(weight > 0, mx.sum((px - image) ** 2, axis=-1), 0.0)
     per_view = mx.sum(e2, axis=-1)
-    count = mx.sum(prob.weight, axis=-1)
+    count = mx.sum(weight, axis=-1)
     return mx.sum(per_view, axis=-1), per_view, count
 
 
-def _std_intrinsics(system: ArrowSystem, sq_sum: mx.array, points: mx.array, layout: ParameterLayout,
+def _std_intrinsics(system: ArrowSystem, sq_sum: mx.array, points: mx.array, M: mx.array,
                     scale: mx.array) -> mx.array:
     """sqrt(diag(M D S^-1 D M^T) sigma^2), S the Schur complement of the undamped (scaled) system."""
-    n, views = layout.size, system.W.shape[-3]
+    n, views = M.shape[-1], system.W.shape[-3]
     zero = mx.zeros(sq_sum.shape, dtype=sq_sum.dtype)
     S = reduced_system(system, mx.zeros((*sq_sum.shape, n + 6 * views), dtype=sq_sum.dtype), zero)[0]
     cov, ok = linalg.solve_spd_ex(S, mx.broadcast_to(mx.eye(n, dtype=S.dtype), S.shape))
-    M = mx.array(layout.tangent, dtype=S.dtype)
-    live = mx.array(np.any(layout.tangent != 0, axis=0), dtype=S.dtype)
+    live = mx.any(M != 0, axis=0).astype(S.dtype)
     cov = cov * (live * scale)[..., :, None] * (live * scale)[..., None, :]
     var = mx.sum(M * linalg.matmul(M, cov), axis=-1)  # diag(M C M^T)
-    free = int(np.any(layout.tangent != 0, axis=0).sum()) + 6 * views
-    dof = 2.0 * points - free
+    dof = 2.0 * points - (mx.sum(live) + 6 * views)
     sigma2 = mx.where(dof > 0, sq_sum / mx.where(dof > 0, dof, 1.0), 0.0)
     return mx.where(ok[..., None], mx.sqrt(mx.maximum(var, 0.0) * sigma2[..., None]), 0.0)
+
+
+@compiled
+def _summary(board, image, weight, M, scale_intrinsics, theta, poses, U, W, P, cost, init_ok, init_reason,
+             lens: str) -> tuple[mx.array, ...]:
+    """Errors, standard deviations and the not-ok placeholders at the LM solution, one compiled core:
+    (theta, poses, rms, view_errors, std, ok, reason)."""
+    sq_sum, per_view, count = _errors(board, image, weight, theta, poses, lens)
+    points = mx.sum(count, axis=-1)
+    reason = mx.where(init_ok & ~mx.isfinite(cost), int(CalibrationReason.NOT_FINITE), init_reason)
+    ok = reason == int(CalibrationReason.OK)
+    std = _std_intrinsics(ArrowSystem(U, W, P), sq_sum, points, M, scale_intrinsics)
+    placeholder = mx.concatenate([mx.ones(2, dtype=theta.dtype), mx.zeros(theta.shape[-1] - 2, dtype=theta.dtype)])
+    theta = mx.where(ok[..., None], theta, placeholder)
+    rms = mx.where(ok, mx.sqrt(sq_sum / mx.maximum(points, 1.0)), mx.inf)
+    view_errors = mx.where(ok[..., None], mx.sqrt(per_view / mx.maximum(count, 1.0)), mx.inf)
+    poses = mx.where(ok[..., None, None, None], poses, mx.eye(4, dtype=poses.dtype))
+    return theta, poses, rms, view_errors, mx.where(ok[..., None], std, 0.0), ok, reason.astype(mx.int32)
 
 
 def _inputs(object_points: Any, image_points: Any, image_size: Any) -> tuple[_Problem, mx.array, mx.Dtype]:
@@ -289,24 +349,22 @@ def calibrate_camera(
                                        for a in fields))
 
 
+@compiled
+def _zhang(board, image, size, weight, fix_skew: bool) -> tuple[mx.array, ...]:
+    """:func:`zhang_init` compiled: ~2900 small ops eager, once per call."""
+    return tuple(zhang_init(board, image, size, weight, fix_skew))
+
+
 def _calibrate(prob: _Problem, size: mx.array, layout: ParameterLayout, loss: RobustLoss | None,
                max_iters: int) -> CalibrationResult:
     """:func:`calibrate_camera` on checked inputs with one flat camera axis (B,)."""
-    init = zhang_init(prob.board, prob.image, size, prob.weight, fix_skew=bool(layout.fixed[4]))
+    init = ZhangInit(*_zhang(prob.board, prob.image, size, prob.weight, bool(layout.fixed[4])))
     x0 = (_initial_theta(init, size, layout), init.poses)
     scale = _jacobi_scale(_linearize(prob, layout, loss, _unit_scale(prob, layout.size))(x0)[1])
     res = lm_loop(_linearize(prob, layout, loss, scale), x0, _retract(layout, scale), prob.weight.shape[:1],
                   solve_step=ArrowStep(), max_iters=max_iters, xtol=_XTOL)
-    theta, poses = res.x
-    sq_sum, per_view, count = _errors(res.x, prob, layout)
-    points = mx.sum(count, axis=-1)
-    reason = mx.where(init.ok & ~mx.isfinite(res.cost), int(CalibrationReason.NOT_FINITE), init.reason)
-    ok = reason == int(CalibrationReason.OK)
-    std = _std_intrinsics(res.hessian, sq_sum, points, layout, scale.intrinsics)
-    theta = mx.where(ok[..., None], theta, mx.array([1.0, 1.0] + [0.0] * (layout.size - 2), dtype=theta.dtype))
+    M = mx.array(layout.tangent, dtype=prob.board.dtype)
+    theta, poses, *fields = _summary(*prob, M, scale.intrinsics, *res.x, *res.hessian, res.cost, init.ok,
+                                     init.reason, layout.lens)
     camera = Camera(_K(theta), dist=theta[..., 5:], size=size, model=layout.lens)
-    rms = mx.where(ok, mx.sqrt(sq_sum / mx.maximum(points, 1.0)), mx.inf)
-    view_errors = mx.where(ok[..., None], mx.sqrt(per_view / mx.maximum(count, 1.0)), mx.inf)
-    poses = mx.where(ok[..., None, None, None], poses, mx.eye(4, dtype=poses.dtype))
-    return CalibrationResult(camera, poses, rms, view_errors, mx.where(ok[..., None], std, 0.0), ok,
-                             reason.astype(mx.int32), res.iterations)
+    return CalibrationResult(camera, poses, *fields, res.iterations)
