@@ -31,7 +31,7 @@ from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._compiled import compiled
 from ..camera import Camera, project_points, project_points_jacobian
 from ..lie import se3_compose, se3_exp
-from ..solve import RobustLoss, get_loss, lm_loop, weighted_cost
+from ..solve import RobustLoss, get_loss, lm_loop, normal_equations, weighted_cost
 from .arrow_step import ArrowStep, ArrowSystem, reduced_system
 from .parameters import ParameterLayout, parameter_layout
 from .reasons import CalibrationReason
@@ -149,7 +149,7 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
         cost, w = weighted_cost(r, 2, loss)
         # Per view (*, V, n + 6, n + 6) in the raw parameters; the tangent map T = diag(M D, D_v)
         # (J T the tangent's Jacobian) is applied to these small matrices, not to every point's row.
-        A, g = _gauss_newton(r, J, w * mx.repeat(weight, 2, axis=-1))
+        A, g = normal_equations(r, J, w * mx.repeat(weight, 2, axis=-1))
         # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
         lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
         cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
@@ -164,29 +164,6 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
         return cost, U, W, P, mx.concatenate([g_i, g_p.reshape(*g_p.shape[:-2], -1)], axis=-1)
 
     return core
-
-
-@functools.cache
-def _symmetric_index(n: int) -> mx.array:
-    """(n * n,) position of each entry of an n x n symmetric matrix in its packed upper triangle."""
-    iu, ju = np.triu_indices(n)
-    packed = np.zeros((n, n), dtype=np.int32)
-    packed[iu, ju] = packed[ju, iu] = np.arange(iu.size)
-    return mx.array(packed.reshape(-1))
-
-
-def _gauss_newton(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
-    """``A = J^T W J`` (*, n, n) and ``g = J^T W r`` (*, n) of r (*, m), J (*, m, n), w (*, m), as
-    :func:`mlxgeom.solve.normal_equations`, exact float32 as well, in about 2 n kernels instead of
-    one per entry of A: row k of the upper triangle is one broadcast product reduced over the m
-    residuals (the last, contiguous axis), the rows packed and unpacked by one gather."""
-    n = J.shape[-1]
-    Jt = J.swapaxes(-1, -2)
-    JtW = Jt * w[..., None, :]
-    rows = [mx.sum(JtW[..., k : k + 1, :] * Jt[..., k:, :], axis=-1) for k in range(n)]
-    packed = mx.concatenate([*rows, mx.sum(JtW * r[..., None, :], axis=-1)], axis=-1)
-    A = mx.take(packed[..., :-n], _symmetric_index(n), axis=-1).reshape(*packed.shape[:-1], n, n)
-    return A, packed[..., -n:]
 
 
 def _retract(layout: ParameterLayout, scale: _Scale):
