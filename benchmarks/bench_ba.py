@@ -6,7 +6,7 @@ solvers start from the same perturbed poses and points and run the same number o
 (pycolmap: Ceres, all host cores, ``max_num_iterations``); the table gives the time per iteration,
 mlxgeom's peak memory and the final costs (both measured by the same projection core).
 
-    python benchmarks/bench_ba.py                     # Ladybug-49 size and the 1/10-scale problem
+    python benchmarks/bench_ba.py                     # Ladybug-49 size and the 1/10-scale problem (full size on a GPU)
     python benchmarks/bench_ba.py --scale 1           # 1,000 cameras, 100 k points, 1 M observations (GPU)
     python benchmarks/bench_ba.py --bal FILE          # a BAL problem (f, k1, k2 refined per camera)
     python benchmarks/bench_ba.py --growth            # time per iteration against the size: ba_scaling.png
@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import mlx.core as mx
 import numpy as np
 
-from mlxgeom.camera import Camera, colmap
-from mlxgeom.sfm import bundle_adjust, bundle_adjust_model, problem_to_model, synthetic_problem
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import machine, publish  # noqa: E402
+
+from mlxgeom.camera import Camera, colmap  # noqa: E402
+from mlxgeom.sfm import bundle_adjust, bundle_adjust_model, problem_to_model, synthetic_problem  # noqa: E402
 
 # (name, cameras, points, observations): Agarwal et al., "Bundle Adjustment in the Large", 2010.
 LADYBUG = ("Ladybug-49 size", 49, 7776, 31843)
@@ -160,30 +164,34 @@ def growth(out: str, iters: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=0.1, help="fraction of the 1000-camera problem (default 0.1)")
+    on_gpu = mx.default_device() == mx.gpu
+    ap.add_argument("--scale", type=float, default=1.0 if on_gpu else 0.1,
+                    help="fraction of the 1000-camera problem (default 1 on the GPU, 0.1 on the CPU)")
     ap.add_argument("--bal", help="a BAL problem file")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--solver", default="auto", choices=["auto", "dense", "pcg"])
     ap.add_argument("--no-pycolmap", action="store_true")
     ap.add_argument("--dubrovnik", action="store_true", help="also the Dubrovnik-356 size (GPU)")
     ap.add_argument("--growth", action="store_true", help="time against size, plot to benchmarks/ba_scaling.png")
+    ap.add_argument("--out", help="also append the table to this file")
     args = ap.parse_args()
-    print(f"device {mx.default_device()}, mlx {mx.__version__}")
+    publish(f"\n### bundle adjustment on {machine()}\n", args.out)
     if args.growth:
         print("| solver | varied | cameras | points | observations | ms / iteration | peak MiB |\n"
               "|---|---|---|---|---|---|---|")
         growth(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ba_scaling.png"), 3)
         return
-    print(HEADER)
+    publish(HEADER, args.out)
     peer = not args.no_pycolmap
     if args.bal:
-        print(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"), peer))
+        publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"), peer),
+                args.out)
         return
     problems = [LADYBUG] + ([DUBROVNIK] if args.dubrovnik else [])
     name, *size = FULL
     problems.append((f"{name} x {args.scale:g}", *(int(v * args.scale) for v in size)))
     for name, c, p, o in problems:
-        print(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer), flush=True)
+        publish(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer), args.out)
 
 
 if __name__ == "__main__":

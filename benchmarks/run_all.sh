@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out="${1:-benchmarks/tables-$(date +%F).md}"
 py="${PYTHON:-python3}"
 : > "$out"
-for b in ${BENCHES:-bench_linalg bench_lie bench_camera bench_homography bench_optim}; do
+for b in ${BENCHES:-bench_linalg bench_lie bench_camera bench_homography bench_optim bench_compiled bench_epipolar bench_ba bench_calibration}; do
   echo "== $b" >&2
   timeout "${BENCH_TIMEOUT:-900}" "$py" "benchmarks/$b.py" --out "$out" >/dev/null 2>"/tmp/$b.err" \
     || echo "$b failed: $(tail -n 3 "/tmp/$b.err")" | tee -a "$out" >&2
