@@ -24,7 +24,6 @@ import functools
 from typing import Any, NamedTuple, Sequence
 
 import mlx.core as mx
-import numpy as np
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
@@ -112,18 +111,12 @@ def _jacobi_scale(system: ArrowSystem) -> _Scale:
                   inv_sqrt(mx.diagonal(system.P, axis1=-2, axis2=-1)))
 
 
-def _dead(layout: ParameterLayout, dtype: mx.Dtype) -> mx.array:
-    """(n,) 1 for the entries no tangent direction moves (fixed ones)."""
-    return mx.array(~np.any(layout.tangent != 0, axis=0), dtype=dtype)
-
-
-def _linearize(prob: _Problem, layout: ParameterLayout, loss: RobustLoss | None, scale: _Scale):
-    M = mx.array(layout.tangent, dtype=prob.board.dtype)
-    dead = _dead(layout, prob.board.dtype)
-    core = _linearize_core(layout.lens, loss)
+def _linearize(prob: _Problem, M: mx.array, lens: str, loss: RobustLoss | None, scale: _Scale):
+    """``linearize(x)`` for :func:`lm_loop`; M (n, n) the layout's tangent map."""
+    core = _linearize_core(lens, loss)
 
     def linearize(x):
-        cost, U, W, P, g = core(*prob, M, dead, *scale, *x)
+        cost, U, W, P, g = core(*prob, M, *scale, *x)
         return cost, ArrowSystem(U, W, P), g
 
     return linearize
@@ -136,7 +129,7 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
     kernel of its own on the GPU)."""
 
     @compiled
-    def core(board, image, weight, M, dead, scale_intrinsics, scale_poses, theta, poses):
+    def core(board, image, weight, M, scale_intrinsics, scale_poses, theta, poses):
         n = M.shape[-1]
         dist = _dist(theta)
         pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, dist, lens)
@@ -156,7 +149,7 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
         MD = M * scale_intrinsics[:, None, :]  # (*, n, n)
         MDt = MD.swapaxes(-1, -2)
         U = linalg.matmul(MDt, linalg.matmul(mx.sum(A[..., :n, :n], axis=-3), MD))
-        U = U + mx.diag(dead)  # fixed entries: a unit pivot, zero gradient
+        U = U + mx.diag((~mx.any(M != 0, axis=0)).astype(U.dtype))  # fixed entries: a unit pivot, zero gradient
         W = linalg.matmul(MDt[:, None], A[..., :n, n:]) * scale_poses[..., None, :]
         P = A[..., n:, n:] * scale_poses[..., :, None] * scale_poses[..., None, :]
         g_i = linalg.matmul(MDt, mx.sum(g[..., :n], axis=-2)[..., None])[..., 0]
@@ -166,8 +159,8 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
     return core
 
 
-def _retract(layout: ParameterLayout, scale: _Scale):
-    M = mx.array(layout.tangent, dtype=scale.intrinsics.dtype)
+def _retract(M: mx.array, scale: _Scale):
+    """``retract(x, h)`` for :func:`lm_loop`; M (n, n) the layout's tangent map."""
 
     def retract(x, h):
         return _retract_core(M, *scale, *x, h)
@@ -337,10 +330,10 @@ def _calibrate(prob: _Problem, size: mx.array, layout: ParameterLayout, loss: Ro
     """:func:`calibrate_camera` on checked inputs with one flat camera axis (B,)."""
     init = ZhangInit(*_zhang(prob.board, prob.image, size, prob.weight, bool(layout.fixed[4])))
     x0 = (_initial_theta(init, size, layout), init.poses)
-    scale = _jacobi_scale(_linearize(prob, layout, loss, _unit_scale(prob, layout.size))(x0)[1])
-    res = lm_loop(_linearize(prob, layout, loss, scale), x0, _retract(layout, scale), prob.weight.shape[:1],
-                  solve_step=ArrowStep(), max_iters=max_iters, xtol=_XTOL)
     M = mx.array(layout.tangent, dtype=prob.board.dtype)
+    scale = _jacobi_scale(_linearize(prob, M, layout.lens, loss, _unit_scale(prob, layout.size))(x0)[1])
+    res = lm_loop(_linearize(prob, M, layout.lens, loss, scale), x0, _retract(M, scale), prob.weight.shape[:1],
+                  solve_step=ArrowStep(), max_iters=max_iters, xtol=_XTOL)
     theta, poses, *fields = _summary(*prob, M, scale.intrinsics, *res.x, *res.hessian, res.cost, init.ok,
                                      init.reason, layout.lens)
     camera = Camera(_K(theta), dist=theta[..., 5:], size=size, model=layout.lens)
