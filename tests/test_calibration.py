@@ -72,6 +72,30 @@ def test_lens_models_match_opencv_flags(model, flags, dist, views):
         _assert_parity(res, cv, num_dist=len(dist))
 
 
+def test_rational_model_std_matches_the_float64_gauss_newton_covariance():
+    """The rational model's k1..k3 / k4..k6 near-null direction (Jacobian condition ~1e9) once made
+    the float32 Schur complement indefinite and every deviation 0. Reference: the covariance of
+    OpenCV's own projection Jacobians (cv2.projectPoints) at our solution, in float64."""
+    obj, img, *_ = synthetic_views(num_views=20, noise=0.3, seed=3)
+    res = calibrate_camera(obj, img, SIZE, model="opencv8")
+    K, dist, poses = (np.asarray(v, np.float64) for v in (res.camera.K, res.camera.dist, res.poses))
+    o, i = np.asarray(obj, np.float64), np.asarray(img, np.float64)
+    views, n = o.shape[0], 12
+    J, r = np.zeros((2 * o.shape[0] * o.shape[1], n + 6 * views)), []
+    for v in range(views):
+        px, jac = cv2.projectPoints(o[v], cv2.Rodrigues(poses[v, :3, :3])[0], poses[v, :3, 3], K, dist)
+        rows = slice(2 * o.shape[1] * v, 2 * o.shape[1] * (v + 1))
+        J[rows, :n], J[rows, n + 6 * v: n + 6 * v + 6] = jac[:, 6:6 + n], jac[:, :6]
+        r.append((px[:, 0] - i[v]).ravel())
+    r = np.concatenate(r)
+    ref = np.sqrt(np.diag(np.linalg.inv(J.T @ J))[:n] * (r @ r) / (len(r) - J.shape[1]))
+    ours = np.asarray(res.std_intrinsics, np.float64)[_CV_TO_OURS[:4] + list(range(5, 13))]
+    np.testing.assert_allclose(ours[:4], ref[:4], rtol=0.05)
+    # The near-null coefficients' deviations are thousands of times their values; float32 gets their size.
+    big = ref > 1.0
+    assert np.all(ours[big] > 0.4 * ref[big]) and np.all(ours[big] < 2.5 * ref[big]), (ours, ref)
+
+
 def test_robust_loss_ignores_misdetected_corners():
     obj, img, *_ = synthetic_views(num_views=10, noise=0.3, seed=9)
     clean = _opencv(obj, img)

@@ -62,6 +62,7 @@ CASES = [
     Case("linalg.solve", lambda: linalg.solve(eye(3, 2), z(3, 3)), ("a", "b")),
     Case("linalg.solve_spd", lambda: linalg.solve_spd(eye(5, 2), z(3, 5)), ("a", "b")),
     Case("linalg.solve_spd_ex", lambda: linalg.solve_spd_ex(eye(5, 2), z(3, 5)), ("a", "b")),
+    Case("linalg.solve_triangular", lambda: linalg.solve_triangular(eye(3, 2), z(3, 3)), ("a", "b")),
     # ----- camera
     Case("camera.intrinsics_matrix", lambda: camera.intrinsics_matrix(z(2) + 1, z(3) + 1, 0.0, 0.0), ("fx", "fy")),
     Case("camera.scale_intrinsics", lambda: camera.scale_intrinsics(K(2), z(3) + 1), ("K", "sx")),

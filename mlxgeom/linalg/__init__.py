@@ -10,8 +10,10 @@ from .eigh_smallest import eigh_smallest
 from .inverse import det, inv, inv_ex, solve
 from .matrix_exp import matrix_exp
 from .products import gauss_newton_system, matmul
+from .qr import qr
 from .svd3 import project_to_so3, svd3
+from .triangular import solve_triangular
 
 __all__ = [
-    "det", "eigh", "eigh3", "eigh_smallest", "gauss_newton_system", "inv", "inv_ex", "matmul", "matrix_exp", "project_to_so3", "solve", "solve_spd", "solve_spd_ex", "svd3",
+    "det", "eigh", "eigh3", "eigh_smallest", "gauss_newton_system", "inv", "inv_ex", "matmul", "matrix_exp", "project_to_so3", "qr", "solve", "solve_spd", "solve_spd_ex", "solve_triangular", "svd3",
 ]

@@ -3,7 +3,7 @@
 For the static size n the factorisation L L^T = A is written column by column
 (Golub and Van Loan, "Matrix Computations", 4th ed., Alg. 4.2.1, gaxpy Cholesky), with
 each column a (*, n) vector, so the whole solve is O(n^2) elementwise array ops that
-``mx.compile`` fuses; then forward and back substitution (GVL Alg. 3.1.1 / 3.1.2).
+``mx.compile`` fuses; then forward and back substitution (:mod:`.triangular`).
 Failed pivots (not positive, or not finite) are replaced by 1 so that the arithmetic
 stays finite, flagged in ``ok``, and the affected solutions are set to NaN.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from .._checks import as_floats, cast_out, check_square, rhs_as_matrix
 from .._compiled import compiled
+from .triangular import substitute
 
 
 def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
@@ -40,21 +41,7 @@ def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
 
 def _substitute(lower: mx.array, b: mx.array) -> mx.array:
     """x = (L L^T)^-1 b for L (*, n, n) and b (*, n, k)."""
-    n = lower.shape[-1]
-    diag = [lower[..., i, i][..., None] for i in range(n)]
-    y: list[mx.array] = []
-    for i in range(n):  # L y = b
-        r = b[..., i, :]
-        for k in range(i):
-            r = r - lower[..., i, k][..., None] * y[k]
-        y.append(r / diag[i])
-    x: list[mx.array] = [mx.array(0.0)] * n
-    for i in reversed(range(n)):  # L^T x = y
-        r = y[i]
-        for k in range(i + 1, n):
-            r = r - lower[..., k, i][..., None] * x[k]
-        x[i] = r / diag[i]
-    return mx.stack(x, axis=-2)
+    return substitute(lower.swapaxes(-1, -2), substitute(lower, b, upper=False), upper=True)
 
 
 @compiled

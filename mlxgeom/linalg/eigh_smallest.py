@@ -34,6 +34,7 @@ import numpy as np
 from .._checks import argmax, as_float, cast_out, check_square, eps
 from .eigh import _gap_inverse, default_sweeps, eigh
 from .products import matmul
+from .qr import qr_columns
 
 
 def sweep_inverse(b: mx.array) -> tuple[mx.array, mx.array]:
@@ -62,20 +63,6 @@ def sweep_inverse(b: mx.array) -> tuple[mx.array, mx.array]:
     return -s, ok
 
 
-def _orthonormalize(x: mx.array) -> mx.array:
-    """Modified Gram-Schmidt, twice ("twice is enough", Giraud et al. 2005), on the columns of (*, n, k)."""
-    k = x.shape[-1]
-    cols = [x[..., i] for i in range(k)]
-    out: list[mx.array] = []
-    for v in cols:
-        for _ in range(2):
-            for q in out:
-                v = v - mx.sum(q * v, axis=-1, keepdims=True) * q
-        nrm = mx.sqrt(mx.sum(v * v, axis=-1, keepdims=True))
-        out.append(v / mx.where(nrm > 0, nrm, 1.0))
-    return mx.stack(out, axis=-1)
-
-
 def _start(n: int, p: int, dtype: mx.Dtype) -> mx.array:
     """Fixed pseudo-random start columns (n, p - 1); the first start column is chosen from the data."""
     return mx.array(np.random.default_rng(20240607).standard_normal((n, p - 1)), dtype=dtype)
@@ -94,9 +81,9 @@ def _smallest(a: mx.array, k: int, iterations: int, oversample: int) -> tuple[mx
     x = mx.take_along_axis(c, j[..., None, None], axis=-1)
     if p > 1:
         x = mx.concatenate([x, matmul(c, _start(n, p, a.dtype))], axis=-1)
-    x = _orthonormalize(x)
+    x = qr_columns(x)[0]
     for _ in range(iterations):
-        x = _orthonormalize(matmul(c, x))
+        x = qr_columns(matmul(c, x))[0]
     h = matmul(x.swapaxes(-1, -2), matmul(a, x))  # Rayleigh-Ritz: (*, p, p)
     if p == 1:
         w, v = h[..., 0], x
