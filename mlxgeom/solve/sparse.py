@@ -59,7 +59,9 @@ class BlockStructure:
     observation i touches camera block ``c(i)``, group block ``group_of_camera[c(i)]`` and point
     ``p(i)``. Its D = camera_dof + group_dof camera-side columns in the reduced vector are
     ``columns[i]``. Observation pairs that share a point (the non-zero blocks of the reduced
-    system) are listed for the dense solver.
+    system) are listed for the dense solver, by their rows. The numeric work runs on the
+    observations' row layout ``rows`` (sorted by camera, each camera's run padded to whole chunks,
+    :class:`_CameraRows`); ``rows.slot`` (O,) is the row of each observation.
 
     Args:
         camera_index: (O,) ints in [0, C).
@@ -165,9 +167,10 @@ class BlockSystem(NamedTuple):
     scatters ``B_i^T B_i``), which take 2 D floats per observation instead of D^2.
 
     Attributes:
-        B: (O, 2, D) weighted camera-side Jacobians.
+        B: (rows, 2, D) weighted camera-side Jacobians, in the row layout ``structure.rows``
+            (observations sorted by camera, zero on the padding rows).
         V: (P, 3, 3) point blocks ``sum_i w_i J_p,i^T J_p,i``.
-        W: (O, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation.
+        W: (rows, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation, likewise.
         g_c: (n_c,) camera-side gradient, in the reduced layout.
         g_p: (P, 3) point gradient.
     """
