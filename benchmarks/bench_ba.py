@@ -234,9 +234,8 @@ def main() -> None:
     publish(HEADER, args.out)
     peer = not args.no_pycolmap
     if args.bal:
-        publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"), peer,
-                    args.pcg_iterations),
-                args.out)
+        publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"),
+                    peer, args.pcg_iterations), args.out)
         return
     problems = [LADYBUG] + ([DUBROVNIK] if args.dubrovnik else [])
     name, *size = FULL

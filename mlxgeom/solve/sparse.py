@@ -363,9 +363,15 @@ def _camera_rows(structure: BlockStructure, rows: mx.array) -> mx.array:
     return mx.concatenate([rows[:, :dc].reshape(-1), grp.reshape(-1)])
 
 
-def _gather_columns(structure: BlockStructure, x: mx.array) -> mx.array:
-    """(O, D) camera-side entries of x (n_c,) seen by each observation."""
-    return _camera_columns(structure, x)[structure.rows.camera]
+def _chunk_columns(structure: BlockStructure, x: mx.array) -> mx.array:
+    """(n_chunks, 1, D) camera-side entries of x (n_c,) of each chunk's camera: one row per chunk of
+    the row layout, broadcast over its rows inside the fused products (no per-observation gather)."""
+    return _camera_columns(structure, x)[structure.rows.owner][:, None]
+
+
+def _coupling_t(structure: BlockStructure, system: BlockSystem, x: mx.array) -> mx.array:
+    """(rows, 3) ``W_i^T x[cols_i]`` of each observation."""
+    return _small_mtv(structure.rows.chunks(system.W), _chunk_columns(structure, x)).reshape(-1, 3)
 
 
 def _scatter_columns(structure: BlockStructure, values: mx.array) -> mx.array:
@@ -406,16 +412,13 @@ def _schur_blocks(structure: BlockStructure, system: BlockSystem, red: _Reduced)
 def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
     """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``.
 
-    One pass over the observations each way (a row gather, a (D, 3) product and a scatter into the
-    points; a gather, a (D, 3) product and a scatter into the cameras); U and V*^-1 act per camera
-    and per point.
+    One pass over the observations each way (a (D, 3) product with the camera's entries broadcast
+    over each chunk and a scatter into the points; a point gather, a (D, 3) product and the chunked
+    sum into the cameras); U and V*^-1 act per camera and per point.
     """
     rows, p = structure.rows, structure.rows.point
-    xc = _camera_columns(structure, x)
-    # A camera's entries reach its rows as one row per chunk, broadcast inside the fused product.
-    wx = _small_mtv(rows.chunks(system.W), xc[rows.owner][:, None]).reshape(-1, 3)
-    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(wx)
-    out = _small_mv(red.u, xc) - rows.sum(_small_mv(system.W, _small_mv(red.v_inv, t)[p]))
+    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_coupling_t(structure, system, x))
+    out = _small_mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(system.W, _small_mv(red.v_inv, t)[p]))
     return _camera_rows(structure, out) + red.damp * x
 
 
@@ -672,7 +675,7 @@ class SchurStep:
             h_c = pcg(lambda x: schur_apply(st, system, red, x), red.rhs, pre, self.pcg_iterations)
             ok = mx.all(mx.isfinite(h_c))
         p = st.rows.point
-        back = mx.zeros_like(system.g_p).at[p].add(_small_mtv(system.W, _gather_columns(st, h_c)))
+        back = mx.zeros_like(system.g_p).at[p].add(_coupling_t(st, system, h_c))
         h = mx.concatenate([h_c, _small_mv(red.v_inv, -system.g_p - back).reshape(-1)])
         ok = ok & red.ok & finite & mx.all(mx.isfinite(h))
         h = mx.where(ok, h, 0.0)
@@ -703,8 +706,9 @@ def predicted_decrease(structure: BlockStructure, system: BlockSystem, g: mx.arr
     """``L(0) - L(h) = -g^T h - ||J h||^2 / 2`` of the undamped Gauss-Newton model, per observation."""
     h_c, h_p = split_step(structure, h)
     # sqrt(w) J_p h_p is not stored; ||J h||^2 = ||B h_c||^2 + 2 h_c^T W h_p + h_p^T V h_p.
-    hc = _gather_columns(structure, h_c)
-    bh = _small_mv(system.B, hc)
-    cross = mx.sum(hc * _small_mv(system.W, h_p[structure.rows.point]))
+    rows = structure.rows
+    hc = _chunk_columns(structure, h_c)  # (n_chunks, 1, D)
+    bh = _small_mv(rows.chunks(system.B), hc)
+    cross = mx.sum(hc * _small_mv(rows.chunks(system.W), rows.chunks(h_p[rows.point])))
     quad = mx.sum(bh * bh) + 2.0 * cross + mx.sum(h_p * _small_mv(system.V, h_p))
     return -mx.sum(g * h) - 0.5 * quad
