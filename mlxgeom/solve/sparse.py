@@ -237,23 +237,29 @@ def _mtv(m: mx.array, x: mx.array) -> mx.array:
 
 # The per-observation and per-point products contract 3 or D <= ~15 entries: written out as sums
 # of columns and compiled, each is one fused kernel that reads M once (a broadcast product and a
-# reduction over a short axis are two passes and a slow reduction, ~3x the time on the CPU).
+# reduction over a short axis are two passes and a slow reduction, ~3x the time on the CPU). The
+# columns are kept-dimension slices (one view node each, not a slice, a squeeze and an expand):
+# every graph node costs host time at evaluation, and PCG runs these products 4 times per iteration.
+# (One mx.split per operand would be fewer nodes still, but inside a caller's mx.compile MLX 0.32.4
+# fails on it with IndexError "_Map_base::at".)
 @compiled
 def _small_mv(m: mx.array, x: mx.array) -> mx.array:
     """:func:`_mv` for a short contracted axis."""
-    out = m[..., 0] * x[..., None, 0]
+    xe = x[..., None, :]
+    out = m[..., 0:1] * xe[..., 0:1]
     for k in range(1, m.shape[-1]):
-        out = out + m[..., k] * x[..., None, k]
-    return out
+        out = out + m[..., k:k + 1] * xe[..., k:k + 1]
+    return out.squeeze(-1)
 
 
 @compiled
 def _small_mtv(m: mx.array, x: mx.array) -> mx.array:
     """:func:`_mtv` for a short contracted axis."""
-    out = m[..., 0, :] * x[..., 0, None]
+    xe = x[..., :, None]
+    out = m[..., 0:1, :] * xe[..., 0:1, :]
     for k in range(1, m.shape[-2]):
-        out = out + m[..., k, :] * x[..., k, None]
-    return out
+        out = out + m[..., k:k + 1, :] * xe[..., k:k + 1, :]
+    return out.squeeze(-2)
 
 
 def _eye_like(a: mx.array) -> mx.array:
