@@ -424,7 +424,8 @@ def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x
     """
     rows, p = structure.rows, structure.rows.point
     t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_coupling_t(structure, system, x))
-    out = _small_mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(system.W, _small_mv(red.v_inv, t)[p]))
+    # Per camera (C rows) the broadcast product and reduction: 3 graph nodes, and C is small.
+    out = _mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(system.W, _small_mv(red.v_inv, t)[p]))
     return _camera_rows(structure, out) + red.damp * x
 
 
@@ -626,9 +627,9 @@ def _block_precondition(structure: BlockStructure, inverses: list[mx.array]) -> 
     cams = structure.num_cameras * structure.camera_dof
 
     def apply(r: mx.array) -> mx.array:
-        parts = [_small_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
+        parts = [_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
         if len(inverses) > 1:
-            parts.append(_small_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
+            parts.append(_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
         return mx.concatenate(parts) if len(parts) > 1 else parts[0]
 
     return apply
