@@ -340,6 +340,7 @@ def _masked_rows(values: mx.array, real: mx.array) -> mx.array:
 
 class _Reduced(NamedTuple):
     v_inv: mx.array  # (P, 3, 3) (V + mu D_p)^-1
+    y: mx.array  # (rows, D, 3) Y_i = W_i V*_p(i)^-1, formed once per step (PCG applies it every iteration)
     u: mx.array  # (C, D, D) camera-side block of A per camera (its pose and its group's columns)
     rhs: mx.array  # (n_c,) b of the reduced system
     damp: mx.array  # (n_c,) mu D_c, the camera-side damping
@@ -407,25 +408,21 @@ def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Re
     # W_i V*^-1 g_p = W_i (V*^-1 g_p): one 3-vector per point instead of a (D, 3) block per observation.
     s_p = _small_mv(v_inv, system.g_p)[structure.rows.point]
     rhs = -system.g_c + _scatter_columns(structure, _small_mv(system.W, s_p))
-    return _Reduced(v_inv, u, rhs, mu * _marquardt(du), mx.all(v_ok))
-
-
-def _schur_blocks(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
-    """(O, D, 3) ``Y_i = W_i V*_p(i)^-1``."""
-    return matmul(system.W, red.v_inv[structure.rows.point])
+    y = matmul(system.W, v_inv[structure.rows.point])
+    return _Reduced(v_inv, y, u, rhs, mu * _marquardt(du), mx.all(v_ok))
 
 
 def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
-    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``.
+    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i Y_i (sum_j W_j^T x[cols_j])``.
 
     One pass over the observations each way (a (D, 3) product with the camera's entries broadcast
-    over each chunk and a scatter into the points; a point gather, a (D, 3) product and the chunked
-    sum into the cameras); U and V*^-1 act per camera and per point.
+    over each chunk and a scatter into the points; a point gather, a (D, 3) product with
+    ``Y = W V*^-1`` and the chunked sum into the cameras); U acts per camera.
     """
     rows, p = structure.rows, structure.rows.point
     t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_coupling_t(structure, system, x))
     # Per camera (C rows) the broadcast product and reduction: 3 graph nodes, and C is small.
-    out = _mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(system.W, _small_mv(red.v_inv, t)[p]))
+    out = _mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(red.y, t[p]))
     return _camera_rows(structure, out) + red.damp * x
 
 
@@ -433,7 +430,7 @@ def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -
     """(n_c, n_c) reduced camera system S, from the observations and their pairs per point."""
     if structure.pair_blocks is None:
         raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
-    pairs = matmul(_schur_blocks(structure, system, red)[structure.pair_first],
+    pairs = matmul(red.y[structure.pair_first],
                    system.W[structure.pair_second].swapaxes(-1, -2))  # (K, D, D) Y_i W_j^T
     dc, c, g = structure.camera_dof, structure.num_cameras, structure.num_groups
     cam, grp = slice(0, dc), slice(dc, None)
@@ -460,7 +457,7 @@ def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Red
     Each observation adds ``B_i^T B_i - Y_i W_i^T`` (its own pair); the pairs of two observations of
     one point through the same group are left out (a preconditioner only has to be close).
     """
-    own = structure.rows.sum(matmul(_schur_blocks(structure, system, red), system.W.swapaxes(-1, -2)))
+    own = structure.rows.sum(matmul(red.y, system.W.swapaxes(-1, -2)))
     own = red.u - own  # (C, D, D): B_i^T B_i - Y_i W_i^T summed per camera
     dc, dg = structure.camera_dof, structure.group_dof
     blocks = [own[:, :dc, :dc]]
