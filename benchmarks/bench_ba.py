@@ -10,6 +10,7 @@ mlxgeom's peak memory and the final costs (both measured by the same projection 
     python benchmarks/bench_ba.py --scale 1           # 1,000 cameras, 100 k points, 1 M observations (GPU)
     python benchmarks/bench_ba.py --bal FILE          # a BAL problem (f, k1, k2 refined per camera)
     python benchmarks/bench_ba.py --growth            # time per iteration against the size: ba_scaling.png
+    python benchmarks/bench_ba.py --phases            # the phases of one LM iteration, timed one by one
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import machine, publish  # noqa: E402
+from timing import machine, publish, time_ms  # noqa: E402
 
-from mlxgeom.camera import Camera, colmap  # noqa: E402
+from mlxgeom.camera import Camera, colmap, project_points_jacobian  # noqa: E402
 from mlxgeom.sfm import bundle_adjust, bundle_adjust_model, problem_to_model, synthetic_problem  # noqa: E402
+from mlxgeom.solve import BlockStructure, SchurStep, block_normal_equations  # noqa: E402
+from mlxgeom.solve.sparse import flat_gradient  # noqa: E402
 
 # (name, cameras, points, observations): Agarwal et al., "Bundle Adjustment in the Large", 2010.
 LADYBUG = ("Ladybug-49 size", 49, 7776, 31843)
@@ -71,10 +74,10 @@ def synthetic(cams: int, points: int, observations: int, seed: int = 0):
     return p.cameras, p.poses, p.points, p.observations, p.camera_index, p.point_index
 
 
-def run_ours(problem, iters: int, solver: str, refine):
+def run_ours(problem, iters: int, solver: str, refine, pcg_iterations: int = 50):
     cameras, poses, points, obs, cam, pt = problem
     kw = dict(point_index=pt, camera_index=cam, max_iters=iters, chunk=iters, linear_solver=solver,
-              refine_intrinsics=refine)
+              refine_intrinsics=refine, pcg_iterations=pcg_iterations)
     # First call: the observation graph's host analysis and MLX's kernel setup, not timed.
     bundle_adjust(cameras, poses, points, obs, **{**kw, "max_iters": 1, "chunk": 1})
     mx.reset_peak_memory()
@@ -108,8 +111,8 @@ def run_pycolmap(problem, iters: int, refine):
     return seconds, float(cost.item())
 
 
-def row(name: str, problem, iters: int, solver: str, refine, peer: bool) -> str:
-    res, seconds, peak = run_ours(problem, iters, solver, refine)
+def row(name: str, problem, iters: int, solver: str, refine, peer: bool, pcg_iterations: int = 50) -> str:
+    res, seconds, peak = run_ours(problem, iters, solver, refine, pcg_iterations)
     it = max(int(res.iterations.item()), 1)
     c, p, o = problem[1].shape[0], problem[2].shape[0], problem[3].shape[0]
     ours = (f"| {name} | {c:,} / {p:,} / {o:,} | {it} | {1e3 * seconds / it:,.0f} | {peak / 2**20:,.0f} | "
@@ -123,6 +126,47 @@ def row(name: str, problem, iters: int, solver: str, refine, peer: bool) -> str:
 HEADER = ("| problem | cameras / points / observations | LM iterations | mlxgeom ms / iteration | "
           "peak MiB | initial cost | mlxgeom final cost | pycolmap ms / iteration (its time / ours) | "
           "pycolmap final cost |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def phases(problem, pcg_iterations: int, out: str | None) -> None:
+    """The pieces of one LM iteration, each evaluated on its own (medians): the projection with its
+    Jacobians, the block normal equations, the Schur step without PCG iterations (damped point
+    blocks, their inverses, the reduced right-hand side, the block-Jacobi preconditioner,
+    back-substitution and the predicted decrease) and with them; one S x is their difference over
+    the count. Poses and points only, as the tables above."""
+    cameras, poses, points, obs, cam, pt = problem
+    c, p = poses.shape[0], points.shape[0]
+    cam_a, pt_a = mx.array(cam), mx.array(pt)
+    t0 = time.perf_counter()
+    structure = BlockStructure(cam, pt, c, p, 6, with_pairs=False)
+    analysis = 1e3 * (time.perf_counter() - t0)
+    K = mx.broadcast_to(cameras.K, (c, 3, 3))[cam_a]
+
+    def project():
+        return project_points_jacobian(points[pt_a][:, None], K, poses[cam_a])
+
+    pj = project()
+    # In the structure's row layout, as bundle_adjust evaluates its residuals (no gather into it).
+    r, jc, jp, w = (structure.rows.gather(a) for a in (pj.pixels[:, 0] - obs, pj.d_pose[:, 0], pj.d_points[:, 0],
+                                                        mx.ones(obs.shape[:1])))
+
+    def normal_equations():
+        return block_normal_equations(structure, jc, jp, r, w, in_rows=True)
+
+    system = normal_equations()
+    g, mu = flat_gradient(system), mx.array(1e-4)
+    mx.eval(system, g)
+    step0, step = SchurStep(structure, "pcg", 0), SchurStep(structure, "pcg", pcg_iterations)
+    times = {"host analysis of the observation graph (once per call)": analysis,
+             "projection + Jacobians": time_ms(project, repeats=5),
+             "block normal equations": time_ms(normal_equations, repeats=5),
+             "Schur step, 0 PCG iterations": time_ms(lambda: step0(system, g, mu), repeats=5),
+             f"Schur step, {pcg_iterations} PCG iterations": time_ms(lambda: step(system, g, mu), repeats=3)}
+    keys = list(times)
+    times["one S x (difference / count)"] = (times[keys[-1]] - times[keys[-2]]) / max(pcg_iterations, 1)
+    lines = [f"| phase ({c:,} cameras, {p:,} points, {len(cam):,} observations) | ms |", "|---|---|"]
+    lines += [f"| {k} | {v:,.2f} |" for k, v in times.items()]
+    publish("\n".join(lines), out)
 
 
 BASE = (20, 4000, 20000)
@@ -170,6 +214,8 @@ def main() -> None:
     ap.add_argument("--bal", help="a BAL problem file")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--solver", default="auto", choices=["auto", "dense", "pcg"])
+    ap.add_argument("--pcg-iterations", type=int, default=50, help="bundle_adjust's pcg_iterations")
+    ap.add_argument("--phases", action="store_true", help="time the phases of one LM iteration at --scale")
     ap.add_argument("--no-pycolmap", action="store_true")
     ap.add_argument("--dubrovnik", action="store_true", help="also the Dubrovnik-356 size (GPU)")
     ap.add_argument("--growth", action="store_true", help="time against size, plot to benchmarks/ba_scaling.png")
@@ -181,17 +227,21 @@ def main() -> None:
               "|---|---|---|---|---|---|---|")
         growth(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ba_scaling.png"), 3)
         return
+    if args.phases:
+        name, *size = FULL
+        phases(synthetic(*(int(v * args.scale) for v in size)), args.pcg_iterations, args.out)
+        return
     publish(HEADER, args.out)
     peer = not args.no_pycolmap
     if args.bal:
-        publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"), peer),
-                args.out)
+        publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"),
+                    peer, args.pcg_iterations), args.out)
         return
     problems = [LADYBUG] + ([DUBROVNIK] if args.dubrovnik else [])
     name, *size = FULL
     problems.append((f"{name} x {args.scale:g}", *(int(v * args.scale) for v in size)))
     for name, c, p, o in problems:
-        publish(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer), args.out)
+        publish(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer, args.pcg_iterations), args.out)
 
 
 if __name__ == "__main__":

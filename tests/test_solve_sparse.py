@@ -149,16 +149,21 @@ def test_structure_rejects_out_of_range_indices():
         BlockStructure([0, 3], [0, 1], 2, 2, 6)
 
 
-def test_segment_sums_equal_scatter_adds_for_uneven_segments():
-    from mlxgeom.solve.sparse import _Segments
+def test_camera_row_sums_equal_scatter_adds_for_uneven_segments():
+    from mlxgeom.solve.sparse import _CameraRows
 
     rng = np.random.default_rng(3)
-    # 0 rows for segment 1, exactly one chunk for segment 2, several chunks and a remainder for 0
+    # 0 rows for camera 1, exactly one chunk for camera 2, several chunks and a remainder for 0
     index = np.concatenate([np.zeros(9, int), np.full(4, 2), np.full(3, 3)])
     rng.shuffle(index)
     values = rng.normal(size=(index.size, 2, 3)).astype(np.float32)
-    values[index == 3] = np.inf  # padding rows must not carry it into the other segments
-    got = np.array(_Segments(index, 4, chunk=4).sum(mx.array(values)))
+    values[index == 3] = np.inf  # padding rows must not carry it into the other cameras
+    rows = _CameraRows(index, np.arange(index.size), 4, index.size, chunk=4)
+    assert rows.count == (3 + 1 + 1) * 4  # 9, 4 and 3 rows padded to whole chunks
+    got = np.array(rows.sum(rows.gather(mx.array(values))))
     want = np.zeros((4, 2, 3), np.float32)
     np.add.at(want, index, values)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # another summation order
+    camera, real, source = (np.array(a) for a in (rows.camera, rows.real, rows.source))
+    np.testing.assert_array_equal(index[source[real]], camera[real])  # each real row in its camera's run
+    np.testing.assert_array_equal(np.sort(source[real]), np.arange(index.size))

@@ -176,16 +176,20 @@ def _gauge(poses: mx.array, fix_poses: Any) -> mx.array:
 class _Problem:
     """Residuals, Jacobians and the block-sparse system of one BA problem at a state x."""
 
-    def __init__(self, observations, camera_index, groups, intr, pose_free, point_free, loss, structure, min_depth):
+    def __init__(self, observations, groups, intr, pose_free, point_free, loss, structure, min_depth):
         self.intr = intr
-        self.cam, self.pt = structure.camera_index, structure.point_index
+        # Residuals are evaluated in the structure's row layout (observations sorted by camera, runs
+        # padded with inert rows), so the normal equations need no gather; results go back by rows.slot.
+        rows = structure.rows
+        self.cam, self.pt = rows.camera, rows.point
         self.loss, self.structure = loss, structure
         self.min_depth = min_depth
-        self.group_of_obs = mx.array(groups[np.asarray(camera_index)].astype(np.int32))
-        self.finite_obs = mx.all(mx.isfinite(observations), axis=-1)
+        self.group_of_obs = mx.array(groups.astype(np.int32))[self.cam]
+        obs = observations[rows.source]
+        self.finite_obs = rows.real & mx.all(mx.isfinite(obs), axis=-1)
         self.active = self.finite_obs  # narrowed to the observations valid at the start
         # Per-observation constants, gathered once rather than in every linearisation.
-        self.clean_obs = mx.where(self.finite_obs[:, None], observations, 0.0)
+        self.clean_obs = mx.where(self.finite_obs[:, None], obs, 0.0)
         self.pose_free_obs = pose_free[self.cam][:, None, :]
         self.point_free_obs = point_free[self.pt][:, None, None]
         self.intr_obs = None if intr.dof else self._intrinsics_of_observations(())
@@ -217,7 +221,7 @@ class _Problem:
         if self.intr.dof:
             jc = mx.concatenate([jc, self.intr.jacobian(pj.d_intrinsics[:, 0], pj.d_dist[:, 0], self.intr.K0[g])], -1)
         jc = mx.where(valid[:, None, None], jc, 0.0)
-        system = block_normal_equations(self.structure, jc, jp, r, weight)
+        system = block_normal_equations(self.structure, jc, jp, r, weight, in_rows=True)
         return cost, system, flat_gradient(system)
 
     def retract(self, x, h):
@@ -312,7 +316,7 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     solver = resolve_linear_solver(c * 6 + g * intr.dof, linear_solver)
     structure = BlockStructure(cam_np, pt_np, c, p, 6, groups if intr.dof else None, g, intr.dof,
                                with_pairs=solver == "dense")
-    problem = _Problem(observations, cam_np, groups, intr, _gauge(poses, fix_poses), _mask(fix_points, p, "fix_points"),
+    problem = _Problem(observations, groups, intr, _gauge(poses, fix_poses), _mask(fix_points, p, "fix_points"),
                        loss, structure, min_depth)
     x = (poses, points, intr.initial()) if intr.dof else (poses, points)
     problem.active = problem.project(x)[0].valid[:, 0] & problem.finite_obs
@@ -336,8 +340,9 @@ def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, prog
         # mu_0 = tau max diag: hand the final damping on to the next chunk.
         tau = res.damping / mx.maximum(step.max_diagonal(res.hessian), 1e-30)
     pj, _ = problem.project(x)
-    valid = problem.active
-    residual = mx.where(valid[:, None], pj.pixels[:, 0] - problem.clean_obs, 0.0)
+    slot = problem.structure.rows.slot
+    valid = problem.active[slot]
+    residual = mx.where(valid[:, None], pj.pixels[:, 0][slot] - problem.clean_obs[slot], 0.0)
     K, dist = problem.intr.values(x[2]) if problem.intr.dof else (problem.intr.K0, problem.intr.dist0)
     shape = cameras.batch_shape
     out_cams = type(cameras)(K.reshape(*shape, 3, 3), cameras.pose, dist.reshape(*shape, dist.shape[-1]), cameras.size)

@@ -5,7 +5,7 @@ images share) and P point blocks (size 3); observation i couples its camera-side
 ``p(i)`` only, so ``A = J^T W J`` is made of camera-side blocks ``U``, point blocks ``V_p`` (3 x 3)
 and one coupling block ``W_i = J_c,i^T w_i J_p,i`` (D x 3) per observation (Triggs et al., "Bundle
 Adjustment - A Modern Synthesis", 2000, sec. 6.1). Everything is accumulated with scatter-adds
-(``mx.array.at[idx].add``) into points and chunked segment sums into cameras (:class:`_Segments`),
+(``mx.array.at[idx].add``) into points and chunked sums into cameras (:class:`_CameraRows`),
 never as a dense (n x n) matrix.
 
 The damped step solves ``(A + mu D) h = -g`` with Marquardt's diagonal ``D = diag(A)`` (clamped to
@@ -59,7 +59,9 @@ class BlockStructure:
     observation i touches camera block ``c(i)``, group block ``group_of_camera[c(i)]`` and point
     ``p(i)``. Its D = camera_dof + group_dof camera-side columns in the reduced vector are
     ``columns[i]``. Observation pairs that share a point (the non-zero blocks of the reduced
-    system) are listed for the dense solver.
+    system) are listed for the dense solver, by their rows. The numeric work runs on the
+    observations' row layout ``rows`` (sorted by camera, each camera's run padded to whole chunks,
+    :class:`_CameraRows`); ``rows.slot`` (O,) is the row of each observation.
 
     Args:
         camera_index: (O,) ints in [0, C).
@@ -104,13 +106,14 @@ class BlockStructure:
         self.columns_np = cols
         self.columns = mx.array(cols.astype(np.int32))
         self.camera_index = mx.array(cam.astype(np.int32))
-        self.camera_segments = _Segments(cam, num_cameras)
         self.point_index = mx.array(pt.astype(np.int32))
+        self.rows = _CameraRows(cam, pt, num_cameras, num_points)
         self.pair_first = self.pair_second = self.pair_blocks = self.own_blocks = None
         self.num_pairs = 0
         if with_pairs:
             first, second = _observation_pairs(pt)
-            self.pair_first, self.pair_second = mx.array(first), mx.array(second)
+            slot = self.rows.slot_np
+            self.pair_first, self.pair_second = (mx.array(slot[k].astype(np.int32)) for k in (first, second))
             self.num_pairs = first.size
             grp = groups[cam] if group_dof else None
             self.pair_blocks = self._block_rows(cam[first], cam[second], grp, first, second)
@@ -164,9 +167,10 @@ class BlockSystem(NamedTuple):
     scatters ``B_i^T B_i``), which take 2 D floats per observation instead of D^2.
 
     Attributes:
-        B: (O, 2, D) weighted camera-side Jacobians.
+        B: (rows, 2, D) weighted camera-side Jacobians, in the row layout ``structure.rows``
+            (observations sorted by camera, zero on the padding rows).
         V: (P, 3, 3) point blocks ``sum_i w_i J_p,i^T J_p,i``.
-        W: (O, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation.
+        W: (rows, D, 3) coupling block ``w_i J_c,i^T J_p,i`` of each observation, likewise.
         g_c: (n_c,) camera-side gradient, in the reduced layout.
         g_p: (P, 3) point gradient.
     """
@@ -184,7 +188,7 @@ def _tmat(j: mx.array, k: mx.array) -> mx.array:
 
 
 def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_point: mx.array,
-                           residual: mx.array, weight: mx.array) -> BlockSystem:
+                           residual: mx.array, weight: mx.array, in_rows: bool = False) -> BlockSystem:
     """Accumulate the block-sparse normal equations from per-observation Jacobians.
 
     Args:
@@ -193,6 +197,9 @@ def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_
         jac_point: (O, 2, 3) d residual / d point.
         residual: (O, 2).
         weight: (O,) IRLS weights >= 0 (0 drops an observation).
+        in_rows: the four arrays are already in the row layout ``structure.rows`` (rows, ...)
+            (observation ``structure.rows.source[k]`` in row k where ``rows.real[k]``, weight 0
+            elsewhere), as a caller that evaluates its residuals row by row passes them: no gather.
 
     Returns:
         :class:`BlockSystem`.
@@ -205,10 +212,13 @@ def block_normal_equations(structure: BlockStructure, jac_camera: mx.array, jac_
     """
     if jac_camera.shape[-1] != structure.column_count:
         raise ValueError(f"jac_camera: expected (O, 2, {structure.column_count}), got {tuple(jac_camera.shape)}")
+    rows = structure.rows
+    if not in_rows:
+        jac_camera, jac_point, residual, weight = (rows.gather(a) for a in (jac_camera, jac_point, residual, weight))
     root = mx.sqrt(mx.maximum(weight, 0.0))[:, None, None]
     b, bp = jac_camera * root, jac_point * root
-    br = residual[..., None] * root  # (O, 2, 1)
-    p = structure.point_index
+    br = residual[..., None] * root  # (rows, 2, 1)
+    p = rows.point
     V = mx.zeros((structure.num_points, 3, 3), dtype=b.dtype).at[p].add(_tmat(bp, bp))
     g_c = _scatter_columns(structure, _tmat(b, br)[..., 0])
     g_p = mx.zeros((structure.num_points, 3), dtype=b.dtype).at[p].add(_tmat(bp, br)[..., 0])
@@ -227,72 +237,110 @@ def _mtv(m: mx.array, x: mx.array) -> mx.array:
 
 # The per-observation and per-point products contract 3 or D <= ~15 entries: written out as sums
 # of columns and compiled, each is one fused kernel that reads M once (a broadcast product and a
-# reduction over a short axis are two passes and a slow reduction, ~3x the time on the CPU).
+# reduction over a short axis are two passes and a slow reduction, ~3x the time on the CPU). The
+# columns are kept-dimension slices (one view node each, not a slice, a squeeze and an expand):
+# every graph node costs host time at evaluation, and PCG runs these products 4 times per iteration.
+# (One mx.split per operand would be fewer nodes still, but inside a caller's mx.compile MLX 0.32.4
+# fails on it with IndexError "_Map_base::at".)
 @compiled
 def _small_mv(m: mx.array, x: mx.array) -> mx.array:
     """:func:`_mv` for a short contracted axis."""
-    out = m[..., 0] * x[..., None, 0]
+    xe = x[..., None, :]
+    out = m[..., 0:1] * xe[..., 0:1]
     for k in range(1, m.shape[-1]):
-        out = out + m[..., k] * x[..., None, k]
-    return out
+        out = out + m[..., k:k + 1] * xe[..., k:k + 1]
+    return out.squeeze(-1)
 
 
 @compiled
 def _small_mtv(m: mx.array, x: mx.array) -> mx.array:
     """:func:`_mtv` for a short contracted axis."""
-    out = m[..., 0, :] * x[..., 0, None]
+    xe = x[..., :, None]
+    out = m[..., 0:1, :] * xe[..., 0:1, :]
     for k in range(1, m.shape[-2]):
-        out = out + m[..., k, :] * x[..., k, None]
-    return out
+        out = out + m[..., k:k + 1, :] * xe[..., k:k + 1, :]
+    return out.squeeze(-2)
 
 
 def _eye_like(a: mx.array) -> mx.array:
     return mx.eye(a.shape[-1], dtype=a.dtype)
 
 
-class _Segments:
-    """Sums of per-observation rows by segment (camera), from a host-built layout of the observations
-    sorted by segment in chunks of ``chunk`` rows (each segment's last chunk padded): a row gather,
-    a sum per chunk and a scatter-add of the chunk sums. A scatter-add per observation into the C
-    camera rows costs one contended atomic add per entry on a GPU (1,000 observations per camera);
-    here each chunk is summed in registers and there are ``chunk`` times fewer atomic adds. The
-    padding is at most ``chunk - 1`` rows per segment.
+def _chunk_size(num_observations: int, num_cameras: int) -> int:
+    """Rows per chunk of a camera's run: 64, or a smaller power of two when the cameras have few
+    observations (the padding, under one chunk per camera, stays near 1/16 of the rows or less)."""
+    mean = num_observations / max(num_cameras, 1)
+    return 2 ** int(np.clip(np.floor(np.log2(max(mean / 8.0, 1.0))), 0, 6))
 
-    >>> seg = _Segments(np.array([1, 0, 1]), 2, chunk=2)
-    >>> seg.sum(mx.array([[1.0], [2.0], [4.0]])).tolist()
-    [[2.0], [5.0]]
+
+class _CameraRows:
+    """The observations laid out as rows sorted by camera, each camera's run padded to whole chunks
+    of ``chunk`` rows, so every aligned chunk belongs to one camera.
+
+    Sums over a camera's observations are then a reshape, a sum per chunk and a scatter-add of the
+    chunk sums (no gather, no mask; a scatter-add per observation into the C camera rows costs one
+    contended atomic add per entry on a GPU, ``chunk`` times more than here), and a camera's values
+    reach its rows as one row per chunk broadcast over the chunk. A padding row is an inert
+    observation (zero Jacobian, weight 0) of its chunk's camera; its point index runs over the
+    points so that its zero adds spread out instead of piling onto one point.
+
+    >>> rows = _CameraRows(np.array([1, 0, 1]), np.array([0, 1, 2]), 2, 3, chunk=2)
+    >>> rows.count, rows.source.tolist(), rows.real.tolist(), rows.camera.tolist()
+    (4, [1, 0, 0, 2], [True, False, True, True], [0, 0, 1, 1])
+    >>> rows.sum(mx.array([[1.0], [0.0], [2.0], [4.0]])).tolist()
+    [[1.0], [6.0]]
     """
 
-    def __init__(self, index: np.ndarray, count: int, chunk: int = 64):
-        order = np.argsort(index, kind="stable")
-        counts = np.bincount(index, minlength=count)
-        chunks = -(-counts // chunk)
-        first = np.r_[0, np.cumsum(counts)[:-1]]  # of each segment in the sorted order
-        padded_first = np.r_[0, np.cumsum(chunks)[:-1]] * chunk  # ... in the padded layout
-        seg = index[order]
-        pos = padded_first[seg] + np.arange(index.size) - first[seg]
-        table = np.zeros(int(chunks.sum()) * chunk, dtype=np.int32)
-        valid = np.zeros(table.size, dtype=bool)
-        table[pos], valid[pos] = order, True
-        self.table = mx.array(table.reshape(-1, chunk))
-        self.valid = mx.array(valid.reshape(-1, chunk))
-        self.owner = mx.array(np.repeat(np.arange(count), chunks).astype(np.int32))
-        self.count = count
+    def __init__(self, camera_index: np.ndarray, point_index: np.ndarray, num_cameras: int, num_points: int,
+                 chunk: int | None = None):
+        o = camera_index.size
+        self.chunk = _chunk_size(o, num_cameras) if chunk is None else chunk
+        counts = np.bincount(camera_index, minlength=num_cameras)
+        chunks = -(-counts // self.chunk)
+        # numpy's stable sort of 16-bit keys is a radix sort: ~7x faster than on int64 at 1 M entries.
+        keys = camera_index.astype(np.int16) if num_cameras <= np.iinfo(np.int16).max else camera_index
+        order = np.argsort(keys, kind="stable")
+        first = np.r_[0, np.cumsum(counts)[:-1]]  # of each camera in the sorted order
+        padded_first = np.r_[0, np.cumsum(chunks)[:-1]] * self.chunk  # ... in the row layout
+        seg = camera_index[order]
+        slot = np.empty(o, dtype=np.int64)
+        slot[order] = padded_first[seg] + np.arange(o) - first[seg]
+        self.count = int(chunks.sum()) * self.chunk
+        real = np.zeros(self.count, dtype=bool)
+        source = np.zeros(self.count, dtype=np.int64)
+        real[slot], source[slot] = True, np.arange(o)
+        point = np.arange(self.count) % max(num_points, 1)
+        point[slot] = point_index
+        self.slot_np, self.slot = slot, mx.array(slot.astype(np.int32))
+        self.real, self.source = mx.array(real), mx.array(source.astype(np.int32))
+        self.camera = mx.array(np.repeat(np.arange(num_cameras), chunks * self.chunk).astype(np.int32))
+        self.point = mx.array(point.astype(np.int32))
+        self.owner = mx.array(np.repeat(np.arange(num_cameras), chunks).astype(np.int32))
+        self.num_cameras = num_cameras
+
+    def chunks(self, values: mx.array) -> mx.array:
+        """(n_chunks, chunk, ...) view of per-row values (rows, ...)."""
+        return values.reshape(-1, self.chunk, *values.shape[1:])
 
     def sum(self, values: mx.array) -> mx.array:
-        """(count, ...) sums of the rows of values (O, ...) by segment."""
-        chunk_sums = _chunk_sum(values[self.table], self.valid.reshape(self.valid.shape + (1,) * (values.ndim - 1)))
-        return mx.zeros((self.count, *values.shape[1:]), dtype=values.dtype).at[self.owner].add(chunk_sums)
+        """(C, ...) sums of per-row values (rows, ...) by camera."""
+        return mx.zeros((self.num_cameras, *values.shape[1:]), dtype=values.dtype).at[self.owner].add(
+            mx.sum(self.chunks(values), axis=1))
+
+    def gather(self, values: mx.array) -> mx.array:
+        """Per-observation values (O, ...) in the row layout (rows, ...), zero on the padding rows."""
+        return _masked_rows(values[self.source], self.real.reshape((-1,) + (1,) * (values.ndim - 1)))
 
 
 @compiled
-def _chunk_sum(rows: mx.array, valid: mx.array) -> mx.array:
+def _masked_rows(values: mx.array, real: mx.array) -> mx.array:
     # where, not a product: a padding row repeats observation 0, which may hold inf.
-    return mx.sum(mx.where(valid, rows, 0.0), axis=1)
+    return mx.where(real, values, 0.0)
 
 
 class _Reduced(NamedTuple):
     v_inv: mx.array  # (P, 3, 3) (V + mu D_p)^-1
+    y: mx.array  # (rows, D, 3) Y_i = W_i V*_p(i)^-1, formed once per step (PCG applies it every iteration)
     u: mx.array  # (C, D, D) camera-side block of A per camera (its pose and its group's columns)
     rhs: mx.array  # (n_c,) b of the reduced system
     damp: mx.array  # (n_c,) mu D_c, the camera-side damping
@@ -322,14 +370,20 @@ def _camera_rows(structure: BlockStructure, rows: mx.array) -> mx.array:
     return mx.concatenate([rows[:, :dc].reshape(-1), grp.reshape(-1)])
 
 
-def _gather_columns(structure: BlockStructure, x: mx.array) -> mx.array:
-    """(O, D) camera-side entries of x (n_c,) seen by each observation."""
-    return _camera_columns(structure, x)[structure.camera_index]
+def _chunk_columns(structure: BlockStructure, x: mx.array) -> mx.array:
+    """(n_chunks, 1, D) camera-side entries of x (n_c,) of each chunk's camera: one row per chunk of
+    the row layout, broadcast over its rows inside the fused products (no per-observation gather)."""
+    return _camera_columns(structure, x)[structure.rows.owner][:, None]
+
+
+def _coupling_t(structure: BlockStructure, system: BlockSystem, x: mx.array) -> mx.array:
+    """(rows, 3) ``W_i^T x[cols_i]`` of each observation."""
+    return _small_mtv(structure.rows.chunks(system.W), _chunk_columns(structure, x)).reshape(-1, 3)
 
 
 def _scatter_columns(structure: BlockStructure, values: mx.array) -> mx.array:
     """(n_c,) sum of per-observation camera-side values (O, D) into the reduced layout."""
-    return _camera_rows(structure, structure.camera_segments.sum(values))
+    return _camera_rows(structure, structure.rows.sum(values))
 
 
 def _marquardt(diag: mx.array) -> mx.array:
@@ -343,7 +397,7 @@ def camera_blocks(structure: BlockStructure, system: BlockSystem) -> mx.array:
     blocks hold all of U (the group-group and pose-group parts summed over a group's cameras):
     ``U x`` costs O(C) instead of a pass over the observations.
     """
-    return structure.camera_segments.sum(_tmat(system.B, system.B))
+    return structure.rows.sum(_tmat(system.B, system.B))
 
 
 def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Reduced:
@@ -352,36 +406,31 @@ def _reduce(structure: BlockStructure, system: BlockSystem, mu: mx.array) -> _Re
     u = camera_blocks(structure, system)
     du = _camera_rows(structure, mx.diagonal(u, axis1=-2, axis2=-1))
     # W_i V*^-1 g_p = W_i (V*^-1 g_p): one 3-vector per point instead of a (D, 3) block per observation.
-    s_p = _small_mv(v_inv, system.g_p)[structure.point_index]
+    s_p = _small_mv(v_inv, system.g_p)[structure.rows.point]
     rhs = -system.g_c + _scatter_columns(structure, _small_mv(system.W, s_p))
-    return _Reduced(v_inv, u, rhs, mu * _marquardt(du), mx.all(v_ok))
-
-
-def _schur_blocks(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
-    """(O, D, 3) ``Y_i = W_i V*_p(i)^-1``."""
-    return matmul(system.W, red.v_inv[structure.point_index])
+    y = matmul(system.W, v_inv[structure.rows.point])
+    return _Reduced(v_inv, y, u, rhs, mu * _marquardt(du), mx.all(v_ok))
 
 
 def schur_apply(structure: BlockStructure, system: BlockSystem, red: _Reduced, x: mx.array) -> mx.array:
-    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i W_i V*^-1 (sum_j W_j^T x[cols_j])``.
+    """``S x`` (n_c,) without forming S: ``(U + mu D_c) x - sum_i Y_i (sum_j W_j^T x[cols_j])``.
 
-    One pass over the observations each way (a row gather, a (D, 3) product and a scatter into the
-    points; a gather, a (D, 3) product and a scatter into the cameras); U and V*^-1 act per camera
-    and per point.
+    One pass over the observations each way (a (D, 3) product with the camera's entries broadcast
+    over each chunk and a scatter into the points; a point gather, a (D, 3) product with
+    ``Y = W V*^-1`` and the chunked sum into the cameras); U acts per camera.
     """
-    p = structure.point_index
-    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(
-        _small_mtv(system.W, _gather_columns(structure, x)))
-    rows = _small_mv(red.u, _camera_columns(structure, x)) - structure.camera_segments.sum(
-        _small_mv(system.W, _small_mv(red.v_inv, t)[p]))
-    return _camera_rows(structure, rows) + red.damp * x
+    rows, p = structure.rows, structure.rows.point
+    t = mx.zeros((structure.num_points, 3), dtype=x.dtype).at[p].add(_coupling_t(structure, system, x))
+    # Per camera (C rows) the broadcast product and reduction: 3 graph nodes, and C is small.
+    out = _mv(red.u, _camera_columns(structure, x)) - rows.sum(_small_mv(red.y, t[p]))
+    return _camera_rows(structure, out) + red.damp * x
 
 
 def schur_dense(structure: BlockStructure, system: BlockSystem, red: _Reduced) -> mx.array:
     """(n_c, n_c) reduced camera system S, from the observations and their pairs per point."""
     if structure.pair_blocks is None:
         raise ValueError("schur_dense: the BlockStructure was built with with_pairs=False")
-    pairs = matmul(_schur_blocks(structure, system, red)[structure.pair_first],
+    pairs = matmul(red.y[structure.pair_first],
                    system.W[structure.pair_second].swapaxes(-1, -2))  # (K, D, D) Y_i W_j^T
     dc, c, g = structure.camera_dof, structure.num_cameras, structure.num_groups
     cam, grp = slice(0, dc), slice(dc, None)
@@ -408,7 +457,7 @@ def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Red
     Each observation adds ``B_i^T B_i - Y_i W_i^T`` (its own pair); the pairs of two observations of
     one point through the same group are left out (a preconditioner only has to be close).
     """
-    own = structure.camera_segments.sum(matmul(_schur_blocks(structure, system, red), system.W.swapaxes(-1, -2)))
+    own = structure.rows.sum(matmul(red.y, system.W.swapaxes(-1, -2)))
     own = red.u - own  # (C, D, D): B_i^T B_i - Y_i W_i^T summed per camera
     dc, dg = structure.camera_dof, structure.group_dof
     blocks = [own[:, :dc, :dc]]
@@ -575,9 +624,9 @@ def _block_precondition(structure: BlockStructure, inverses: list[mx.array]) -> 
     cams = structure.num_cameras * structure.camera_dof
 
     def apply(r: mx.array) -> mx.array:
-        parts = [_small_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
+        parts = [_mv(inverses[0], r[:cams].reshape(structure.num_cameras, -1)).reshape(-1)]
         if len(inverses) > 1:
-            parts.append(_small_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
+            parts.append(_mv(inverses[1], r[cams:].reshape(structure.num_groups, -1)).reshape(-1))
         return mx.concatenate(parts) if len(parts) > 1 else parts[0]
 
     return apply
@@ -629,8 +678,8 @@ class SchurStep:
             pre = _block_precondition(st, schur_block_jacobi(st, system, red))
             h_c = pcg(lambda x: schur_apply(st, system, red, x), red.rhs, pre, self.pcg_iterations)
             ok = mx.all(mx.isfinite(h_c))
-        p = st.point_index
-        back = mx.zeros_like(system.g_p).at[p].add(_small_mtv(system.W, _gather_columns(st, h_c)))
+        p = st.rows.point
+        back = mx.zeros_like(system.g_p).at[p].add(_coupling_t(st, system, h_c))
         h = mx.concatenate([h_c, _small_mv(red.v_inv, -system.g_p - back).reshape(-1)])
         ok = ok & red.ok & finite & mx.all(mx.isfinite(h))
         h = mx.where(ok, h, 0.0)
@@ -661,8 +710,9 @@ def predicted_decrease(structure: BlockStructure, system: BlockSystem, g: mx.arr
     """``L(0) - L(h) = -g^T h - ||J h||^2 / 2`` of the undamped Gauss-Newton model, per observation."""
     h_c, h_p = split_step(structure, h)
     # sqrt(w) J_p h_p is not stored; ||J h||^2 = ||B h_c||^2 + 2 h_c^T W h_p + h_p^T V h_p.
-    hc = _gather_columns(structure, h_c)
-    bh = _small_mv(system.B, hc)
-    cross = mx.sum(hc * _small_mv(system.W, h_p[structure.point_index]))
+    rows = structure.rows
+    hc = _chunk_columns(structure, h_c)  # (n_chunks, 1, D)
+    bh = _small_mv(rows.chunks(system.B), hc)
+    cross = mx.sum(hc * _small_mv(rows.chunks(system.W), rows.chunks(h_p[rows.point])))
     quad = mx.sum(bh * bh) + 2.0 * cross + mx.sum(h_p * _small_mv(system.V, h_p))
     return -mx.sum(g * h) - 0.5 * quad
