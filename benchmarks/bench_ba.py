@@ -217,7 +217,8 @@ def main() -> None:
     ap.add_argument("--pcg-iterations", type=int, default=50, help="bundle_adjust's pcg_iterations")
     ap.add_argument("--phases", action="store_true", help="time the phases of one LM iteration at --scale")
     ap.add_argument("--no-pycolmap", action="store_true")
-    ap.add_argument("--dubrovnik", action="store_true", help="also the Dubrovnik-356 size (GPU)")
+    ap.add_argument("--problems", nargs="+", default=["ladybug", "scaled"], choices=["ladybug", "dubrovnik", "scaled"],
+                    help="which synthetic problems: the Ladybug-49 / Dubrovnik-356 sizes, the 1000-camera one x --scale")
     ap.add_argument("--growth", action="store_true", help="time against size, plot to benchmarks/ba_scaling.png")
     ap.add_argument("--out", help="also append the table to this file")
     args = ap.parse_args()
@@ -237,10 +238,10 @@ def main() -> None:
         publish(row(os.path.basename(args.bal), read_bal(args.bal), args.iters, args.solver, ("focal", "k1", "k2"),
                     peer, args.pcg_iterations), args.out)
         return
-    problems = [LADYBUG] + ([DUBROVNIK] if args.dubrovnik else [])
     name, *size = FULL
-    problems.append((f"{name} x {args.scale:g}", *(int(v * args.scale) for v in size)))
-    for name, c, p, o in problems:
+    sizes = {"ladybug": LADYBUG, "dubrovnik": DUBROVNIK,
+             "scaled": (f"{name} x {args.scale:g}", *(int(v * args.scale) for v in size))}
+    for name, c, p, o in (sizes[k] for k in args.problems):
         publish(row(name, synthetic(c, p, o), args.iters, args.solver, False, peer, args.pcg_iterations), args.out)
 
 
