@@ -349,6 +349,14 @@ def test_cv2_find_essential_mat():
     truth = _unit(_skew(rel[:3, 3]) @ rel[:3, :3])
     _close(got.E, truth, 1e-3), _close(_unit(ref[:3]), truth, 1e-3)
     _close(np.linalg.svd(_np(got.E))[1], [0.5**0.5, 0.5**0.5, 0.0], 1e-4)
+    # Exactly five matches: OpenCV's candidates, stacked (3k, 3), are among mlxgeom's ten slots.
+    _, q1, q2, _ = _two_view(5, seed=28)
+    ref5, _ = cv2.findEssentialMat(q1, q2, K, method=cv2.RANSAC)
+    got5 = epipolar.find_essential_matrix(_m(q1), _m(q2), _m(K), method="5point")
+    ours = [_unit(e) for e, ok in zip(_np(got5.E), np.array(got5.ok)) if ok]
+    assert got5.E.shape == (10, 3, 3) and len(ours) >= len(ref5) // 3 >= 1
+    for e in ref5.reshape(-1, 3, 3):
+        assert min(np.abs(_unit(e) - g).max() for g in ours) < 2e-3
 
 
 def _f_and_points(n: int = 30, seed: int = 15):
@@ -373,8 +381,8 @@ def test_cv2_compute_correspond_epilines():
         got = epipolar.epipolar_lines(_m(f), _m(x), image=image)
         _close(got, ref, 1e-4)
         _close(np.hypot(_np(got)[:, 0], _np(got)[:, 1]), np.ones(len(x)), 1e-5)
-    lines2 = _np(epipolar.epipolar_lines(_m(f), _m(x1), image=1))
-    _close(lines2, (np.c_[x1, np.ones(len(x1))] @ f.T) / np.hypot(*(np.c_[x1, np.ones(len(x1))] @ f.T)[:, :2].T)[:, None])
+    l2 = np.c_[x1, np.ones(len(x1))] @ f.T  # F x: the lines of image-1 points in image 2
+    _close(epipolar.epipolar_lines(_m(f), _m(x1), image=1), l2 / np.hypot(l2[:, 0], l2[:, 1])[:, None])
 
 
 @row("`cv2.decomposeEssentialMat(E)`")
@@ -662,6 +670,98 @@ def test_kornia_triangulate_points():
     proj = [_t((K @ p[:3])[None]) for p in poses]
     ref = kornia.geometry.epipolar.triangulate_points(proj[0], proj[1], _t(x[0][None]), _t(x[1][None]))[0]
     _close(optim.triangulate_points(_m(K), _m(x.transpose(1, 0, 2)), _m(poses)).points, ref, 1e-3)
+
+
+# kornia's epipolar functions want batched inputs: (B, N, 2) points, (B, 3, 3) matrices, (B, 3, 1) translations.
+@row("`epipolar.find_fundamental(points1, points2, weights)`")
+def test_kornia_find_fundamental():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    _, p1, p2, _ = _two_view(60, noise=0.5)
+    ref = ke.find_fundamental(_t(p1[None]), _t(p2[None]))[0]  # method="8POINT", F[2, 2] = 1
+    got = epipolar.find_fundamental_matrix(_m(p1), _m(p2), method="8point")
+    assert got.ok.item()
+    _close(got.F, _unit(ref), 1e-3)
+    # Weights on exact matches: the same F (kornia's normalisation ignores them, mlxgeom's does not).
+    _, q1, q2, _ = _two_view(60, seed=24)
+    w = np.random.default_rng(24).uniform(0.2, 1.0, 60)
+    ref_w = ke.find_fundamental(_t(q1[None]), _t(q2[None]), _t(w[None]))[0]
+    _close(epipolar.find_fundamental_matrix(_m(q1), _m(q2), _m(w)).F, _unit(ref_w), 1e-3)
+
+
+@row("`epipolar.sampson_epipolar_distance(pts1, pts2, Fm)`", "`epipolar.symmetrical_epipolar_distance(pts1, pts2, Fm)`")
+def test_kornia_epipolar_distances_are_squared():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    f, x1, x2 = _f_and_points(seed=25)
+    args = (_t(x1[None]), _t(x2[None]), _t(f[None]))  # points first, F last
+    for ours, theirs in ((epipolar.sampson_distance, ke.sampson_epipolar_distance),
+                         (epipolar.symmetric_epipolar_distance, ke.symmetrical_epipolar_distance)):
+        got = _np(ours(_m(f), _m(x1), _m(x2)))
+        _close(got, theirs(*args)[0], 1e-4)  # squared=True, kornia's default
+        _close(np.sqrt(got), theirs(*args, squared=False)[0], 1e-4)
+
+
+@row("`epipolar.compute_correspond_epilines(points, F_mat)`")
+def test_kornia_compute_correspond_epilines():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    f, x1, x2 = _f_and_points(seed=26)
+    ff = _t(f[None])
+    _close(epipolar.epipolar_lines(_m(f), _m(x1), image=1), ke.compute_correspond_epilines(_t(x1[None]), ff)[0])
+    ref2 = ke.compute_correspond_epilines(_t(x2[None]), ff.transpose(-2, -1))[0]
+    _close(epipolar.epipolar_lines(_m(f), _m(x2), image=2), ref2)
+
+
+@row("`epipolar.essential_from_Rt(R1, t1, R2, t2)`", "`epipolar.relative_camera_motion(R1, t1, R2, t2)`")
+def test_kornia_essential_from_rt_and_relative_motion():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    a, b = _pose(1), _pose(2)  # world-to-camera poses
+    rt = (_t(a[None, :3, :3]), _t(a[None, :3, 3:]), _t(b[None, :3, :3]), _t(b[None, :3, 3:]))
+    rel = epipolar.relative_pose(Camera(_m(K), _m(a)), Camera(_m(K), _m(b)))
+    r, t = ke.relative_camera_motion(*rt)
+    _close(rel[:3, :3], r[0]), _close(rel[:3, 3], t[0, :, 0])
+    _close(epipolar.essential_from_pose(rel), ke.essential_from_Rt(*rt)[0])
+
+
+@row("`epipolar.fundamental_from_essential(E, K1, K2)`")
+def test_kornia_fundamental_from_essential():
+    kornia = _kornia()
+    rel = _two_view()[0]
+    e = 2.0 * _skew(rel[:3, 3]) @ rel[:3, :3]
+    k2 = np.array([[480.0, 0, 300], [0, 490, 250], [0, 0, 1]])
+    ref = kornia.geometry.epipolar.fundamental_from_essential(_t(e[None]), _t(K[None]), _t(k2[None]))[0].numpy()
+    got = _np(epipolar.fundamental_from_essential(_m(e), _m(K), _m(k2)))
+    scale = np.linalg.norm(ref)  # one divisor for both: the scales must agree too
+    _close(got / scale, ref / scale, 1e-5)
+
+
+@row("`epipolar.decompose_essential_matrix(E)`")
+def test_kornia_decompose_essential_matrix():
+    kornia = _kornia()
+    rel = _two_view()[0]
+    e = 3.0 * _skew(rel[:3, 3]) @ rel[:3, :3]
+    r1, r2, t = kornia.geometry.epipolar.decompose_essential_matrix(_t(e[None]))
+    dec = epipolar.decompose_essential_matrix(_m(e))
+    assert tuple(t.shape) == (1, 3, 1)
+    _same_rotation_pair((dec.R1, dec.R2), (r1[0], r2[0]))
+    assert abs(abs(float(_np(dec.t) @ _np(t[0, :, 0]))) - 1) < 1e-5
+
+
+@row("`epipolar.motion_from_essential_choose_solution(E, K1, K2, x1, x2)`")
+def test_kornia_motion_from_essential_choose_solution():
+    kornia = _kornia()
+    rel, p1, p2, x = _two_view(40, seed=27)
+    e = _skew(rel[:3, 3]) @ rel[:3, :3]
+    r, t, pts = kornia.geometry.epipolar.motion_from_essential_choose_solution(
+        _t(e[None]), _t(K[None]), _t(K[None]), _t(p1[None]), _t(p2[None]))
+    res = epipolar.recover_pose(_m(e), _m(p1), _m(p2), _m(K))
+    assert res.ok.item() and np.array(res.inliers).all()
+    pose = _np(res.pose)
+    _close(pose[:3, :3], r[0], 1e-4), _close(pose[:3, 3], t[0, :, 0], 1e-4)
+    _close(res.points, pts[0], 1e-3)
+    _close(res.points, x / np.linalg.norm(rel[:3, 3]), 1e-3)
 
 
 @row("`homography.find_homography_dlt`")
