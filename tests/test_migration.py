@@ -19,7 +19,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxgeom import camera, homography, lie, linalg, optim
+from mlxgeom import camera, epipolar, homography, lie, linalg, optim
 from mlxgeom.camera import Camera
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def _table_rows() -> list[str]:
     for line in (ROOT / "docs" / "migration.md").read_text().splitlines():
         if line.startswith("| ") and not line.startswith("|---"):
             cells.append(line.split(" | ")[0][2:].strip())
-    heads = {"OpenCV", "kornia", "PyPose", "jaxlie", "pytorch3d", "COLMAP"}
+    heads = {"OpenCV", "kornia", "PyPose", "jaxlie", "pytorch3d", "COLMAP", "pycolmap"}
     return [c for c in cells if c not in heads]
 
 
@@ -84,6 +84,43 @@ def _scene(n: int = 40, seed: int = 1) -> np.ndarray:
 
 def _m(x, dtype=mx.float32) -> mx.array:
     return mx.array(np.asarray(x), dtype=dtype)
+
+
+def _two_view(n: int = 60, seed: int = 11, noise: float = 0.0):
+    """Camera-2-from-camera-1 pose (4, 4), pixels p1, p2 (n, 2) in two cameras with ``K`` and the
+    camera-1 points (n, 3), 4 to 8 baselines away."""
+    rng = np.random.default_rng(seed)
+    rel = np.eye(4)
+    rel[:3, :3], rel[:3, 3] = _rot(rng.normal(size=3) * 0.1), [-0.8, 0.1, 0.05] + rng.normal(size=3) * 0.05
+    x = np.c_[rng.uniform(-2, 2, (n, 2)), rng.uniform(4, 8, n)] * np.linalg.norm(rel[:3, 3])
+    p1, p2 = x @ K.T, (x @ rel[:3, :3].T + rel[:3, 3]) @ K.T
+    p1, p2 = p1[:, :2] / p1[:, 2:], p2[:, :2] / p2[:, 2:]
+    return rel, p1 + rng.normal(0, noise, (n, 2)), p2 + rng.normal(0, noise, (n, 2)), x
+
+
+def _skew(t: np.ndarray) -> np.ndarray:
+    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+
+
+def _unit(m) -> np.ndarray:
+    """Unit Frobenius norm, largest-magnitude entry positive: E and F up to scale and sign."""
+    m = _np(m)
+    m = m / np.linalg.norm(m)
+    return m * np.sign(m.flat[np.argmax(np.abs(m))])
+
+
+def _same_rotation_pair(got, ref, tol: float = 1e-4) -> None:
+    """Two rotations equal as a set (their order follows the SVD's signs)."""
+    (a, b), (c, d) = (_np(x) for x in got), (_np(x) for x in ref)
+    err = min(max(np.abs(a - c).max(), np.abs(b - d).max()), max(np.abs(a - d).max(), np.abs(b - c).max()))
+    assert err < tol, err
+
+
+def _outliers(p2: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` points moved 40 px across their (near-horizontal) epipolar lines."""
+    out = p2.copy()
+    out[:count, 1] += 40.0
+    return out
 
 
 def test_every_table_row_is_checked():
@@ -269,6 +306,151 @@ def _homography_data(n: int = 40):
     d = np.c_[src, np.ones(n)] @ h.T
     dst = d[:, :2] / d[:, 2:] + rng.normal(0, 0.5, (n, 2))
     return src, dst, h
+
+
+@row("`cv2.findFundamentalMat` (`FM_8POINT`, `FM_7POINT`, `FM_RANSAC`)")
+def test_cv2_find_fundamental_mat():
+    cv2 = pytest.importorskip("cv2")
+    _, p1, p2, _ = _two_view(60, noise=0.5)
+    ref, _ = cv2.findFundamentalMat(p1, p2, cv2.FM_8POINT)
+    got = epipolar.find_fundamental_matrix(_m(p1), _m(p2), method="8point")
+    assert got.ok.item()
+    _close(got.F, _unit(ref), 1e-3)
+    # 7-point: OpenCV's one or three solutions, stacked (3k, 3), are mlxgeom's ok candidates.
+    _, q1, q2, _ = _two_view(7, seed=12)
+    ref7, _ = cv2.findFundamentalMat(q1, q2, cv2.FM_7POINT)
+    got7 = epipolar.find_fundamental_matrix(_m(q1), _m(q2), method="7point")
+    ours = [_unit(f) for f, ok in zip(_np(got7.F), np.array(got7.ok)) if ok]
+    refs = [_unit(f) for f in ref7.reshape(-1, 3, 3)]
+    assert got7.F.shape == (3, 3, 3) and len(ours) == len(refs)
+    for f in refs:
+        assert min(np.abs(f - g).max() for g in ours) < 1e-3
+    # RANSAC: 20 gross outliers among exact matches; the same inliers and the true F.
+    rel, r1, r2, _ = _two_view(100, seed=13)
+    r2 = _outliers(r2, 20)
+    ref_r, mask = cv2.findFundamentalMat(r1, r2, cv2.FM_RANSAC, 1.0, 0.999)
+    got_r = epipolar.find_fundamental_matrix(_m(r1), _m(r2), method="ransac", threshold=1.0, key=mx.random.key(0))
+    assert got_r.ok.item()
+    assert np.array(got_r.inliers).tolist() == (mask[:, 0] > 0).tolist() == [False] * 20 + [True] * 80
+    kinv = np.linalg.inv(K)
+    truth = _unit(kinv.T @ _skew(rel[:3, 3]) @ rel[:3, :3] @ kinv)
+    _close(got_r.F, truth, 1e-3), _close(_unit(ref_r), truth, 1e-3)
+
+
+@row("`cv2.findEssentialMat(p1, p2, K, cv2.RANSAC)`")
+def test_cv2_find_essential_mat():
+    cv2 = pytest.importorskip("cv2")
+    rel, p1, p2, _ = _two_view(100, seed=14)
+    p2 = _outliers(p2, 20)
+    ref, mask = cv2.findEssentialMat(p1, p2, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    got = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
+    assert got.ok.item()
+    assert np.array(got.inliers).tolist() == (mask[:, 0] > 0).tolist() == [False] * 20 + [True] * 80
+    truth = _unit(_skew(rel[:3, 3]) @ rel[:3, :3])
+    _close(got.E, truth, 1e-3), _close(_unit(ref[:3]), truth, 1e-3)
+    _close(np.linalg.svd(_np(got.E))[1], [0.5**0.5, 0.5**0.5, 0.0], 1e-4)
+    # Exactly five matches: OpenCV's candidates, stacked (3k, 3), are among mlxgeom's ten slots.
+    _, q1, q2, _ = _two_view(5, seed=28)
+    ref5, _ = cv2.findEssentialMat(q1, q2, K, method=cv2.RANSAC)
+    got5 = epipolar.find_essential_matrix(_m(q1), _m(q2), _m(K), method="5point")
+    ours = [_unit(e) for e, ok in zip(_np(got5.E), np.array(got5.ok)) if ok]
+    assert got5.E.shape == (10, 3, 3) and len(ours) >= len(ref5) // 3 >= 1
+    for e in ref5.reshape(-1, 3, 3):
+        assert min(np.abs(_unit(e) - g).max() for g in ours) < 2e-3
+
+
+def _f_and_points(n: int = 30, seed: int = 15):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((3, 3)), rng.uniform(0, 640, (n, 2)), rng.uniform(0, 480, (n, 2))
+
+
+@row("`cv2.sampsonDistance(pt1, pt2, F)`")
+def test_cv2_sampson_distance():
+    cv2 = pytest.importorskip("cv2")
+    f, x1, x2 = _f_and_points()
+    ref = [cv2.sampsonDistance(np.r_[a, 1][:, None], np.r_[b, 1][:, None], f) for a, b in zip(x1, x2)]
+    _close(epipolar.sampson_distance(_m(f), _m(x1), _m(x2)), ref, 1e-4)
+
+
+@row("`cv2.computeCorrespondEpilines(points, whichImage, F)`")
+def test_cv2_compute_correspond_epilines():
+    cv2 = pytest.importorskip("cv2")
+    f, x1, x2 = _f_and_points()
+    for image, x in ((1, x1), (2, x2)):
+        ref = cv2.computeCorrespondEpilines(x.reshape(-1, 1, 2), image, f).reshape(-1, 3)
+        got = epipolar.epipolar_lines(_m(f), _m(x), image=image)
+        _close(got, ref, 1e-4)
+        _close(np.hypot(_np(got)[:, 0], _np(got)[:, 1]), np.ones(len(x)), 1e-5)
+    l2 = np.c_[x1, np.ones(len(x1))] @ f.T  # F x: the lines of image-1 points in image 2
+    _close(epipolar.epipolar_lines(_m(f), _m(x1), image=1), l2 / np.hypot(l2[:, 0], l2[:, 1])[:, None])
+
+
+@row("`cv2.decomposeEssentialMat(E)`")
+def test_cv2_decompose_essential_mat():
+    cv2 = pytest.importorskip("cv2")
+    rel = _two_view()[0]
+    e = 3.0 * _skew(rel[:3, 3]) @ rel[:3, :3]
+    r1, r2, t = cv2.decomposeEssentialMat(e)
+    dec = epipolar.decompose_essential_matrix(_m(e))
+    _same_rotation_pair((dec.R1, dec.R2), (r1, r2))
+    assert abs(abs(float(_np(dec.t) @ t[:, 0])) - 1) < 1e-5
+
+
+@row("`cv2.recoverPose(E, p1, p2, K)`")
+def test_cv2_recover_pose():
+    cv2 = pytest.importorskip("cv2")
+    rel, p1, p2, _ = _two_view(80, seed=16, noise=0.5)
+    e = _skew(rel[:3, 3]) @ rel[:3, :3]
+    count, r, t, mask = cv2.recoverPose(e, p1, p2, K)
+    res = epipolar.recover_pose(_m(e), _m(p1), _m(p2), _m(K))
+    assert res.ok.item() and res.num_inliers.item() == count
+    assert np.array(res.inliers).tolist() == (mask[:, 0] > 0).tolist()
+    _close(_np(res.pose)[:3, :3], r, 1e-4), _close(_np(res.pose)[:3, 3], t[:, 0], 1e-4)
+    assert res.points.shape == (80, 3)
+
+
+@row("`cv2.recoverPose(E, p1, p2, K, distanceThresh, mask)` (its `triangulatedPoints`)")
+def test_cv2_recover_pose_triangulated_points():
+    cv2 = pytest.importorskip("cv2")
+    rel, p1, p2, x = _two_view(40, seed=17)
+    e = _skew(rel[:3, 3]) @ rel[:3, :3]
+    use = np.ones(40, np.uint8)
+    use[:5] = 0
+    _, _, _, mask, hom = cv2.recoverPose(e, p1, p2, K, distanceThresh=50.0, mask=use.copy())
+    res = epipolar.recover_pose(_m(e), _m(p1), _m(p2), _m(K), mask=mx.array(use.astype(bool)))
+    assert np.array(res.inliers).tolist() == (mask[:, 0] > 0).tolist() == [False] * 5 + [True] * 35
+    ref = (hom[:3] / hom[3]).T
+    points = _np(res.points)
+    _close(points[5:], ref[5:], 1e-3)
+    _close(points[5:], x[5:] / np.linalg.norm(rel[:3, 3]), 1e-3)
+    assert not points[:5].any()
+
+
+@row("`cv2.correctMatches(F, p1, p2)`")
+def test_cv2_correct_matches():
+    cv2 = pytest.importorskip("cv2")
+    rel, p1, p2, _ = _two_view(50, seed=18, noise=1.0)
+    kinv = np.linalg.inv(K)
+    f = kinv.T @ _skew(rel[:3, 3]) @ rel[:3, :3] @ kinv
+    r1, r2 = (r[0] for r in cv2.correctMatches(f, p1[None], p2[None]))
+    res = epipolar.correct_matches(_m(f), _m(p1), _m(p2))
+    assert np.array(res.valid).all()
+    _close(res.x1, r1, 1e-3), _close(res.x2, r2, 1e-3)
+
+
+@row("`cv2.stereoRectify(K1, d1, K2, d2, size, R, T)`")
+def test_cv2_stereo_rectify():
+    cv2 = pytest.importorskip("cv2")
+    k2 = np.array([[510.0, 0, 322], [0, 512, 236], [0, 0, 1]])
+    d1, d2 = np.array([-0.1, 0.02, 1e-3, -5e-4, 0.0]), np.array([-0.08, 0.015, 8e-4, -4e-4, 0.0])
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = _rot(np.array([0.02, -0.05, 0.01])), [-0.1, 0.005, 0.002]
+    ref = cv2.stereoRectify(K, d1, k2, d2, (640, 480), pose[:3, :3], pose[:3, 3:])
+    got = epipolar.stereo_rectify(Camera(_m(K), dist=_m(d1), size=(640, 480)), Camera(_m(k2), dist=_m(d2)), _m(pose))
+    for name, a, b in zip(("R1", "R2", "P1", "P2", "Q"), got[:5], ref[:5]):
+        tol = 2e-6 if name in ("R1", "R2") else 2e-3 * max(1.0, np.abs(b).max() / 600)
+        np.testing.assert_allclose(_np(a), b, atol=tol, err_msg=name)
+    assert got.horizontal.item()
 
 
 @row("`cv2.findHomography`")
@@ -488,6 +670,98 @@ def test_kornia_triangulate_points():
     proj = [_t((K @ p[:3])[None]) for p in poses]
     ref = kornia.geometry.epipolar.triangulate_points(proj[0], proj[1], _t(x[0][None]), _t(x[1][None]))[0]
     _close(optim.triangulate_points(_m(K), _m(x.transpose(1, 0, 2)), _m(poses)).points, ref, 1e-3)
+
+
+# kornia's epipolar functions want batched inputs: (B, N, 2) points, (B, 3, 3) matrices, (B, 3, 1) translations.
+@row("`epipolar.find_fundamental(points1, points2, weights)`")
+def test_kornia_find_fundamental():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    _, p1, p2, _ = _two_view(60, noise=0.5)
+    ref = ke.find_fundamental(_t(p1[None]), _t(p2[None]))[0]  # method="8POINT", F[2, 2] = 1
+    got = epipolar.find_fundamental_matrix(_m(p1), _m(p2), method="8point")
+    assert got.ok.item()
+    _close(got.F, _unit(ref), 1e-3)
+    # Weights on exact matches: the same F (kornia's normalisation ignores them, mlxgeom's does not).
+    _, q1, q2, _ = _two_view(60, seed=24)
+    w = np.random.default_rng(24).uniform(0.2, 1.0, 60)
+    ref_w = ke.find_fundamental(_t(q1[None]), _t(q2[None]), _t(w[None]))[0]
+    _close(epipolar.find_fundamental_matrix(_m(q1), _m(q2), _m(w)).F, _unit(ref_w), 1e-3)
+
+
+@row("`epipolar.sampson_epipolar_distance(pts1, pts2, Fm)`", "`epipolar.symmetrical_epipolar_distance(pts1, pts2, Fm)`")
+def test_kornia_epipolar_distances_are_squared():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    f, x1, x2 = _f_and_points(seed=25)
+    args = (_t(x1[None]), _t(x2[None]), _t(f[None]))  # points first, F last
+    for ours, theirs in ((epipolar.sampson_distance, ke.sampson_epipolar_distance),
+                         (epipolar.symmetric_epipolar_distance, ke.symmetrical_epipolar_distance)):
+        got = _np(ours(_m(f), _m(x1), _m(x2)))
+        _close(got, theirs(*args)[0], 1e-4)  # squared=True, kornia's default
+        _close(np.sqrt(got), theirs(*args, squared=False)[0], 1e-4)
+
+
+@row("`epipolar.compute_correspond_epilines(points, F_mat)`")
+def test_kornia_compute_correspond_epilines():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    f, x1, x2 = _f_and_points(seed=26)
+    ff = _t(f[None])
+    _close(epipolar.epipolar_lines(_m(f), _m(x1), image=1), ke.compute_correspond_epilines(_t(x1[None]), ff)[0])
+    ref2 = ke.compute_correspond_epilines(_t(x2[None]), ff.transpose(-2, -1))[0]
+    _close(epipolar.epipolar_lines(_m(f), _m(x2), image=2), ref2)
+
+
+@row("`epipolar.essential_from_Rt(R1, t1, R2, t2)`", "`epipolar.relative_camera_motion(R1, t1, R2, t2)`")
+def test_kornia_essential_from_rt_and_relative_motion():
+    kornia = _kornia()
+    ke = kornia.geometry.epipolar
+    a, b = _pose(1), _pose(2)  # world-to-camera poses
+    rt = (_t(a[None, :3, :3]), _t(a[None, :3, 3:]), _t(b[None, :3, :3]), _t(b[None, :3, 3:]))
+    rel = epipolar.relative_pose(Camera(_m(K), _m(a)), Camera(_m(K), _m(b)))
+    r, t = ke.relative_camera_motion(*rt)
+    _close(rel[:3, :3], r[0]), _close(rel[:3, 3], t[0, :, 0])
+    _close(epipolar.essential_from_pose(rel), ke.essential_from_Rt(*rt)[0])
+
+
+@row("`epipolar.fundamental_from_essential(E, K1, K2)`")
+def test_kornia_fundamental_from_essential():
+    kornia = _kornia()
+    rel = _two_view()[0]
+    e = 2.0 * _skew(rel[:3, 3]) @ rel[:3, :3]
+    k2 = np.array([[480.0, 0, 300], [0, 490, 250], [0, 0, 1]])
+    ref = kornia.geometry.epipolar.fundamental_from_essential(_t(e[None]), _t(K[None]), _t(k2[None]))[0].numpy()
+    got = _np(epipolar.fundamental_from_essential(_m(e), _m(K), _m(k2)))
+    scale = np.linalg.norm(ref)  # one divisor for both: the scales must agree too
+    _close(got / scale, ref / scale, 1e-5)
+
+
+@row("`epipolar.decompose_essential_matrix(E)`")
+def test_kornia_decompose_essential_matrix():
+    kornia = _kornia()
+    rel = _two_view()[0]
+    e = 3.0 * _skew(rel[:3, 3]) @ rel[:3, :3]
+    r1, r2, t = kornia.geometry.epipolar.decompose_essential_matrix(_t(e[None]))
+    dec = epipolar.decompose_essential_matrix(_m(e))
+    assert tuple(t.shape) == (1, 3, 1)
+    _same_rotation_pair((dec.R1, dec.R2), (r1[0], r2[0]))
+    assert abs(abs(float(_np(dec.t) @ _np(t[0, :, 0]))) - 1) < 1e-5
+
+
+@row("`epipolar.motion_from_essential_choose_solution(E, K1, K2, x1, x2)`")
+def test_kornia_motion_from_essential_choose_solution():
+    kornia = _kornia()
+    rel, p1, p2, x = _two_view(40, seed=27)
+    e = _skew(rel[:3, 3]) @ rel[:3, :3]
+    r, t, pts = kornia.geometry.epipolar.motion_from_essential_choose_solution(
+        _t(e[None]), _t(K[None]), _t(K[None]), _t(p1[None]), _t(p2[None]))
+    res = epipolar.recover_pose(_m(e), _m(p1), _m(p2), _m(K))
+    assert res.ok.item() and np.array(res.inliers).all()
+    pose = _np(res.pose)
+    _close(pose[:3, :3], r[0], 1e-4), _close(pose[:3, 3], t[0, :, 0], 1e-4)
+    _close(res.points, pts[0], 1e-3)
+    _close(res.points, x / np.linalg.norm(rel[:3, 3]), 1e-3)
 
 
 @row("`homography.find_homography_dlt`")
@@ -853,3 +1127,79 @@ def test_colmap_model_to_cameras_shifts_half_a_pixel():
         ref = np.array(rec.cameras[im.camera_id].img_from_cam(pc[front]))
         got = _np(cams.select(b).project(_m(pts[front], mx.float64)).pixels)
         _close(got, ref - 0.5, 1e-6)
+
+
+# ----- pycolmap (two-view geometry) -------------------------------------------------------------
+def _pycolmap_camera(pycolmap):
+    return pycolmap.Camera(model="PINHOLE", width=640, height=480, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+
+
+@row("`pycolmap.estimate_essential_matrix(points2D1, points2D2, camera1, camera2)`")
+def test_pycolmap_estimate_essential_matrix():
+    pycolmap = pytest.importorskip("pycolmap")
+    rel, p1, p2, _ = _two_view(100, seed=19)
+    p2 = _outliers(p2, 20)
+    cam = _pycolmap_camera(pycolmap)
+    _close(cam.calibration_matrix(), K, 1e-12)
+    ref = pycolmap.estimate_essential_matrix(p1, p2, cam, cam, pycolmap.RANSACOptions(max_error=1.0, random_seed=0))
+    got = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
+    truth = [False] * 20 + [True] * 80
+    assert got.ok.item() and ref["num_inliers"] == got.num_inliers.item() == 80
+    assert np.array(got.inliers).tolist() == np.array(ref["inlier_mask"]).tolist() == truth
+    _close(got.E, _unit(ref["E"]), 1e-3)
+    pose = _np(epipolar.recover_pose(got.E, _m(p1), _m(p2), _m(K), mask=got.inliers).pose)
+    _close(pose[:3], ref["cam2_from_cam1"].matrix(), 1e-3)
+
+
+@row("`pycolmap.estimate_fundamental_matrix(points2D1, points2D2)`")
+def test_pycolmap_estimate_fundamental_matrix():
+    pycolmap = pytest.importorskip("pycolmap")
+    rel, p1, p2, _ = _two_view(100, seed=20)
+    p2 = _outliers(p2, 20)
+    ref = pycolmap.estimate_fundamental_matrix(p1, p2, pycolmap.RANSACOptions(max_error=1.0, random_seed=0))
+    got = epipolar.find_fundamental_matrix(_m(p1), _m(p2), method="ransac", threshold=1.0, key=mx.random.key(0))
+    assert got.ok.item() and ref["num_inliers"] == got.num_inliers.item() == 80
+    assert np.array(got.inliers).tolist() == np.array(ref["inlier_mask"]).tolist() == [False] * 20 + [True] * 80
+    kinv = np.linalg.inv(K)
+    truth = _unit(kinv.T @ _skew(rel[:3, 3]) @ rel[:3, :3] @ kinv)
+    _close(got.F, truth, 1e-3), _close(_unit(ref["F"]), truth, 1e-3)
+
+
+@row("`pycolmap.compute_squared_sampson_error(points2D1, points2D2, E)`")
+def test_pycolmap_compute_squared_sampson_error():
+    pycolmap = pytest.importorskip("pycolmap")
+    f, x1, x2 = _f_and_points(seed=21)
+    ref = pycolmap.compute_squared_sampson_error(x1, x2, f)
+    _close(epipolar.sampson_distance(_m(f), _m(x1), _m(x2)), ref, 1e-4)
+
+
+@row("`pycolmap.essential_matrix_from_pose(cam2_from_cam1)`")
+def test_pycolmap_essential_matrix_from_pose():
+    pycolmap = pytest.importorskip("pycolmap")
+    rel = _two_view(seed=22)[0]
+    rel[:3, 3] *= 2.5 / np.linalg.norm(rel[:3, 3])
+    ref = pycolmap.essential_matrix_from_pose(pycolmap.Rigid3d(pycolmap.Rotation3d(rel[:3, :3]), rel[:3, 3]))
+    got = _np(epipolar.essential_from_pose(_m(rel)))
+    _close(got, _skew(rel[:3, 3]) @ rel[:3, :3], 1e-5)
+    _close(got / 2.5, ref, 1e-5)
+
+
+@row("`pycolmap.estimate_relative_pose`, `pycolmap.estimate_two_view_geometry_pose`")
+def test_pycolmap_estimate_relative_pose():
+    pycolmap = pytest.importorskip("pycolmap")
+    rel, p1, p2, _ = _two_view(100, seed=23)
+    p2 = _outliers(p2, 20)
+    cam = _pycolmap_camera(pycolmap)
+    ref = pycolmap.estimate_relative_pose(cam, p1, cam, p2, pycolmap.RANSACOptions(max_error=1.0, random_seed=0))
+    est = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
+    res = epipolar.recover_pose(est.E, _m(p1), _m(p2), _m(K), mask=est.inliers)
+    pose = _np(res.pose)
+    assert res.ok.item() and pose.shape == (4, 4)
+    _close(pose[:3], ref["cam2_from_cam1"].matrix(), 1e-3)
+    _close(pose[:3, 3], rel[:3, 3] / np.linalg.norm(rel[:3, 3]), 1e-3)
+    geometry = pycolmap.TwoViewGeometry()
+    geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+    geometry.E = _np(est.E)
+    geometry.inlier_matches = np.repeat(np.flatnonzero(np.array(est.inliers)), 2).reshape(-1, 2).astype(np.uint32)
+    assert pycolmap.estimate_two_view_geometry_pose(cam, p1, cam, p2, geometry)
+    _close(pose[:3], geometry.cam2_from_cam1.matrix(), 1e-3)
