@@ -1,12 +1,12 @@
 """Thin QR factorisation of small tall matrices by Gram-Schmidt, twice.
 
-Each column is orthogonalised against the earlier ones by classical Gram-Schmidt, and the
+Each column is orthogonalised against the earlier ones by modified Gram-Schmidt, and the
 pass is repeated ("twice is enough": Giraud, Langou, Rozloznik and van den Eshof 2005), which
 keeps Q orthonormal to rounding level for any numerically full-rank input. R is the factor
 a least-squares problem needs without forming the normal equations, whose condition number is
 the square of the matrix's (too much for float32 once the matrix's exceeds about 1e3).
-Products are elementwise sums (no TF32 on CUDA), so the whole factorisation is O(n) array ops
-per column and differentiable.
+Products are elementwise sums (no TF32 on CUDA), so the factorisation is a few array ops
+per pair of columns and differentiable.
 """
 
 from __future__ import annotations
@@ -18,29 +18,24 @@ import mlx.core as mx
 from .._checks import as_float, cast_out
 
 
-def _orthogonalize(q: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
-    """v (*, m) minus its projection on the orthonormal columns of q (*, m, j), twice; with the
-    (*, j) coefficients removed."""
-    total = mx.zeros((*v.shape[:-1], q.shape[-1]), dtype=v.dtype)
-    for _ in range(2):
-        c = mx.sum(q * v[..., :, None], axis=-2)
-        v = v - mx.sum(q * c[..., None, :], axis=-1)
-        total = total + c
-    return v, total
-
-
 def qr_columns(a: mx.array) -> tuple[mx.array, mx.array]:
     """:func:`qr` on an ``mx.array`` without the input checks."""
-    m, n = a.shape[-2:]
-    batch = a.shape[:-2]
-    q = mx.zeros((*batch, m, 0), dtype=a.dtype)
-    r_cols = []
+    n = a.shape[-1]
+    zero = mx.zeros(a.shape[:-2], dtype=a.dtype)
+    q: list[mx.array] = []
+    r: list[list[mx.array]] = []  # r[j] = column j of R, entries 0..n-1
     for j in range(n):
-        v, c = _orthogonalize(q, a[..., :, j])
-        norm = mx.sqrt(mx.sum(v * v, axis=-1))
-        q = mx.concatenate([q, (v / mx.where(norm > 0, norm, 1.0)[..., None])[..., None]], axis=-1)
-        r_cols.append(mx.concatenate([c, norm[..., None], mx.zeros((*batch, n - j - 1), dtype=a.dtype)], axis=-1))
-    return q, mx.stack(r_cols, axis=-1)
+        v, coef = a[..., :, j], [zero] * n
+        for _ in range(2):
+            for i, qi in enumerate(q):
+                c = mx.sum(qi * v, axis=-1, keepdims=True)
+                v = v - c * qi
+                coef[i] = coef[i] + c[..., 0]
+        norm = mx.sqrt(mx.sum(v * v, axis=-1, keepdims=True))
+        q.append(v / mx.where(norm > 0, norm, 1.0))
+        coef[j] = norm[..., 0]
+        r.append(coef)
+    return mx.stack(q, axis=-1), mx.stack([mx.stack(col, axis=-1) for col in r], axis=-1)
 
 
 def qr(a: Any) -> tuple[mx.array, mx.array]:
