@@ -215,10 +215,13 @@ def _scale_and_square(p: Block, norm: mx.array, max_squarings: int) -> Block:
     scale = mx.take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=dtype), s)[..., None, None]
     e = _taylor(tuple(x * scale for x in p), degree_index)
     s = s[..., None, None]
-    for k in range(max_squarings):
+    for _ in range(max_squarings):
         # Past its own s a matrix already holds exp(A): the extra square may overflow,
-        # but where() drops it and sends it a zero cotangent against a finite e.
-        e = _where(k < s, _mul(e, e), e)
+        # but where() drops it and sends it a zero cotangent against a finite e. The count
+        # goes down in the graph (not ``k < s``, k a constant) so every squaring is the same
+        # fused kernel, compiled once rather than once per k.
+        e = _where(s > 0, _mul(e, e), e)
+        s = s - 1
     return _where(covered, e, mx.nan)
 
 
