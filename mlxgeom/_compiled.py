@@ -14,6 +14,14 @@ the dispatch is traced once, so each core keeps one compiled function per fast-p
 GPU): a trace keeps the device it was recorded on, and a core may arrange its work per device
 (the inverse works through large batches in blocks on the CPU).
 
+First-call cost: each distinct fused kernel of a trace is compiled on first use (g++ per kernel on
+the CPU, about a second each; NVRTC on CUDA, slower), and kernels are keyed by their graph and the
+values of inlined scalar constants, not by shape. So a core is compiled only where its steady-state
+gain is worth that cost, and is written so that repeated steps repeat one graph: a loop counter kept
+in the graph rather than compared against the Python loop index (each index value would be a new
+kernel), a per-step update of the same form rather than one of growing length. Cores left eager for
+this reason: ``matrix_exp`` and its Frechet derivative, SL(3) exp, and the undistortion.
+
 ``MLXGEOM_COMPILE=0`` in the environment (read at each call) runs every core eagerly, for debugging.
 """
 
