@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlxgeom import camera, lie, linalg
+from mlxgeom._compiled import compiled, eager
 from mlxgeom.solve.ransac import _msac
 
 
@@ -133,3 +134,24 @@ def test_msac_scoring_compiled_matches_eager_and_user_compile(monkeypatch):
     user = mx.compile(_msac)
     for b in (2, 6):
         _close(user(*make(b)), _msac(*make(b)))
+
+
+def test_eager_block_runs_the_plain_function():
+    traces = []
+
+    @compiled
+    def plus_one(x):
+        traces.append(x.shape)
+        return x + 1
+
+    x = mx.arange(3.0)
+    for _ in range(2):
+        _close(plus_one(x), x + 1)
+    compiled_traces = len(traces)
+    with eager():
+        for _ in range(2):
+            _close(plus_one(x), x + 1)
+    # The compiled function traced its Python body once; inside eager() the body runs at every call.
+    assert compiled_traces == 1 and len(traces) == 3
+    _close(plus_one(x), x + 1)
+    assert len(traces) == 3
