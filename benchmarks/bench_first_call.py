@@ -3,8 +3,9 @@
 Each cell runs in its own Python process with an empty kernel cache (``MLX_PTX_CACHE_DIR`` set to a
 fresh folder), so it sees what a user's first run sees: on CUDA, MLX compiles every fused kernel
 (``mx.compile``), gather/scatter specialisation and custom kernel with NVRTC on first use; on the CPU,
-``mx.compile`` runs g++ per fused kernel. Reported per cell: the first call (trace + compile + run),
-the second call (steady state), and how many kernel modules were compiled (PTX files, CUDA only).
+``mx.compile`` runs g++ per fused kernel into ``$TMPDIR/mlx/<version>/cpu`` (``TMPDIR`` is set to the
+fresh folder too). Reported per cell: the first call (trace + compile + run), the second call (steady
+state), and how many kernel modules were compiled (PTX files on CUDA, shared libraries on the CPU).
 
 Modes: ``library`` (the default: the library's compiled cores), ``eager`` (``MLXGEOM_COMPILE=0``),
 ``user`` (the call wrapped in the user's own ``mx.compile``, for the functions that allow it).
@@ -154,7 +155,8 @@ def _child(case: str, mode: str) -> None:
 
 def _cell(case: str, mode: str, timeout: float) -> dict:
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, MLX_PTX_CACHE_DIR=cache, MLXGEOM_COMPILE="0" if mode == "eager" else "1")
+        env = dict(os.environ, MLX_PTX_CACHE_DIR=cache, TMPDIR=cache,
+                   MLXGEOM_COMPILE="0" if mode == "eager" else "1")
         t0 = time.perf_counter()
         try:
             out = subprocess.run([sys.executable, __file__, "--child", case, mode], env=env, timeout=timeout,
@@ -163,7 +165,7 @@ def _cell(case: str, mode: str, timeout: float) -> dict:
                 {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
         except subprocess.TimeoutExpired:
             res = {"timeout": time.perf_counter() - t0}
-        res["ptx"] = sum(f.endswith(".ptx") for _, _, fs in os.walk(cache) for f in fs)
+        res["ptx"] = sum(f.endswith((".ptx", ".so")) for _, _, fs in os.walk(cache) for f in fs)
     return res
 
 
@@ -174,7 +176,7 @@ def _fmt(res: dict) -> str:
         return f"> {res['timeout']:.0f} s (cut), {res['ptx']} modules"
     if "error" in res:
         return f"error: {res['error']}"
-    mods = f", {res['ptx']} modules" if mx.cuda.is_available() else ""
+    mods = f", {res['ptx']} modules"
     return f"{res['first_s']:.1f} s / {res['second_ms']:.1f} ms{mods}"
 
 

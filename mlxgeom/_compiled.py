@@ -14,11 +14,23 @@ the dispatch is traced once, so each core keeps one compiled function per fast-p
 GPU): a trace keeps the device it was recorded on, and a core may arrange its work per device
 (the inverse works through large batches in blocks on the CPU).
 
+First-call cost: each distinct fused kernel of a trace is compiled on first use (g++ per kernel on
+the CPU, about a second each; NVRTC on CUDA, slower), and kernels are keyed by their graph and the
+values of inlined scalar constants, not by shape. So a core is compiled only where its steady-state
+gain is worth that cost, and is written so that repeated steps repeat one graph: a loop counter kept
+in the graph rather than compared against the Python loop index (each index value would be a new
+kernel), a per-step update of the same form rather than one of growing length. Cores left eager for
+this reason: ``matrix_exp`` and its Frechet derivative, SL(3) exp, and the undistortion. Work done
+once per call on a small batch (a solver's final checks and conversions) runs its cores eagerly
+inside :func:`eager`, so that it does not compile kernels of its own.
+
 ``MLXGEOM_COMPILE=0`` in the environment (read at each call) runs every core eagerly, for debugging.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 from typing import Callable, TypeVar
@@ -29,10 +41,32 @@ from ._cuda import on_cuda
 
 F = TypeVar("F", bound=Callable[..., object])
 
+_EAGER = contextvars.ContextVar("mlxgeom_compiled_eager", default=False)
+
 
 def enabled() -> bool:
     """Whether library cores run compiled (``MLXGEOM_COMPILE`` is not ``0``)."""
     return os.environ.get("MLXGEOM_COMPILE", "1") != "0"
+
+
+@contextlib.contextmanager
+def eager():
+    """Within the block (or the function it decorates, ``@eager()``), compiled cores run their plain
+    function (as with ``MLXGEOM_COMPILE=0``): for once-per-call work on small batches, whose own
+    fused kernels would cost more to compile on the first call than they save.
+
+    Example:
+        >>> import mlx.core as mx
+        >>> from mlxgeom.linalg import inv
+        >>> with eager():
+        ...     inv(2 * mx.eye(3))[0, 0].item()
+        0.5
+    """
+    token = _EAGER.set(True)
+    try:
+        yield
+    finally:
+        _EAGER.reset(token)
 
 
 def on_cpu() -> bool:
@@ -61,6 +95,6 @@ def compiled(fn: F) -> F:
 
     @functools.wraps(fn)
     def call(*args):
-        return for_state(on_cuda(), on_cpu())(*args) if enabled() else fn(*args)
+        return for_state(on_cuda(), on_cpu())(*args) if enabled() and not _EAGER.get() else fn(*args)
 
     return call  # type: ignore[return-value]

@@ -23,7 +23,6 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .._checks import as_floats, cast_out, check_batch, eps
-from .._compiled import compiled
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -243,7 +242,6 @@ def _newton_iterations(tx: mx.array, ty: mx.array, c: list[mx.array], iterations
     return _newton_pure(tx, ty, c, iterations)
 
 
-@compiled
 def _newton_pure(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int) -> tuple[mx.array, mx.array]:
     x, y = _inverse_tilt_start(tx, ty, c[12], c[13]) if len(c) == 14 else (tx, ty)
     for _ in range(iterations):

@@ -43,7 +43,6 @@ def _vee(m: mx.array) -> mx.array:
     )
 
 
-@compiled
 def _exp(x: mx.array) -> mx.array:
     return linalg.matrix_exp(_hat(x))
 

@@ -5,7 +5,9 @@ Taylor Polynomial Approximation", Mathematics 7(12):1174, 2019. Each matrix gets
 Taylor degree m in {1, 2, 4, 8, 12, 18} that its 1-norm allows (the paper's thresholds
 theta_m for float32 / float64) and, above theta_18, a scaling ``A / 2**s`` followed by
 ``s`` squarings. Degree and ``s`` are chosen per matrix with masks, never with a host
-sync, so the whole function runs under ``mx.compile`` and on any device.
+sync, so the whole function runs under ``mx.compile`` and on any device. The library
+runs it eagerly (not a compiled core, docs/conventions.md): compiled, its ~25 fused kernels
+cost ~25 s of g++ on the first call per shape on the CPU.
 
 Batching without branches:
 
@@ -48,7 +50,6 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_float, cast_out, check_square
-from .._compiled import compiled
 from .._cuda import fast_path
 from . import matrix_exp_cuda
 from .products import matmul
@@ -215,10 +216,13 @@ def _scale_and_square(p: Block, norm: mx.array, max_squarings: int) -> Block:
     scale = mx.take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=dtype), s)[..., None, None]
     e = _taylor(tuple(x * scale for x in p), degree_index)
     s = s[..., None, None]
-    for k in range(max_squarings):
+    for _ in range(max_squarings):
         # Past its own s a matrix already holds exp(A): the extra square may overflow,
-        # but where() drops it and sends it a zero cotangent against a finite e.
-        e = _where(k < s, _mul(e, e), e)
+        # but where() drops it and sends it a zero cotangent against a finite e. The count
+        # goes down in the graph (not ``k < s``, k a constant) so every squaring is the same
+        # fused kernel, compiled once rather than once per k.
+        e = _where(s > 0, _mul(e, e), e)
+        s = s - 1
     return _where(covered, e, mx.nan)
 
 
@@ -252,13 +256,11 @@ def _expm_block(p: Block, max_squarings: int) -> Block:
     return tuple(x / grow for x in e)
 
 
-@compiled
 def _expm(a: mx.array, max_squarings: int) -> mx.array:
     """exp(a) for (*, n, n) float32/float64, plain mx ops (autodiff works through it)."""
     return _expm_block((a,), max_squarings)[0]
 
 
-@compiled
 def _frechet(x: mx.array, e: mx.array, max_squarings: int) -> mx.array:
     """L(x, e): upper-right block of exp([[x, e], [0, x]]), with e rescaled (L is linear in e).
 

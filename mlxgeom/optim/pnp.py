@@ -19,6 +19,7 @@ import mlx.core as mx
 
 from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
+from .._compiled import eager
 from .._cuda import fast_path
 from ..camera import projection
 from . import _pnp_init, _point_sums, pnp_cuda
@@ -240,9 +241,11 @@ def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.arr
     return mx.where(ok[..., None, None], sigma2[..., None, None] * inv, mx.inf)
 
 
+@eager()
 def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array,
             hessian: mx.array | None, inliers: mx.array, out: mx.Dtype) -> PnPResult:
-    """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance."""
+    """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance. Once per
+    call, so its cores run eagerly (the rotation log alone was ~18 fused kernels to compile)."""
     in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
                       axis=-1)
     ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))

@@ -7,6 +7,7 @@ from typing import Any, Union
 
 import mlx.core as mx
 
+from .._compiled import eager
 from ..solve import RansacModel, RobustLoss, ransac
 from .pnp import PnPResult, _finish, _prepare, initial_pose, refine_pnp, reprojection_errors
 
@@ -17,7 +18,9 @@ def pnp_model(k: mx.array, sample_size: int, method: str, refine: bool, loss: Un
               loss_scale: float, max_iters: int) -> RansacModel:
     """The :class:`RansacModel` of world-to-camera poses (B, 4, 4) on data ``(points (B, N, 3),
     pixels (B, N, 2))`` of cameras k (B, 3, 3): EPnP / DLT on each sample, squared pixel errors
-    (+inf behind the camera), and LM on the inliers as the refit (None without ``refine``)."""
+    (+inf behind the camera), and LM on the inliers as the refit (None without ``refine``). The
+    refit runs a few times per call on one pose per problem, so its cores run eagerly
+    (:func:`mlxgeom._compiled.eager`) rather than compiling kernels of their own."""
 
     def minimal(samples: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
         pw, uv = samples
@@ -27,6 +30,7 @@ def pnp_model(k: mx.array, sample_size: int, method: str, refine: bool, loss: Un
     def sq_error(poses: mx.array, data: tuple[mx.array, ...]) -> mx.array:
         return reprojection_errors(poses, data[0][:, None], data[1][:, None], k[:, None])
 
+    @eager()
     def refit(pose: mx.array, data: tuple[mx.array, ...], w: mx.array) -> tuple[mx.array, mx.array]:
         lm = refine_pnp(pose, *data, k, w, loss=loss, loss_scale=loss_scale, max_iters=max_iters)
         return lm.x, mx.all(mx.isfinite(lm.x), axis=(-2, -1))
