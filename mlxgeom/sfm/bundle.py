@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import lie
 from .._checks import as_float, check_trailing
+from .._compiled import eager
 from ..camera import Camera, project_points_jacobian
 from ..linalg import matmul
 from ..solve.lm import lm_loop
@@ -224,7 +225,10 @@ class _Problem:
         system = block_normal_equations(self.structure, jc, jp, r, weight, in_rows=True)
         return cost, system, flat_gradient(system)
 
+    @eager()
     def retract(self, x, h):
+        # C poses, once per iteration: eager ops cost less than the ~20 fused kernels se3_exp and
+        # the compose would compile on the first call.
         st = self.structure
         nc = st.num_cameras * 6
         poses = lie.se3_compose(x[0], lie.se3_exp(h[:nc].reshape(-1, 6)))
@@ -316,8 +320,10 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     solver = resolve_linear_solver(c * 6 + g * intr.dof, linear_solver)
     structure = BlockStructure(cam_np, pt_np, c, p, 6, groups if intr.dof else None, g, intr.dof,
                                with_pairs=solver == "dense")
-    problem = _Problem(observations, groups, intr, _gauge(poses, fix_poses), _mask(fix_points, p, "fix_points"),
-                       loss, structure, min_depth)
+    with eager():
+        gauge = _gauge(poses, fix_poses)
+    problem = _Problem(observations, groups, intr, gauge, _mask(fix_points, p, "fix_points"), loss, structure,
+                       min_depth)
     x = (poses, points, intr.initial()) if intr.dof else (poses, points)
     problem.active = problem.project(x)[0].valid[:, 0] & problem.finite_obs
     return problem, SchurStep(structure, solver, pcg_iterations), x
