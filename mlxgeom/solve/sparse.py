@@ -478,51 +478,36 @@ def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Red
     return out
 
 
-def _factor_block(a: mx.array) -> tuple[mx.array, mx.array]:
-    """Lower Cholesky factor of a (b, b) block by b right-looking rank-one steps, and an ok flag.
-
-    Vector ops per column (not the fully unrolled scalar form of :mod:`mlxgeom.linalg.cholesky`):
-    a few ops per column keep the graph small. Failed pivots are replaced by 1 and flagged.
-    """
-    b = a.shape[-1]
-    cols, ok, t = [], mx.array(True), a
-    for j in range(b):
-        d = t[0, 0]
-        good = d > 0
-        ok = ok & good
-        col = t[:, 0] / mx.sqrt(mx.where(good, d, 1.0))
-        cols.append(mx.concatenate([mx.zeros((j,), dtype=a.dtype), col]))
-        if j + 1 < b:
-            t = t[1:, 1:] - col[1:, None] * col[None, 1:]
-    return mx.stack(cols, axis=1), ok
-
-
-def _lower_inverse(lower: mx.array) -> mx.array:
-    """L^-1 of a lower-triangular (b, b) matrix by forward substitution on the identity, row by row."""
-    b = lower.shape[-1]
-    eye = mx.eye(b, dtype=lower.dtype)
-    rows: list[mx.array] = []
-    for i in range(b):
-        r = eye[i]
-        if i:
-            r = r - mx.sum(lower[i, :i, None] * mx.stack(rows), axis=0)
-        rows.append(r / lower[i, i])
-    return mx.stack(rows)
-
-
 @compiled
 def _inverse_factor(a: mx.array) -> tuple[mx.array, mx.array]:
-    """``(L^-1, ok)`` of a diagonal block's Cholesky factor L. Compiled: every block has the same
-    shape, so one trace serves the whole factorisation and its ~100 small ops per block run as a
-    few fused kernels."""
-    lower, ok = _factor_block(a)
-    return _lower_inverse(lower), ok
+    """``(L^-1, ok)`` of a diagonal block's Cholesky factor L, by b right-looking elimination steps
+    on ``[A | I]``: step j divides row j by the root of its pivot (row j of ``[L^T | L^-1]``) and
+    takes its multiples off the rows below (the trailing update ``A22 - l l^T`` and the forward
+    substitution at once). Every step is the same full-size graph, the step's row and column picked
+    by views and masks rather than by shrinking slices, so the whole factorisation compiles to one
+    fused kernel (every block has the same shape, so one trace serves them all). Failed pivots are
+    replaced by 1 and flagged."""
+    b = a.shape[-1]
+    m = mx.concatenate([a, mx.eye(b, dtype=a.dtype)], axis=1)
+    below = mx.tri(b, k=-1, dtype=a.dtype)  # below[:, j]: the rows under pivot j
+    pivot_row = mx.eye(b, dtype=mx.bool_)
+    ok = mx.array(True)
+    for j in range(b):
+        d = m[j, j]
+        good = d > 0
+        ok = ok & good
+        root = mx.sqrt(mx.where(good, d, 1.0))
+        row = m[j] / root
+        coef = m[:, j] / root * below[:, j]
+        m = mx.where(pivot_row[:, j, None], row, m - coef[:, None] * row)
+    return m[:, b:], ok
 
 
 def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx.array, mx.array]:
     """Solve ``A x = b`` for one SPD (n, n) matrix by a blocked right-looking Cholesky.
 
-    Pure MLX (no ``mx.linalg``): per diagonal block a vector-op Cholesky, the panel ``A21 L11^-T`` and the trailing update
+    Pure MLX (no ``mx.linalg``): per diagonal block the inverse factor ``L11^-1`` (one compiled elimination on
+    ``[A11 | I]``), the panel ``A21 L11^-T`` and the trailing update
     ``A22 - L21 L21^T`` as exact float32 rank-``block`` products (GVL Alg. 4.2.4); then blocked
     forward and back substitution. n is padded to a multiple of ``block`` with identity rows.
 
