@@ -479,27 +479,25 @@ def schur_block_jacobi(structure: BlockStructure, system: BlockSystem, red: _Red
 
 
 @compiled
-def _inverse_factor(a: mx.array) -> tuple[mx.array, mx.array]:
+def _inverse_factor(a: mx.array, below: mx.array, pivot_row: mx.array) -> tuple[mx.array, mx.array]:
     """``(L^-1, ok)`` of a diagonal block's Cholesky factor L, by b right-looking elimination steps
     on ``[A | I]``: step j divides row j by the root of its pivot (row j of ``[L^T | L^-1]``) and
     takes its multiples off the rows below (the trailing update ``A22 - l l^T`` and the forward
     substitution at once). Every step is the same full-size graph, the step's row and column picked
-    by views and masks rather than by shrinking slices, so the whole factorisation compiles to one
-    fused kernel (every block has the same shape, so one trace serves them all). Failed pivots are
-    replaced by 1 and flagged."""
+    by views and masks rather than by shrinking slices, so the b steps compile to one fused kernel
+    (and the pivot flags to one more; every block has the same shape, so one trace serves them all). Failed pivots are
+    replaced by 1 and flagged. ``below`` (b, b) is 1 under the diagonal and 0 elsewhere, ``pivot_row``
+    the bool identity: given by the caller, so that building them compiles no kernel of its own."""
     b = a.shape[-1]
     m = mx.concatenate([a, mx.eye(b, dtype=a.dtype)], axis=1)
-    below = mx.tri(b, k=-1, dtype=a.dtype)  # below[:, j]: the rows under pivot j
-    pivot_row = mx.eye(b, dtype=mx.bool_)
     ok = mx.array(True)
     for j in range(b):
         d = m[j, j]
         good = d > 0
         ok = ok & good
         root = mx.sqrt(mx.where(good, d, 1.0))
-        row = m[j] / root
-        coef = m[:, j] / root * below[:, j]
-        m = mx.where(pivot_row[:, j, None], row, m - coef[:, None] * row)
+        row = m[j:j + 1] / root
+        m = mx.where(pivot_row[:, j:j + 1], row, m - (m[:, j:j + 1] / root * below[:, j:j + 1]) * row)
     return m[:, b:], ok
 
 
@@ -535,8 +533,9 @@ def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx
     ok = mx.all(mx.isfinite(a))
     inv_diag, panels = [], []
     trailing = 0.5 * (a + a.T)
+    below, pivot_row = mx.tri(block, k=-1, dtype=a.dtype), mx.eye(block, dtype=mx.bool_)
     for k in range(nb):
-        linv, ok_k = _inverse_factor(trailing[:block, :block])
+        linv, ok_k = _inverse_factor(trailing[:block, :block], below, pivot_row)
         ok = ok & ok_k
         inv_diag.append(linv)
         if k + 1 < nb:
