@@ -33,7 +33,7 @@ from ..linalg.qr import qr_columns
 from ..linalg.triangular import substitute
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._compiled import compiled
-from ..camera import Camera, project_points, project_points_jacobian
+from ..camera import Camera, project_points_jacobian
 from ..lie import se3_compose, se3_exp
 from ..solve import RobustLoss, get_loss, lm_loop, normal_equations, weighted_cost
 from .arrow_step import ArrowStep, ArrowSystem
@@ -199,25 +199,24 @@ def _initial_theta(init, image_size: mx.array, layout: ParameterLayout) -> mx.ar
     return mx.concatenate([mx.stack([fx, fy, cx, cy, mx.zeros_like(fx)], axis=-1), dist], axis=-1)
 
 
-def _errors(board, image, weight, theta, poses, lens: str) -> tuple[mx.array, mx.array, mx.array]:
-    """Plain squared reprojection errors: (sum over all (*), per view sum (*, V), per view count (*, V))."""
-    dist = _dist(theta)
-    px = project_points(board, _K(theta)[..., None, :, :], poses, dist, lens).pixels
+def _errors(px, image, weight) -> tuple[mx.array, mx.array, mx.array]:
+    """Plain squared reprojection errors of the projected board ``px`` (*, V, N, 2): (sum over all
+    (*), per view sum (*, V), per view count (*, V))."""
     e2 = mx.where(weight > 0, mx.sum((px - image) ** 2, axis=-1), 0.0)
     per_view = mx.sum(e2, axis=-1)
     count = mx.sum(weight, axis=-1)
     return mx.sum(per_view, axis=-1), per_view, count
 
 
-def _std_intrinsics(board, image, weight, theta, poses, M: mx.array, scale: mx.array, sq_sum: mx.array,
-                    points: mx.array, lens: str) -> tuple[mx.array, mx.array]:
+def _std_intrinsics(pj, weight, M: mx.array, scale: mx.array, sq_sum: mx.array,
+                    points: mx.array) -> tuple[mx.array, mx.array]:
     """``(sqrt(diag(M D S^-1 D M^T) sigma^2), ok)`` with S the Schur complement of the Gauss-Newton
     matrix in the scaled tangent, through the R factor of the pose-eliminated Jacobian: each view's
     ``[J_pose | J_intrinsics]`` is factored by QR, and the intrinsics rows of those R factors,
     stacked over the views, once more (S = R^T R). Forming S squares the Jacobian's condition
-    number, which the rational and thin-prism models push past what float32 keeps."""
-    n, views = M.shape[-1], board.shape[-3]
-    pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, _dist(theta), lens)
+    number, which the rational and thin-prism models push past what float32 keeps. ``pj``: the
+    board's projection with its Jacobians at the solution; weight (*, V, N)."""
+    n, views = M.shape[-1], weight.shape[-2]
     parts = [pj.d_intrinsics] if pj.d_dist is None else [pj.d_intrinsics, pj.d_dist]
     rows = (*pj.d_pose.shape[:-3], 2 * pj.d_pose.shape[-3])
     w = mx.repeat(mx.where(pj.valid, weight, 0.0), 2, axis=-1)[..., None]
@@ -245,11 +244,12 @@ def _summary(board, image, weight, M, scale_intrinsics, theta, poses, cost, init
     """Errors, standard deviations and the not-ok placeholders at the LM solution:
     (theta, poses, rms, view_errors, std, ok, reason). Eager: once per call (~15 ms on the CPU),
     where compiled it was ~20 distinct fused kernels to build on the first call."""
-    sq_sum, per_view, count = _errors(board, image, weight, theta, poses, lens)
+    pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, _dist(theta), lens)
+    sq_sum, per_view, count = _errors(pj.pixels, image, weight)
     points = mx.sum(count, axis=-1)
     reason = mx.where(init_ok & ~mx.isfinite(cost), int(CalibrationReason.NOT_FINITE), init_reason)
     ok = reason == int(CalibrationReason.OK)
-    std, std_ok = _std_intrinsics(board, image, weight, theta, poses, M, scale_intrinsics, sq_sum, points, lens)
+    std, std_ok = _std_intrinsics(pj, weight, M, scale_intrinsics, sq_sum, points)
     std = mx.where(std_ok[..., None], std, 0.0)
     placeholder = mx.concatenate([mx.ones(2, dtype=theta.dtype), mx.zeros(theta.shape[-1] - 2, dtype=theta.dtype)])
     theta = mx.where(ok[..., None], theta, placeholder)
