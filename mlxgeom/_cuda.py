@@ -37,6 +37,12 @@ def _kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], header
                                source=body.split("\n", 1)[1], header=header)
 
 
+@functools.cache
+def constant(*values: float) -> mx.array:
+    """A (1, len(values)) float32 kernel input, made once per value (a call uploads nothing)."""
+    return mx.array([values], dtype=mx.float32)
+
+
 def launch(name: str, inputs: dict[str, mx.array], outputs: dict[str, tuple[int, ...]], threads: int,
            template: Sequence[tuple[str, int | bool]] = (), headers: tuple[str, ...] = ()) -> list[mx.array]:
     """Run ``kernels/NAME.cu`` on ``threads`` threads (blocks of ``THREADS``, template ``TB``) with the

@@ -73,3 +73,4 @@ __device__ inline float horner(const float* c, float x) {
 }
 
 __host__ __device__ constexpr int imax(int a, int b) { return a > b ? a : b; }
+__host__ __device__ constexpr long long lmax(long long a, long long b) { return a > b ? a : b; }

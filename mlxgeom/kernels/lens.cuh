@@ -124,11 +124,17 @@ __device__ inline void newton_iterations(const Lens& L, float tx, float ty, int 
   }
 }
 
-// A packed camera (projection_cuda._pack_camera): fx, fy, cx, cy, skew, [R | t] (12) if posed, the lens.
+// fx, fy, cx, cy, skew and whether the focal lengths are usable (intrinsics.focal_ok).
 struct Pinhole { float fx, fy, cx, cy, s; bool ok; };
 
-__device__ inline Pinhole pinhole(const float* cam) {
-  const float fx = cam[0], fy = cam[1], cx = cam[2], cy = cam[3], s = cam[4];
+// The pinhole of a row-major K (9 floats).
+__device__ inline Pinhole pinhole(const float* k) {
+  const float fx = k[0], s = k[1], cx = k[2], fy = k[4], cy = k[5];
   return {fx, fy, cx, cy, s, fx > 0.0f && fy > 0.0f && isfinite(fx) && isfinite(fy) && isfinite(cx) && isfinite(cy)
                                  && isfinite(s)};
+}
+
+// Row r of a kernel input with `rows` rows of `width` floats: row 0 when it has one (it broadcasts).
+__device__ inline const float* row(const float* a, long long rows, long long r, long long width) {
+  return a + (rows == 1 ? 0 : r) * width;
 }

@@ -1,23 +1,25 @@
 // Pixels (2), depth and valid (1.0 / 0.0) of one (camera, point) pair per thread, as
-// projection._project_values. cam: (C, M) packed cameras (lens.cuh: Pinhole), C = 1 or the output's
-// rows; p: (P, N, 3) points, P = 1 (shared by every camera) or the rows; lim: min_depth.
+// projection._project_values. k: (C, 9) row-major K; pose: (C', 16) row-major world-to-camera (read
+// if HAS_POSE); dist: (C'', K) coefficients (read if K > 0); p: (P, N, 3) points; each of C, C', C'',
+// P is 1 (shared) or the output's rows; lim: min_depth.
 // Template: HAS_POSE, K, FISHEYE (the fisheye model, K = 4). Header: common.cuh, lens.cuh.
 
 // @body (the kernel's body; what is above is its header)
   const long long N = p_shape[1];
-  const long long rows = cam_shape[0] > p_shape[0] ? cam_shape[0] : p_shape[0];
+  const long long rows = lmax(lmax(k_shape[0], pose_shape[0]), lmax(dist_shape[0], p_shape[0]));
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= rows * N) return;
-  const float* cam_r = cam + (cam_shape[0] == 1 ? 0 : i / N) * cam_shape[1];
+  const long long r = i / N;
+  const Pinhole P = pinhole(row(k, k_shape[0], r, 9));
+  const float* T = row(pose, pose_shape[0], r, 16);
+  const float* c = row(dist, dist_shape[0], r, dist_shape[1]);
   const float* p_r = p + (p_shape[0] == 1 ? i % N : i) * 3;
-  const Pinhole P = pinhole(cam_r);
-  const float* c = cam_r + (HAS_POSE ? 17 : 5);
   const float X = p_r[0], Y = p_r[1], Z = p_r[2];
   float xc = X, yc = Y, zc = Z;
   if (HAS_POSE) {
-    xc = ((cam_r[5] * X + cam_r[6] * Y) + cam_r[7] * Z) + cam_r[8];
-    yc = ((cam_r[9] * X + cam_r[10] * Y) + cam_r[11] * Z) + cam_r[12];
-    zc = ((cam_r[13] * X + cam_r[14] * Y) + cam_r[15] * Z) + cam_r[16];
+    xc = ((T[0] * X + T[1] * Y) + T[2] * Z) + T[3];
+    yc = ((T[4] * X + T[5] * Y) + T[6] * Z) + T[7];
+    zc = ((T[8] * X + T[9] * Y) + T[10] * Z) + T[11];
   }
   const bool front = zc > lim[0];
   const float iz = 1.0f / (front ? zc : 1.0f);

@@ -11,7 +11,7 @@ import math
 import mlx.core as mx
 import numpy as np
 
-from .._cuda import elementwise, on_cuda
+from .._cuda import constant, elementwise, on_cuda
 
 
 def enabled(a: mx.array) -> bool:
@@ -24,7 +24,6 @@ def expm(a: mx.array, coefficients: np.ndarray, thetas: tuple[float, ...], max_s
     """exp(a) of float32 (*, n, n), n in {3, 4}, by the kernel (the algorithm of ``matrix_exp.py``)."""
     n = a.shape[-1]
     grow_budget = math.ceil(math.log2(shift_limit / thetas[-1]))
-    inputs = {"coef": mx.array(coefficients.reshape(1, -1), dtype=mx.float32),
-              "theta": mx.array([[*thetas, shift_limit]], dtype=mx.float32), "a": a}
+    inputs = {"coef": constant(*coefficients.ravel().tolist()), "theta": constant(*thetas, shift_limit), "a": a}
     template = [("N", n), ("NTHETA", len(thetas)), ("MAX_SQUARINGS", max_squarings), ("GROW_BUDGET", grow_budget)]
     return elementwise("matrix_exp", inputs, [1, 1, 2], (n, n), template)

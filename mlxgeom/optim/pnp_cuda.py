@@ -11,7 +11,7 @@ import math
 
 import mlx.core as mx
 
-from .._cuda import launch, on_cuda
+from .._cuda import constant, launch, on_cuda
 from ..solve.losses import Cauchy, GemanMcClure, Huber, RobustLoss, SoftL1, Tukey
 
 WARP = 32
@@ -34,7 +34,7 @@ def point_totals(pose: mx.array, k: mx.array, points: mx.array, loss: RobustLoss
     count = math.prod(batch)
     inputs = {"pose": pose.reshape(count, 16), "k": k.reshape(count, 9),
               "pts": points.reshape(1, 6, count, points.shape[-1]),
-              "scale": mx.array([1.0 if loss is None else float(loss.scale)], dtype=mx.float32)}
+              "scale": constant(1.0 if loss is None else float(loss.scale))}
     template = [("LOSS", _LOSSES.index(type(loss))), ("TERMS", TERMS), ("WARP", WARP)]
     (out,) = launch("pnp_normal_equations", inputs, {"out": (count, TERMS)}, count * WARP, template)
     return out.reshape(*batch, TERMS)
