@@ -10,7 +10,10 @@ state), and how many kernel modules were compiled (PTX files on CUDA, shared lib
 Modes: ``library`` (the default: the library's compiled cores), ``eager`` (``MLXGEOM_COMPILE=0``),
 ``user`` (the call wrapped in the user's own ``mx.compile``, for the functions that allow it).
 
-    python benchmarks/bench_first_call.py [--cases a,b] [--modes library,eager] [--jobs 4] [--out F]
+    python benchmarks/bench_first_call.py [--cases a,b] [--modes library,eager] [--jobs 4] [--out F] [--modules F.json]
+
+``--modules`` lists what each cell compiled (on CUDA the PTX cache's names: MLX's ``gather_*``, ``scatter_*``,
+``slice_update_*`` specialisations, the fused kernels of ``mx.compile``, mlxgeom's ``custom_kernel_*``).
 """
 
 from __future__ import annotations
@@ -165,7 +168,9 @@ def _cell(case: str, mode: str, timeout: float) -> dict:
                 {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
         except subprocess.TimeoutExpired:
             res = {"timeout": time.perf_counter() - t0}
-        res["ptx"] = sum(f.endswith((".ptx", ".so")) for _, _, fs in os.walk(cache) for f in fs)
+        res["modules"] = sorted(os.path.splitext(f)[0] for _, _, fs in os.walk(cache) for f in fs
+                                if f.endswith((".ptx", ".so")))
+        res["ptx"] = len(res["modules"])
     return res
 
 
@@ -189,6 +194,7 @@ def main() -> None:
                     help="cells run in parallel (compiles are host-bound; steady-state times then share the device)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per cell")
     ap.add_argument("--out", help="also append the table to this file")
+    ap.add_argument("--modules", help="write each cell's compiled module names (JSON) to this file")
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
@@ -204,6 +210,9 @@ def main() -> None:
              "|---|" + "---|" * len(modes)]
     lines += [f"| {c} | " + " | ".join(_fmt(results[(c, m)]) for m in modes) + " |" for c in cases]
     publish("\n".join(lines), args.out)
+    if args.modules:
+        with open(args.modules, "w") as f:
+            json.dump({f"{c} | {m}": r.get("modules", []) for (c, m), r in results.items()}, f, indent=1)
 
 
 if __name__ == "__main__":
