@@ -67,12 +67,17 @@ def elementwise(name: str, inputs: dict[str, mx.array], trailing: Sequence[int],
     last = list(inputs.values())[-1]
     batch = tuple(last.shape[: last.ndim - trailing[-1]])
     count = math.prod(batch)
-    flat = {n: a.reshape(math.prod(a.shape[: a.ndim - t]), math.prod(a.shape[a.ndim - t:]))
-            for (n, a), t in zip(inputs.items(), trailing)}
+    flat = {n: _as_rows(a, t) for (n, a), t in zip(inputs.items(), trailing)}
     if len(flat) > 1:
         template = [("SINGLE", next(iter(flat.values())).shape[0] == 1), *template]
     (out,) = launch(name, flat, {"out": (count, math.prod(out_tail))}, count, template, headers)
     return out.reshape(*batch, *out_tail)
+
+
+def _as_rows(a: mx.array, trailing: int) -> mx.array:
+    """(*lead, *element) -> (prod(lead), prod(element)): a kernel input's rows."""
+    shape = (math.prod(a.shape[: a.ndim - trailing]), math.prod(a.shape[a.ndim - trailing:]))
+    return a if a.shape == shape else a.reshape(shape)
 
 
 def _listed(x):
