@@ -66,8 +66,11 @@ def tilt_matrix(tau_x, tau_y) -> mx.array:
     return cast_out(flat.reshape(*tx.shape, 3, 3), out)
 
 
-def _safe_div(a: mx.array, b: mx.array, ok: mx.array) -> mx.array:
-    return mx.where(ok, a / mx.where(ok, b, 1.0), 0.0)
+def _div_nonzero(a, b: mx.array) -> mx.array:
+    """``a / b`` where ``b != 0``, else 0, with zero gradients there; ``a`` must be finite where
+    ``b = 0``. A 0/1 factor instead of the double mx.where: on the CPU mx.where costs ~30 multiplies."""
+    okf = (b != 0).astype(b.dtype)
+    return a * okf / (b + (1 - okf))
 
 
 def distort_opencv(x: mx.array, y: mx.array, c: list[mx.array], jacobian: bool = False) -> Distorted:
@@ -94,7 +97,7 @@ def distort_opencv(x: mx.array, y: mx.array, c: list[mx.array], jacobian: bool =
         den = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
         dden = k4 + r2 * (2 * k5 + 3 * r2 * k6)
         ok_den = den != 0
-        inv_den = _safe_div(one, den, ok_den)
+        inv_den = _div_nonzero(1.0, den)
         radial = num * inv_den
     else:
         # No denominator: nothing to divide or mask.
@@ -146,7 +149,7 @@ def _apply_tilt(xd, yd, tau_x, tau_y, ok, jac, jac_c) -> Distorted:
     v1 = -stx * sty * xd + cty * yd
     v2 = sty * xd - cty * stx * yd + cty * ctx
     ok_v = v2 != 0
-    inv = _safe_div(mx.ones_like(v2), v2, ok_v)
+    inv = _div_nonzero(1.0, v2)
     px, py = v0 * inv, v1 * inv
     ok = ok & ok_v
     if jac is None:
@@ -178,8 +181,7 @@ def _inverse_tilt_start(x: mx.array, y: mx.array, tau_x: mx.array, tau_y: mx.arr
     a = x / ctx  # qx = a w
     b = (y + stx * sty * a) / cty  # qy = b w
     den = 1.0 - sty * a + cty * stx * b
-    ok = den != 0
-    w = _safe_div(cty * ctx * mx.ones_like(den), den, ok)
+    w = _div_nonzero(cty * ctx, den)
     return a * w, b * w
 
 
@@ -250,9 +252,12 @@ def _newton_pure(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int)
     return mx.stop_gradient(x), mx.stop_gradient(y)
 
 
-def _finite(x: mx.array, y: mx.array) -> mx.array:
-    """Both finite. mx.maximum propagates NaN; on the CPU this is ~10x faster than two mx.isfinite."""
-    return mx.maximum(mx.abs(x), mx.abs(y)) <= mx.finfo(x.dtype).max
+def _finite(*arrays: mx.array) -> mx.array:
+    """All finite. mx.maximum propagates NaN; on the CPU this is ~10x faster than mx.isfinite."""
+    m = mx.abs(arrays[0])
+    for a in arrays[1:]:
+        m = mx.maximum(m, mx.abs(a))
+    return m <= mx.finfo(m.dtype).max
 
 
 _SAME_SIZE_INT = {mx.float64: mx.int64, mx.float32: mx.int32, mx.float16: mx.int16, mx.bfloat16: mx.int16}
