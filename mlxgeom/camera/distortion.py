@@ -223,7 +223,9 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     # |r| <= tol (1 + |t|) compared squared: one square root instead of two.
     bound = tol * (1 + mx.sqrt(tx * tx + ty * ty))
     res2 = mx.stop_gradient(rx * rx + ry * ry)
-    conv = (res2 <= bound * bound) & (det > 0) & d.ok & _finite(xs, ys)
+    conv = (res2 <= bound * bound) & (det > 0) & _finite(xs, ys)
+    if len(c) >= 8:  # a denominator or the tilt can fail; a bool & costs ~5 multiplies on the CPU
+        conv = conv & d.ok
     return Undistorted(xs, ys, conv)
 
 
@@ -267,7 +269,7 @@ def _zero_unless(a: mx.array, keep: mx.array) -> mx.array:
     """``a`` where ``keep``, else +0, by a bit mask: on the CPU mx.where costs ~30 multiplies. For
     constants only (mx.view has no derivative): ``a`` and ``keep`` must not depend on a traced input."""
     bits = _SAME_SIZE_INT[a.dtype]
-    return mx.view(mx.view(a, bits) & (keep * mx.array(-1, bits)), a.dtype)
+    return mx.view(mx.view(a, bits) & -keep.astype(bits), a.dtype)
 
 
 def _newton_step(x, y, tx, ty, c):
