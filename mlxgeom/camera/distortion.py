@@ -66,7 +66,7 @@ def tilt_matrix(tau_x, tau_y) -> mx.array:
     return cast_out(flat.reshape(*tx.shape, 3, 3), out)
 
 
-def _div_nonzero(a, b: mx.array) -> mx.array:
+def _div_nonzero(a: mx.array | float, b: mx.array) -> mx.array:
     """``a / b`` where ``b != 0``, else 0, with zero gradients there; ``a`` must be finite where
     ``b = 0``. A 0/1 factor instead of the double mx.where: on the CPU mx.where costs ~30 multiplies."""
     okf = (b != 0).astype(b.dtype)
