@@ -17,7 +17,7 @@ import math
 
 import mlx.core as mx
 
-from .distortion import Distorted, Undistorted, _safe_div, newton_tol
+from .distortion import Distorted, Undistorted, _div_nonzero, _finite, _zero_unless, newton_tol
 
 _SMALL_R2 = 1e-24
 
@@ -84,15 +84,13 @@ def undistort_fisheye(xd: mx.array, yd: mx.array, c: list[mx.array], iterations:
     theta = t_sg
     for _ in range(iterations):
         p, dp = _poly(theta * theta, cs)
-        ok = dp != 0
-        step = _safe_div(theta * p - t_sg, dp, ok)
-        theta = mx.where(mx.isfinite(theta - step), theta - step, theta)
+        step = (t_sg - theta * p) / dp  # not finite where dp = 0: theta stays, as with a zero step
+        theta = theta + _zero_unless(step, _finite(theta + step))
     theta = mx.stop_gradient(theta)
     p_sg, dp_sg = _poly(theta * theta, cs)
     p, _ = _poly(theta * theta, c)
-    ok_dp = dp_sg != 0
     res = target_c - theta * p
-    theta = theta + _safe_div(res, dp_sg, ok_dp)
+    theta = theta + _div_nonzero(res, dp_sg)
     # scale = tan(theta) / theta_d, with tan(theta)/theta_d -> 1 / p(0) = 1 as theta_d -> 0.
     safe_t = mx.where(big, target, 1.0)
     scale = mx.where(big, mx.tan(theta) / safe_t, 1.0)

@@ -458,7 +458,7 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
 
 def _undistorted(px, K, dist, model, K_new, iterations, tol):
     """(points, converged) of :func:`undistort_points` on checked inputs, in pure mx. Not compiled:
-    its ~20 fused kernels cost ~15 s of g++ on the first call for a 1.2x faster steady state."""
+    its ~20 fused kernels cost ~15 s of g++ on the first call for a ~1.5x faster steady state."""
     xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     x, y, ok = und.x, und.y, und.converged & fok
