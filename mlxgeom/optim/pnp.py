@@ -141,29 +141,13 @@ def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.arr
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
 
-    def jac(a: int) -> tuple[mx.array, mx.array | None]:
-        """Row entries (ju_a, jv_a): ju = [fx, s] . [jx, jy], jv = fy jy with jx = [1/z, 0, -x/z,
-        -xy, 1 + x^2, -y], jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv_0 = 0 (None)."""
-        if a == 0:
-            return fx * iz, None
-        if a == 1:
-            return sk * iz, fy * iz
-        if a == 2:
-            return -(fx * x + sk * y) * iz, -fy * y * iz
-        if a == 3:
-            return -(fx * (x * y) + sk * (1.0 + y * y)), -fy * (1.0 + y * y)
-        if a == 4:
-            return fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)
-        return sk * x - fx * y, fy * x
-
-    terms = []
-    for a in range(6):
-        for b in range(a, 6):
-            (ua, va), (ub, vb) = jac(a), jac(b)
-            terms.append(c * (ua * ub if va is None else ua * ub + va * vb))
-    for a in range(6):
-        ua, va = jac(a)
-        terms.append(c * (ua * ru if va is None else ua * ru + va * rv))
+    # Row entries (ju_a, jv_a): ju = [fx, s] . [jx, jy], jv = fy jy with jx = [1/z, 0, -x/z,
+    # -xy, 1 + x^2, -y], jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv_0 = 0 (None).
+    jac = [(fx * iz, None), (sk * iz, fy * iz), (-(fx * x + sk * y) * iz, -fy * y * iz),
+           (-(fx * (x * y) + sk * (1.0 + y * y)), -fy * (1.0 + y * y)),
+           (fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)), (sk * x - fx * y, fy * x)]
+    terms = [c * (ua * ub if va is None else ua * ub + va * vb) for a, (ua, va) in enumerate(jac) for ub, vb in jac[a:]]
+    terms += [c * (ua * ru if va is None else ua * ru + va * rv) for ua, va in jac]
     terms.append(0.5 * (sq if loss is None else loss.rho(sq)))
     return terms
 
