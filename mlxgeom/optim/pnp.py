@@ -55,17 +55,18 @@ class PnPResult(NamedTuple):
     inliers: mx.array
 
 
-def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
-    """``(K, pixels, converged)``: a Camera's pixels with its lens distortion removed
-    (``camera.undistort_points`` with ``K_new = K``); plain K passes through (converged None)."""
+def undistorted(camera_or_k: Any, pixels: Any, mask: Any = None) -> tuple[Any, Any, Any]:
+    """``(K, pixels, mask)``: a Camera's pixels with its lens distortion removed
+    (``camera.undistort_points`` with ``K_new = K``) and ``mask`` (None or (*, N)) and-ed with where
+    that converged; plain K (or no distortion) passes the pixels and ``mask`` through."""
     dist = getattr(camera_or_k, "dist", None)
     if not hasattr(camera_or_k, "K") or dist is None or dist.shape[-1] == 0:
-        return getattr(camera_or_k, "K", camera_or_k), pixels, None
+        return getattr(camera_or_k, "K", camera_or_k), pixels, mask
     from .. import camera
 
     model = getattr(camera_or_k, "model", "opencv")
     und, conv = camera.undistort_points(pixels, camera_or_k.K, dist, model, K_new=camera_or_k.K)
-    return camera_or_k.K, und, conv
+    return camera_or_k.K, und, conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
 
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
@@ -254,9 +255,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
-    k, pixels, conv = undistorted(camera_or_k, pixels)
-    if conv is not None:
-        mask = conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
+    k, pixels, mask = undistorted(camera_or_k, pixels, mask)
     (pw, uv, k), out = as_floats(points_3d, pixels, k, names=("points_3d", "pixels", "K"))
     check_trailing(pw, (None, 3), "points_3d")
     check_trailing(uv, (None, 2), "pixels")

@@ -118,10 +118,8 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
         batch = broadcast_batch(cams, uv.shape[:-1], names=("K / poses (*, V)", "pixels (*, N, V)"))
     except ValueError as err:
         raise ValueError(f"{err}; {layout}") from None
-    _, uv_und, converged = undistorted(camera_or_k, uv[..., None, :])
-    if converged is not None:
-        uv = uv_und[..., 0, :]
-        mask = converged[..., 0] if mask is None else mx.array(mask).astype(mx.bool_) & converged[..., 0]
+    _, uv, mask = undistorted(camera_or_k, uv[..., None, :], None if mask is None else mx.array(mask)[..., None])
+    uv, mask = uv[..., 0, :], None if mask is None else mask[..., 0]
     w = mx.ones(batch, dtype=uv.dtype) if mask is None else mx.broadcast_to(mx.array(mask).astype(uv.dtype), batch)
     k, pose = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(pose, (*batch, 4, 4))
     uv = mx.broadcast_to(uv, (*batch, 2))
