@@ -22,6 +22,7 @@ from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_t
 from .._compiled import eager
 from .._cuda import fast_path
 from ..camera import projection
+from ..homography._common import safe_sqrt
 from . import _pnp_init, _point_sums, pnp_cuda
 from ..solve import RobustLoss, get_loss, lm_loop
 
@@ -239,10 +240,8 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     res = reprojection_residuals(pose, pw, pixels, k)
     sq = mx.sum(w * mx.sum(res * res, axis=-1), axis=-1)
     n_used = mx.sum(w, axis=-1)
-    ms = sq / mx.maximum(n_used, 1.0)
-    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
-    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
-    rms = mx.where(ok, rms, mx.inf)
+    # Double where (safe_sqrt): an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = mx.where(ok, safe_sqrt(sq / mx.maximum(n_used, 1.0)), mx.inf)
     if hessian is None:
         hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
     # The LM's system is for the left step h = Ad(T) xi: Cov(xi) = Ad(T^-1) Cov(h) Ad(T^-1)^T.

@@ -9,6 +9,7 @@ import mlx.core as mx
 from .. import linalg
 from ..camera import projection
 from ..camera.projection import MIN_DEPTH
+from ..homography._common import safe_sqrt
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from ..solve import levenberg_marquardt
 from .pnp import normalize_pixels, undistorted
@@ -142,7 +143,6 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     res, depth = _view_residuals(x, k, pose, uv)
     ok = ok & mx.all((depth > MIN_DEPTH) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
     x = mx.where(ok[..., None], x, 0.0)
-    ms = mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0)
-    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
-    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
+    # Double where (safe_sqrt): an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = safe_sqrt(mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
     return TriangulationResult(cast_out(x, out), ok, cast_out(mx.where(ok, rms, mx.inf), out))
