@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import mlx.core as mx
@@ -119,10 +120,7 @@ def warp_perspective(
     fill = mx.broadcast_to(mx.array(border_value, dtype=img.dtype), (c,))
     # Index of each output's source image in the flattened image stack (no copy of the images).
     img_batch = img.shape[:-3]
-    n_img = 1
-    for s in img_batch:
-        n_img *= s
-    which = mx.broadcast_to(mx.arange(n_img).reshape(img_batch + (1, 1)) if img_batch else mx.zeros((1, 1), mx.int32), batch + (1, 1))
+    which = mx.broadcast_to(mx.arange(math.prod(img_batch)).reshape(img_batch + (1, 1)) if img_batch else mx.zeros((1, 1), mx.int32), batch + (1, 1))
     flat = img.reshape(-1, c)
     # Clamping far-away coordinates keeps them outside (or on the edge) and the integers small.
     sx = mx.where(good, mx.clip(sx, -2, in_w + 1), -2)
