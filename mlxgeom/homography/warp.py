@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import mlx.core as mx
 
-from .._checks import as_float, broadcast_batch, cast_out, check_trailing
+from .._checks import as_checked, as_float, broadcast_batch, cast_out
 from ..lie.so3 import cross
 
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -106,9 +106,7 @@ def warp_perspective(
     if len(out_size) != 2 or min(int(out_size[0]), int(out_size[1])) < 1:
         raise ValueError(f"out_size must be (width, height) with positive entries, got {out_size!r}")
     img, out_dtype = as_float(images, "images")
-    h_mat, _ = as_float(H, "H")
-    check_trailing(h_mat, (3, 3), "H")
-    h_mat = h_mat.astype(img.dtype)
+    h_mat = as_checked(H, (3, 3), "H")[0].astype(img.dtype)
     has_c = img.ndim >= 3 if channels is None else channels
     _check_layout(img, has_c, channels)
     if not has_c:

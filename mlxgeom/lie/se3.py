@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
+from .._checks import as_checked, cast_out
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
@@ -134,15 +134,11 @@ def _jacobian_inv(xi: mx.array, sign: float) -> mx.array:
 
 
 def _tangent(x: Any, name: str = "xi") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (6,), name)
-    return x, out
+    return as_checked(x, (6,), name)
 
 
 def _pose(x: Any, name: str = "T") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (4, 4), name)
-    return x, out
+    return as_checked(x, (4, 4), name)
 
 
 def se3_hat(xi) -> mx.array:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
+from .._checks import as_checked, cast_out
 from .._compiled import compiled
 from . import so3
 
@@ -102,15 +102,11 @@ def _frob_sq(a: mx.array) -> mx.array:
 
 
 def _tangent(x, name: str = "x") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (8,), name)
-    return x, out
+    return as_checked(x, (8,), name)
 
 
 def _matrix(h, name: str = "H") -> tuple[mx.array, mx.Dtype]:
-    h, out = as_float(h, name)
-    check_trailing(h, (3, 3), name)
-    return h, out
+    return as_checked(h, (3, 3), name)
 
 
 def sl3_hat(x) -> mx.array:

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._checks import as_checked, as_floats, cast_out, check_batch, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
@@ -164,15 +164,11 @@ _act = fast_path(lie_cuda.so3_act, _act_pure, lie_cuda.act_enabled)
 
 
 def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (3,), name)
-    return x, out
+    return as_checked(x, (3,), name)
 
 
 def _matrix(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (3, 3), name)
-    return x, out
+    return as_checked(x, (3, 3), name)
 
 
 def so3_hat(phi) -> mx.array:
