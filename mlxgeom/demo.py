@@ -234,13 +234,9 @@ def opencv_project(points: np.ndarray, cams: camera.Camera) -> np.ndarray:
     """Reference pixels (V, N, 2) from a loop of ``cv2.projectPoints`` (float64) over the cameras."""
     import cv2
 
-    K = np.array(cams.K, dtype=np.float64)
-    dist = np.array(cams.dist, dtype=np.float64)
-    rvec = np.array(lie.so3_log(cams.R), dtype=np.float64)
-    tvec = np.array(cams.t, dtype=np.float64)
+    K, dist, rvec, tvec = (np.array(a, dtype=np.float64) for a in (cams.K, cams.dist, lie.so3_log(cams.R), cams.t))
     views = rvec.shape[0]
-    K = np.broadcast_to(K, (views, 3, 3))
-    dist = np.broadcast_to(dist, (views, dist.shape[-1]))
+    K, dist = np.broadcast_to(K, (views, 3, 3)), np.broadcast_to(dist, (views, dist.shape[-1]))
     return np.stack([cv2.projectPoints(points, rvec[i], tvec[i], K[i], dist[i])[0].reshape(-1, 2)
                      for i in range(views)])
 
