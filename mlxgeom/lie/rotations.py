@@ -81,8 +81,7 @@ def quaternion_to_matrix(q, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0]
     """
     _check_order(order)
-    q, out = as_checked(q, (4,), "q")
-    return cast_out(_quaternion_to_matrix(_to_wxyz(q, order)), out)
+    return so3._single(lambda q: _quaternion_to_matrix(_to_wxyz(q, order)), q, (4,), "q")
 
 
 def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
@@ -96,8 +95,7 @@ def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0, 0.0]
     """
     _check_order(order)
-    r, out = as_checked(r, (3, 3), "R")
-    return cast_out(_from_wxyz(so3._quaternion_wxyz(r), order), out)
+    return so3._single(lambda r: _from_wxyz(so3._quaternion_wxyz(r), order), r, (3, 3), "R")
 
 
 def _parse_seq(seq: str) -> tuple[list[int], bool]:
@@ -196,8 +194,7 @@ def matrix_to_euler(r, seq: str) -> mx.array:
     [0.1, 0.2, 0.3]
     """
     axes, intrinsic = _parse_seq(seq)
-    r, out = as_checked(r, (3, 3), "R")
-    return cast_out(_euler_from_quaternion(so3._quaternion_wxyz(r), axes, intrinsic), out)
+    return so3._single(lambda r: _euler_from_quaternion(so3._quaternion_wxyz(r), axes, intrinsic), r, (3, 3), "R")
 
 
 def _normalize(v: mx.array) -> mx.array:
@@ -228,5 +225,4 @@ def matrix_to_sixd(r) -> mx.array:
     >>> matrix_to_sixd(mx.eye(3)).tolist()
     [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     """
-    r, out = as_checked(r, (3, 3), "R")
-    return cast_out(mx.concatenate([r[..., :, 0], r[..., :, 1]], axis=-1), out)
+    return so3._single(lambda r: mx.concatenate([r[..., :, 0], r[..., :, 1]], axis=-1), r, (3, 3), "R")
