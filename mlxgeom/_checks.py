@@ -100,6 +100,17 @@ def check_trailing(x: mx.array, trailing: Sequence[int | None], name: str = "inp
         raise ValueError(f"{name}: expected shape {_shape_str(trailing)}, got {tuple(x.shape)}")
 
 
+def as_checked(x: Any, trailing: Sequence[int | None], name: str = "input") -> tuple[mx.array, mx.Dtype]:
+    """:func:`as_float`, then :func:`check_trailing`: ``(array (*, *trailing), dtype the results take)``.
+
+    >>> as_checked([[1, 2, 3]], (3,), "p")[0].shape
+    (1, 3)
+    """
+    x, out = as_float(x, name)
+    check_trailing(x, trailing, name)
+    return x, out
+
+
 def check_square(x: mx.array, sizes: Sequence[int] | None = None, name: str = "input") -> int:
     """Raise ``ValueError`` unless ``x`` is a batch of square matrices; return n.
 

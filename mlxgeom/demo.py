@@ -129,8 +129,7 @@ def reproject(cams: camera.Camera, points: mx.array) -> camera.Projection:
     flat = points.reshape(h * w, 3)
     proj = cams.project(flat)
     px = proj.pixels
-    size = cams.size[..., None, :]
-    inside = mx.all((px >= 0) & (px <= size - 1), axis=-1)
+    inside = mx.all((px >= 0) & (px <= cams.size[..., None, :] - 1), axis=-1)
     v = cams.batch_shape[0]
     return camera.Projection(px.reshape(v, h, w, 2), proj.depth.reshape(v, h, w),
                              (proj.valid & inside).reshape(v, h, w))
@@ -188,10 +187,7 @@ def perturb_poses(pose: mx.array, rot_deg: float, trans_m: float, seed: int = 0)
     in a random direction (so the errors are exactly those amounts)."""
     rng = np.random.default_rng(seed)
     n = pose.shape[0]
-    axis = rng.normal(size=(n, 3))
-    step = rng.normal(size=(n, 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    step /= np.linalg.norm(step, axis=1, keepdims=True)
+    axis, step = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in rng.normal(size=(2, n, 3)))
     rot = lie.so3_compose(lie.so3_exp(mx.array(np.deg2rad(rot_deg) * axis, dtype=mx.float32)), pose[:, :3, :3])
     centre = lie.se3_inverse(pose)[:, :3, 3] + mx.array(trans_m * step, dtype=mx.float32)
     return lie.se3_from_rt(rot, -lie.so3_act(rot, centre))
@@ -229,8 +225,7 @@ def pose_errors(pose: mx.array, truth: mx.array) -> tuple[np.ndarray, np.ndarray
     """Rotation error (deg) and camera-centre distance (m) per view, (V,) each."""
     rel = lie.so3_compose(pose[..., :3, :3], lie.so3_inverse(truth[..., :3, :3]))
     rot = np.degrees(np.linalg.norm(np.array(lie.so3_log(rel), dtype=np.float64), axis=-1))
-    c = np.array(lie.se3_inverse(pose)[..., :3, 3], dtype=np.float64)
-    c_true = np.array(lie.se3_inverse(truth)[..., :3, 3], dtype=np.float64)
+    c, c_true = (np.array(lie.se3_inverse(p)[..., :3, 3], dtype=np.float64) for p in (pose, truth))
     return rot, np.linalg.norm(c - c_true, axis=-1)
 
 
@@ -239,13 +234,9 @@ def opencv_project(points: np.ndarray, cams: camera.Camera) -> np.ndarray:
     """Reference pixels (V, N, 2) from a loop of ``cv2.projectPoints`` (float64) over the cameras."""
     import cv2
 
-    K = np.array(cams.K, dtype=np.float64)
-    dist = np.array(cams.dist, dtype=np.float64)
-    rvec = np.array(lie.so3_log(cams.R), dtype=np.float64)
-    tvec = np.array(cams.t, dtype=np.float64)
+    K, dist, rvec, tvec = (np.array(a, dtype=np.float64) for a in (cams.K, cams.dist, lie.so3_log(cams.R), cams.t))
     views = rvec.shape[0]
-    K = np.broadcast_to(K, (views, 3, 3))
-    dist = np.broadcast_to(dist, (views, dist.shape[-1]))
+    K, dist = np.broadcast_to(K, (views, 3, 3)), np.broadcast_to(dist, (views, dist.shape[-1]))
     return np.stack([cv2.projectPoints(points, rvec[i], tvec[i], K[i], dist[i])[0].reshape(-1, 2)
                      for i in range(views)])
 
@@ -258,15 +249,12 @@ class Timing(NamedTuple):
 def time_calls(fn: Callable[[], object], runs: int) -> Timing:
     """Time the first call of ``fn`` apart, then the median of ``runs`` more calls; ``fn`` must
     block until its result exists (``mx.eval`` inside)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
     times = []
-    for _ in range(runs):
+    for _ in range(runs + 1):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return Timing(first, float(np.median(times)))
+    return Timing(times[0], float(np.median(times[1:])))
 
 
 def time_reprojection(cams: camera.Camera, points: mx.array, runs: int, compiled: bool = True) -> dict[str, Timing]:
@@ -567,9 +555,7 @@ def run_demo(data_dir: str = DEFAULT_DATA, out_dir: str = DEFAULT_OUT, small: bo
     t_refine = time.perf_counter() - t0
     plain = refine_poses(dst, pose0, *args, loss=None, iterations=iters)
     mx.eval(plain)
-    rot0, pos0 = pose_errors(pose0, truth)
-    rot1, pos1 = pose_errors(refined.pose, truth)
-    rot2, pos2 = pose_errors(plain.pose, truth)
+    (rot0, pos0), (rot1, pos1), (rot2, pos2) = (pose_errors(p, truth) for p in (pose0, refined.pose, plain.pose))
     photo = {}
     for key, pose in (("ground truth", truth), ("perturbed", pose0), ("refined", refined.pose)):
         # Same source points for every pose: those visible (z-test) at the true poses.
@@ -582,32 +568,23 @@ def run_demo(data_dir: str = DEFAULT_DATA, out_dir: str = DEFAULT_OUT, small: bo
                        "rms_before": np.array(refined.initial_rms), "rms_after": np.array(refined.final_rms)}
 
     _step(bar, 7)
-    files = []
     names = scene.names
-    grid_np = np.array(grid).astype(np.int64)
-    f = os.path.join(out_dir, "overlays.png")
-    save_overlays(f, scene.images, grid_np, np.array(proj.pixels), valid_np, vis_np, names, every=max(24, stride))
-    files.append(f)
-    f = os.path.join(out_dir, "error_heatmaps.png")
-    save_heatmaps(f, scene.images[0], err_np, valid_np, vis_np, names)
-    files.append(f)
-    f = os.path.join(out_dir, "timing.png")
-    save_timing_chart(f, timing, f"Reprojecting {n_points:,} points into {len(names) - 1} views on "
-                                 f"{mx.default_device()} (steady state: median of {runs} calls)")
-    files.append(f)
-    f = os.path.join(out_dir, "pose_refinement.png")
-    save_pose_chart(f, [n.replace(".png", "") for n in names[1:]],
+    files = [os.path.join(out_dir, f) for f in ("overlays.png", "error_heatmaps.png", "timing.png",
+                                                 "pose_refinement.png", "report.txt")]
+    save_overlays(files[0], scene.images, np.array(grid).astype(np.int64), np.array(proj.pixels), valid_np, vis_np,
+                  names, every=max(24, stride))
+    save_heatmaps(files[1], scene.images[0], err_np, valid_np, vis_np, names)
+    save_timing_chart(files[2], timing, f"Reprojecting {n_points:,} points into {len(names) - 1} views on "
+                                        f"{mx.default_device()} (steady state: median of {runs} calls)")
+    save_pose_chart(files[3], [n.replace(".png", "") for n in names[1:]],
                     {"perturbed (start)": (rot0, pos0), "refined, Cauchy loss 2 px": (rot1, pos1),
                      "refined, no robust loss": (rot2, pos2)},
                     f"Pose errors before / after optim.refine_pnp on matches with 30 % outliers ({iters} LM iterations)")
-    files.append(f)
 
     _step(bar, 8)
     report = format_report(stats, scene, timing, runs, stride, __version__)
-    f = os.path.join(out_dir, "report.txt")
-    with open(f, "w") as fh:
+    with open(files[4], "w") as fh:
         fh.write(report)
-    files.append(f)
     bar.update(1)
     bar.close()
     return DemoResult(out_dir, files, report, stats)

@@ -104,12 +104,10 @@ class Camera(_CameraArrays):
         given = {k: v for k, v in (("K", K), ("pose", pose), ("dist", dist), ("size", size)) if v is not None}
         arrays, out = as_floats(*given.values(), names=list(given))
         conv = dict(zip(given, arrays))
-        dt = conv["K"].dtype
-        K = conv["K"]
-        pose = conv.get("pose", mx.eye(4, dtype=dt))
+        K, dt = conv["K"], conv["K"].dtype
+        pose = _homogeneous(conv.get("pose", mx.eye(4, dtype=dt)))
         dist = conv.get("dist", mx.zeros((0,), dtype=dt))
         size = conv.get("size", mx.zeros((2,), dtype=dt))
-        pose = _homogeneous(pose)
         P._check_camera(K, pose, dist if dist.shape[-1] else None, cls.model)
         check_trailing(size, (2,), "size")
         broadcast_batch(K.shape[:-2], pose.shape[:-2], dist.shape[:-1], size.shape[:-1],
@@ -145,14 +143,12 @@ class Camera(_CameraArrays):
         """
         pose = None
         if rvec is not None or tvec is not None:
-            rvec = mx.zeros(3) if rvec is None else rvec
-            tvec = mx.zeros(3) if tvec is None else tvec
-            (rvec, tvec), _ = as_floats(rvec, tvec, names=("rvec", "tvec"))
+            (rvec, tvec), _ = as_floats(*(mx.zeros(3) if v is None else v for v in (rvec, tvec)), names=("rvec", "tvec"))
             rvec, tvec = _flat3(rvec, "rvec"), _flat3(tvec, "tvec")
             pose = lie.se3_from_rt(lie.so3_exp(rvec), tvec)
         if dist is not None:
             (dist,), _ = as_floats(dist, names=("dist",))
-            if dist.ndim == 2 and dist.shape[0] == 1 or dist.ndim == 2 and dist.shape[1] == 1:
+            if dist.ndim == 2 and 1 in dist.shape:
                 dist = dist.reshape(-1)
         return cls(K, pose, dist, size)
 

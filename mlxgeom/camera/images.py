@@ -14,7 +14,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from .._checks import as_float, as_floats, broadcast_batch, cast_out, check_trailing
+from .._checks import as_checked, as_float, as_floats, broadcast_batch, cast_out
 from .projection import distort_points, pixel_grid
 
 
@@ -63,9 +63,7 @@ def remap(image: Any, map_uv: Any, fill: float = 0.0) -> mx.array:
         [[2.0]]
     """
     img, out = as_float(image, "image")
-    uv, _ = as_float(map_uv, "map_uv")
-    uv = uv.astype(img.dtype)
-    check_trailing(uv, (None, None, 2), "map_uv")
+    uv = as_checked(map_uv, (None, None, 2), "map_uv")[0].astype(img.dtype)
     plain = img.ndim == 2
     if plain:
         img = img[..., None]

@@ -23,8 +23,7 @@ from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 
 def check_K(K: mx.array, name: str = "K") -> None:
     """Raise ``ValueError`` unless ``K`` has shape (*, 3, 3)."""
-    if K.ndim < 2 or K.shape[-2:] != (3, 3):
-        raise ValueError(f"{name}: expected shape (*, 3, 3), got {tuple(K.shape)}")
+    check_trailing(K, (3, 3), name)
 
 
 def intrinsics_matrix(fx: Any, fy: Any, cx: Any, cy: Any, skew: Any = 0.0) -> mx.array:
@@ -104,8 +103,7 @@ def scale_intrinsics(K: Any, sx: Any, sy: Any | None = None) -> mx.array:
     (K, sx, sy), out = as_floats(K, sx, sy, names=("K", "sx", "sy"))
     check_K(K)
     check_batch(("K", K, 2), ("sx", sx, 0), ("sy", sy, 0))
-    S = _diag_affine(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
-    return cast_out(_left_affine(S, K), out)
+    return cast_out(_left_affine(mx.broadcast_arrays(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5), K), out)
 
 
 def crop_intrinsics(K: Any, left: Any, top: Any) -> mx.array:
@@ -118,13 +116,8 @@ def crop_intrinsics(K: Any, left: Any, top: Any) -> mx.array:
     (K, left, top), out = as_floats(K, left, top, names=("K", "left", "top"))
     check_K(K)
     check_batch(("K", K, 2), ("left", left, 0), ("top", top, 0))
-    one = mx.ones_like(left)
-    S = _diag_affine(one, mx.ones_like(top), -left, -top)
+    S = mx.broadcast_arrays(mx.ones_like(left), mx.ones_like(top), -left, -top)
     return cast_out(_left_affine(S, K), out)
-
-
-def _diag_affine(sx: mx.array, sy: mx.array, tx: mx.array, ty: mx.array) -> tuple[mx.array, ...]:
-    return mx.broadcast_arrays(sx, sy, tx, ty)
 
 
 def _left_affine(S: tuple[mx.array, ...], K: mx.array) -> mx.array:
@@ -135,7 +128,3 @@ def _left_affine(S: tuple[mx.array, ...], K: mx.array) -> mx.array:
     row2 = mx.broadcast_to(K[..., 2, :], row0.shape)
     return mx.stack([row0, row1, row2], axis=-2)
 
-
-def check_size(size: mx.array) -> None:
-    """Raise ``ValueError`` unless ``size`` is (*, 2) [width, height]."""
-    check_trailing(size, (2,), "size")

@@ -55,23 +55,16 @@ def check_correspondences(
     Returns float arrays broadcast to one batch shape and the output dtype. Raises ``ValueError``
     naming the expected shape when a trailing dimension or N does not match.
     """
-    arrays = [src, dst] + ([] if weights is None else [weights])
     names = [*names, "weights"]
-    converted, out_dtype = as_floats(*arrays, names=names)
-    src, dst = converted[0], converted[1]
+    (src, dst, *given), out_dtype = as_floats(src, dst, *([] if weights is None else [weights]), names=names)
     check_trailing(src, (None, 2), names[0])
     check_trailing(dst, (None, 2), names[1])
     n = src.shape[-2]
     if dst.shape[-2] != n:
         raise ValueError(f"{names[1]}: expected shape (*, N, 2) with N = {n} as in {names[0]}, got {tuple(dst.shape)}")
-    if weights is None:
-        w = mx.ones(src.shape[:-1], dtype=src.dtype)
-    else:
-        w = converted[2]
-        if w.ndim < 1 or w.shape[-1] != n:
-            raise ValueError(f"weights: expected shape (*, N) with N = {n}, got {tuple(w.shape)}")
+    w = given[0] if given else mx.ones(src.shape[:-1], dtype=src.dtype)
+    if w.ndim < 1 or w.shape[-1] != n:
+        raise ValueError(f"weights: expected shape (*, N) with N = {n}, got {tuple(w.shape)}")
     batch = broadcast_batch(src.shape[:-2], dst.shape[:-2], w.shape[:-1], names=names)
-    src = mx.broadcast_to(src, batch + (n, 2))
-    dst = mx.broadcast_to(dst, batch + (n, 2))
-    w = mx.broadcast_to(w, batch + (n,))
-    return src, dst, w, out_dtype
+    return (mx.broadcast_to(src, batch + (n, 2)), mx.broadcast_to(dst, batch + (n, 2)),
+            mx.broadcast_to(w, batch + (n,)), out_dtype)

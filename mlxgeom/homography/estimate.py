@@ -22,25 +22,6 @@ _METHODS = ("dlt", "ransac", "lm")
 _REFITS = 1
 
 
-def _sq_errors(h: mx.array, src: mx.array, dst: mx.array) -> mx.array:
-    """|dst - pi(h src)|^2 (B, N) for h (B, 3, 3); inf for points sent to infinity."""
-    return transfer_sq_error(h[:, None], src, dst)[:, 0]
-
-
-def _ransac(
-    src: mx.array, dst: mx.array, w: mx.array, thr: float, key: mx.array, max_trials: int, confidence: float,
-    min_inliers: int, iterations: int, symmetric: bool,
-) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-    """:func:`mlxgeom.solve.ransac` on the homography model, in Hartley-normalized coordinates:
-    (H, Hn, ok, trials) per pair."""
-    xn, un, norm = normalize_pair(src, dst, w)
-    model = homography_model(src, dst, norm, iterations, symmetric)
-    # Errors in normalized destination units are pixel errors times the destination scale.
-    res = ransac(model, (xn, un), w, thr * norm[3], max_trials=max_trials, confidence=confidence, key=key,
-                 refit_rounds=_REFITS, min_inliers=min_inliers)
-    return denormalize(res.model, *norm), res.model, res.ok, res.trials
-
-
 def find_homography(
     src: Any,
     dst: Any,
@@ -108,19 +89,21 @@ def find_homography(
     num_valid = mx.sum(valid.astype(mx.int32), -1)
     symmetric = error == "symmetric"
     if method == "ransac":
-        key = mx.random.key(0) if key is None else key
-        h, hn, ok, trials = _ransac(s, d, w, threshold, key, max_trials, confidence, max(min_inliers, 4), iterations,
-                                    symmetric)
+        xn, un, norm = normalize_pair(s, d, w)
+        # Errors in normalized destination units are pixel errors times the destination scale.
+        res = ransac(homography_model(s, d, norm, iterations, symmetric), (xn, un), w, threshold * norm[3],
+                     max_trials=max_trials, confidence=confidence, key=key, refit_rounds=_REFITS,
+                     min_inliers=max(min_inliers, 4))
+        h, hn, ok, trials = denormalize(res.model, *norm), res.model, res.ok, res.trials
     else:
         h, hn, ok = fit_dlt(s, d, w)
         trials = mx.zeros(ok.shape, dtype=mx.int32)
         if method == "lm" and iterations > 0:
             h_lm, hn_lm, cost = lm_refine(h, s, d, w, iterations, symmetric)
-            better = mx.isfinite(cost)
-            h = mx.where(better[:, None, None], h_lm, h)
-            hn = mx.where(better[:, None, None], hn_lm, hn)
+            better = mx.isfinite(cost)[:, None, None]
+            h, hn = mx.where(better, h_lm, h), mx.where(better, hn_lm, hn)
     h, ok = finish(h, hn, ok & (num_valid >= 4))
-    e2 = _sq_errors(h, s, d)
+    e2 = transfer_sq_error(h[:, None], s, d)[:, 0]
     inliers = valid & (e2 <= threshold * threshold)
     num_inliers = mx.sum(inliers.astype(mx.int32), -1)
     if method == "ransac":

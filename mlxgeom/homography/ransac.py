@@ -45,10 +45,6 @@ def _minimal(samples: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
     return hn[:, :, None], (nondegenerate & oriented)[:, :, None]
 
 
-def _sq_error(hyps: mx.array, data: tuple[mx.array, ...]) -> mx.array:
-    return transfer_sq_error(hyps, *data)
-
-
 def homography_model(src: mx.array, dst: mx.array, norm: tuple[mx.array, ...], iterations: int,
                      symmetric: bool) -> RansacModel:
     """The :class:`RansacModel` on the data ``(xn, un)``, the points (B, N, 2) normalized by
@@ -68,4 +64,4 @@ def homography_model(src: mx.array, dst: mx.array, norm: tuple[mx.array, ...], i
             h = mx.where(mx.isfinite(cost)[:, None, None], h_lm, h)
         return normalize_h(h, norm), ok
 
-    return RansacModel(4, _minimal, _sq_error, refit)
+    return RansacModel(4, _minimal, lambda hyps, data: transfer_sq_error(hyps, *data), refit)

@@ -19,7 +19,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import lie, linalg
-from .._checks import broadcast_batch, cast_out
+from .._checks import broadcast_batch, cast_out, check_trailing
 from ..solve import lm_loop
 from ._common import check_correspondences, drop_invalid, safe_div, spread_ok
 from .dlt import denormalize, normalize_h, normalize_pair
@@ -138,13 +138,11 @@ def refine_homography(
         raise ValueError(f"error must be one of {_ERRORS}, got {error!r}")
     s, d, w, out_dtype = check_correspondences(src, dst, weights)
     h0 = mx.array(H) if not isinstance(H, mx.array) else H
-    if h0.ndim < 2 or h0.shape[-2:] != (3, 3):
-        raise ValueError(f"H: expected shape (*, 3, 3), got {tuple(h0.shape)}")
+    check_trailing(h0, (3, 3), "H")
     batch = broadcast_batch(s.shape[:-2], h0.shape[:-2], names=["src/dst", "H"])
     n = s.shape[-2]
     b = math.prod(batch)  # explicit: MLX cannot infer -1 when N = 0
-    s = mx.broadcast_to(s, batch + (n, 2)).reshape(b, n, 2)
-    d = mx.broadcast_to(d, batch + (n, 2)).reshape(b, n, 2)
+    s, d = (mx.broadcast_to(a, batch + (n, 2)).reshape(b, n, 2) for a in (s, d))
     w = mx.broadcast_to(w, batch + (n,)).reshape(b, n)
     h0 = mx.broadcast_to(h0.astype(s.dtype), batch + (3, 3)).reshape(b, 3, 3)
     s, d, w, valid = drop_invalid(s, d, w)

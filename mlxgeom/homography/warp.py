@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import mlx.core as mx
 
-from .._checks import as_float, broadcast_batch, cast_out, check_trailing
+from .._checks import as_checked, as_float, broadcast_batch, cast_out
 from ..lie.so3 import cross
 
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -105,9 +106,7 @@ def warp_perspective(
     if len(out_size) != 2 or min(int(out_size[0]), int(out_size[1])) < 1:
         raise ValueError(f"out_size must be (width, height) with positive entries, got {out_size!r}")
     img, out_dtype = as_float(images, "images")
-    h_mat, _ = as_float(H, "H")
-    check_trailing(h_mat, (3, 3), "H")
-    h_mat = h_mat.astype(img.dtype)
+    h_mat = as_checked(H, (3, 3), "H")[0].astype(img.dtype)
     has_c = img.ndim >= 3 if channels is None else channels
     _check_layout(img, has_c, channels)
     if not has_c:
@@ -119,10 +118,7 @@ def warp_perspective(
     fill = mx.broadcast_to(mx.array(border_value, dtype=img.dtype), (c,))
     # Index of each output's source image in the flattened image stack (no copy of the images).
     img_batch = img.shape[:-3]
-    n_img = 1
-    for s in img_batch:
-        n_img *= s
-    which = mx.broadcast_to(mx.arange(n_img).reshape(img_batch + (1, 1)) if img_batch else mx.zeros((1, 1), mx.int32), batch + (1, 1))
+    which = mx.broadcast_to(mx.arange(math.prod(img_batch)).reshape(img_batch + (1, 1)) if img_batch else mx.zeros((1, 1), mx.int32), batch + (1, 1))
     flat = img.reshape(-1, c)
     # Clamping far-away coordinates keeps them outside (or on the edge) and the integers small.
     sx = mx.where(good, mx.clip(sx, -2, in_w + 1), -2)

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._checks import as_checked, as_floats, cast_out, check_batch
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -181,8 +181,7 @@ class _InverseJacobians:
 
 def _so3_adjoint(r: Any) -> mx.array:
     """Ad(R) = R on so(3) (rotation vectors), with the shape check every verb makes."""
-    r, out = as_float(r, "R")
-    check_trailing(r, (3, 3), "R")
+    r, out = as_checked(r, (3, 3), "R")
     return cast_out(r, out)
 
 
@@ -271,8 +270,7 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
         >>> SO3.from_matrix(2 * mx.eye(3)).matrix.tolist()[0]
         [1.0, 0.0, 0.0]
         """
-        m, out = as_float(m, "m")
-        check_trailing(m, (3, 3), "m")
+        m, out = as_checked(m, (3, 3), "m")
         return cls(cast_out(linalg.project_to_so3(m) if project else m, out))
 
     def _chordal(self, axis: int) -> "SO3":
@@ -334,8 +332,7 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
         >>> SE3.from_matrix(mx.diag(mx.array([2.0, 2.0, 2.0, 5.0]))).matrix[3].tolist()
         [0.0, 0.0, 0.0, 1.0]
         """
-        m, out = as_float(m, "m")
-        check_trailing(m, (4, 4), "m")
+        m, out = as_checked(m, (4, 4), "m")
         if not project:
             return cls(m if m.dtype == out else cast_out(m, out))
         r = linalg.project_to_so3(m[..., :3, :3])
@@ -383,7 +380,6 @@ class SL3(_SL3, MatrixLieGroup):
         >>> SL3.from_matrix(2 * mx.eye(3)).matrix.tolist()[0]
         [1.0, 0.0, 0.0]
         """
-        m, out = as_float(m, "m")
-        check_trailing(m, (3, 3), "m")
+        m, out = as_checked(m, (3, 3), "m")
         return cls(cast_out(sl3._unit_det(m) if project else m, out))
 

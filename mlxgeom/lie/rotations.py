@@ -13,7 +13,7 @@ import math
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
+from .._checks import as_checked, cast_out
 from . import _scalar as sc
 from . import so3
 from .so3 import so3_exp as rotvec_to_matrix
@@ -81,9 +81,7 @@ def quaternion_to_matrix(q, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0]
     """
     _check_order(order)
-    q, out = as_float(q, "q")
-    check_trailing(q, (4,), "q")
-    return cast_out(_quaternion_to_matrix(_to_wxyz(q, order)), out)
+    return so3._single(lambda q: _quaternion_to_matrix(_to_wxyz(q, order)), q, (4,), "q")
 
 
 def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
@@ -97,9 +95,7 @@ def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0, 0.0]
     """
     _check_order(order)
-    r, out = as_float(r, "R")
-    check_trailing(r, (3, 3), "R")
-    return cast_out(_from_wxyz(so3._quaternion_wxyz(r), order), out)
+    return so3._single(lambda r: _from_wxyz(so3._quaternion_wxyz(r), order), r, (3, 3), "R")
 
 
 def _parse_seq(seq: str) -> tuple[list[int], bool]:
@@ -135,8 +131,7 @@ def euler_to_matrix(angles, seq: str) -> mx.array:
     [1.0, 0.0, 0.0]
     """
     axes, intrinsic = _parse_seq(seq)
-    angles, out = as_float(angles, "angles")
-    check_trailing(angles, (3,), "angles")
+    angles, out = as_checked(angles, (3,), "angles")
     mats = [_axis_rotation(ax, angles[..., i]) for i, ax in enumerate(axes)]
     if not intrinsic:
         mats = mats[::-1]
@@ -199,9 +194,7 @@ def matrix_to_euler(r, seq: str) -> mx.array:
     [0.1, 0.2, 0.3]
     """
     axes, intrinsic = _parse_seq(seq)
-    r, out = as_float(r, "R")
-    check_trailing(r, (3, 3), "R")
-    return cast_out(_euler_from_quaternion(so3._quaternion_wxyz(r), axes, intrinsic), out)
+    return so3._single(lambda r: _euler_from_quaternion(so3._quaternion_wxyz(r), axes, intrinsic), r, (3, 3), "R")
 
 
 def _normalize(v: mx.array) -> mx.array:
@@ -218,8 +211,7 @@ def sixd_to_matrix(x) -> mx.array:
     >>> sixd_to_matrix(mx.array([2.0, 0, 0, 1, 3, 0])).tolist()[1]
     [0.0, 1.0, 0.0]
     """
-    x, out = as_float(x, "x")
-    check_trailing(x, (6,), "x")
+    x, out = as_checked(x, (6,), "x")
     b1 = _normalize(x[..., :3])
     a2 = x[..., 3:]
     b2 = _normalize(a2 - mx.sum(b1 * a2, axis=-1, keepdims=True) * b1)
@@ -233,6 +225,4 @@ def matrix_to_sixd(r) -> mx.array:
     >>> matrix_to_sixd(mx.eye(3)).tolist()
     [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     """
-    r, out = as_float(r, "R")
-    check_trailing(r, (3, 3), "R")
-    return cast_out(mx.concatenate([r[..., :, 0], r[..., :, 1]], axis=-1), out)
+    return so3._single(lambda r: mx.concatenate([r[..., :, 0], r[..., :, 1]], axis=-1), r, (3, 3), "R")

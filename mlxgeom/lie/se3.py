@@ -9,12 +9,9 @@ eq. 7.85-7.86 (the Q block) with ``J_r(xi) = J_l(-xi)``; the adjoint is
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
@@ -133,26 +130,13 @@ def _jacobian_inv(xi: mx.array, sign: float) -> mx.array:
     return _blocks(ji, off, mx.zeros_like(ji), ji)
 
 
-def _tangent(x: Any, name: str = "xi") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (6,), name)
-    return x, out
-
-
-def _pose(x: Any, name: str = "T") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (4, 4), name)
-    return x, out
-
-
 def se3_hat(xi) -> mx.array:
     """(*, 6) [rho, phi] -> (*, 4, 4) ``[[hat(phi), rho], [0, 0]]``.
 
     >>> se3_hat(mx.arange(6.0)).shape
     (4, 4)
     """
-    xi, out = _tangent(xi)
-    return cast_out(_hat(xi), out)
+    return so3._single(_hat, xi, (6,), "xi")
 
 
 def se3_vee(m) -> mx.array:
@@ -161,8 +145,7 @@ def se3_vee(m) -> mx.array:
     >>> se3_vee(se3_hat(mx.arange(6.0))).tolist()
     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     """
-    m, out = _pose(m, "m")
-    return cast_out(_vee(m), out)
+    return so3._single(_vee, m, (4, 4), "m")
 
 
 def se3_exp(xi, method: str = "closed_form") -> mx.array:
@@ -175,8 +158,7 @@ def se3_exp(xi, method: str = "closed_form") -> mx.array:
     >>> se3_exp(mx.array([1.0, 2.0, 3.0, 0.0, 0.0, 0.0]))[:3, 3].tolist()
     [1.0, 2.0, 3.0]
     """
-    xi, out = _tangent(xi)
-    return cast_out(_exp(xi, method), out)
+    return so3._single(lambda xi: _exp(xi, method), xi, (6,), "xi")
 
 
 def se3_log(m) -> mx.array:
@@ -189,8 +171,7 @@ def se3_log(m) -> mx.array:
     >>> bool(mx.allclose(se3_log(se3_exp(xi)), xi, atol=1e-5))
     True
     """
-    m, out = _pose(m)
-    return cast_out(_log(m), out)
+    return so3._single(_log, m, (4, 4), "T")
 
 
 def se3_inverse(m) -> mx.array:
@@ -199,8 +180,7 @@ def se3_inverse(m) -> mx.array:
     >>> se3_inverse(mx.eye(4)).shape
     (4, 4)
     """
-    m, out = _pose(m)
-    return cast_out(_inverse(m), out)
+    return so3._single(_inverse, m, (4, 4), "T")
 
 
 def se3_compose(a, b) -> mx.array:
@@ -230,8 +210,7 @@ def se3_adjoint(m) -> mx.array:
     >>> se3_adjoint(mx.eye(4)).shape
     (6, 6)
     """
-    m, out = _pose(m)
-    return cast_out(_adjoint(m), out)
+    return so3._single(_adjoint, m, (4, 4), "T")
 
 
 def se3_left_jacobian(xi) -> mx.array:
@@ -242,8 +221,7 @@ def se3_left_jacobian(xi) -> mx.array:
     >>> se3_left_jacobian(mx.zeros(6)).shape
     (6, 6)
     """
-    xi, out = _tangent(xi)
-    return cast_out(_jacobian(xi, 1.0), out)
+    return so3._single(lambda xi: _jacobian(xi, 1.0), xi, (6,), "xi")
 
 
 def se3_right_jacobian(xi) -> mx.array:
@@ -252,8 +230,7 @@ def se3_right_jacobian(xi) -> mx.array:
     >>> se3_right_jacobian(mx.zeros(6)).shape
     (6, 6)
     """
-    xi, out = _tangent(xi)
-    return cast_out(_jacobian(xi, -1.0), out)
+    return so3._single(lambda xi: _jacobian(xi, -1.0), xi, (6,), "xi")
 
 
 def se3_left_jacobian_inv(xi) -> mx.array:
@@ -262,8 +239,7 @@ def se3_left_jacobian_inv(xi) -> mx.array:
     >>> se3_left_jacobian_inv(mx.zeros(6)).shape
     (6, 6)
     """
-    xi, out = _tangent(xi)
-    return cast_out(_jacobian_inv(xi, 1.0), out)
+    return so3._single(lambda xi: _jacobian_inv(xi, 1.0), xi, (6,), "xi")
 
 
 def se3_right_jacobian_inv(xi) -> mx.array:
@@ -272,8 +248,7 @@ def se3_right_jacobian_inv(xi) -> mx.array:
     >>> se3_right_jacobian_inv(mx.zeros(6)).shape
     (6, 6)
     """
-    xi, out = _tangent(xi)
-    return cast_out(_jacobian_inv(xi, -1.0), out)
+    return so3._single(lambda xi: _jacobian_inv(xi, -1.0), xi, (6,), "xi")
 
 
 def se3_from_rt(r, t) -> mx.array:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, cast_out, check_trailing
+from .._checks import as_checked, cast_out
 from .._compiled import compiled
 from . import so3
 
@@ -101,26 +101,13 @@ def _frob_sq(a: mx.array) -> mx.array:
     return mx.sum(a * a, axis=(-2, -1))
 
 
-def _tangent(x, name: str = "x") -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (8,), name)
-    return x, out
-
-
-def _matrix(h, name: str = "H") -> tuple[mx.array, mx.Dtype]:
-    h, out = as_float(h, name)
-    check_trailing(h, (3, 3), name)
-    return h, out
-
-
 def sl3_hat(x) -> mx.array:
     """(*, 8) -> traceless (*, 3, 3) in the Benhimane-Malis basis (module docstring).
 
     >>> sl3_hat(mx.arange(1.0, 9.0)).tolist()
     [[5.0, 3.0, 1.0], [4.0, -11.0, 2.0], [7.0, 8.0, 6.0]]
     """
-    x, out = _tangent(x)
-    return cast_out(_hat(x), out)
+    return so3._single(_hat, x, (8,), "x")
 
 
 def sl3_vee(m) -> mx.array:
@@ -129,8 +116,7 @@ def sl3_vee(m) -> mx.array:
     >>> sl3_vee(sl3_hat(mx.arange(1.0, 9.0))).tolist()
     [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     """
-    m, out = _matrix(m, "m")
-    return cast_out(_vee(m), out)
+    return so3._single(_vee, m, (3, 3), "m")
 
 
 def sl3_exp(x) -> mx.array:
@@ -141,8 +127,7 @@ def sl3_exp(x) -> mx.array:
     >>> sl3_exp(mx.zeros(8)).tolist()[0]
     [1.0, 0.0, 0.0]
     """
-    x, out = _tangent(x)
-    return cast_out(_exp(x), out)
+    return so3._single(_exp, x, (8,), "x")
 
 
 def sl3_log_ex(h) -> tuple[mx.array, mx.array]:
@@ -163,7 +148,7 @@ def sl3_log_ex(h) -> tuple[mx.array, mx.array]:
     >>> bool(mx.allclose(y, x, atol=1e-5)), ok.item()
     (True, True)
     """
-    h, out = _matrix(h)
+    h, out = as_checked(h, (3, 3), "H")
     x, ok = _log_ex(h)
     return cast_out(x, out), ok
 
@@ -183,8 +168,7 @@ def sl3_inverse(h) -> mx.array:
     >>> sl3_inverse(mx.eye(3)).shape
     (3, 3)
     """
-    h, out = _matrix(h)
-    return cast_out(linalg.inv(h), out)
+    return so3._single(linalg.inv, h, (3, 3), "H")
 
 
 def sl3_compose(a, b) -> mx.array:
@@ -223,8 +207,7 @@ def sl3_adjoint(h) -> mx.array:
     >>> sl3_adjoint(mx.eye(3)).shape
     (8, 8)
     """
-    h, out = _matrix(h)
-    return cast_out(_adjoint(h), out)
+    return so3._single(_adjoint, h, (3, 3), "H")
 
 
 def _ad(x: mx.array) -> mx.array:
@@ -252,8 +235,7 @@ def sl3_left_jacobian(x) -> mx.array:
     >>> sl3_left_jacobian(mx.zeros(8)).shape
     (8, 8)
     """
-    x, out = _tangent(x)
-    return cast_out(_left_jacobian(x), out)
+    return so3._single(_left_jacobian, x, (8,), "x")
 
 
 def sl3_right_jacobian(x) -> mx.array:
@@ -262,5 +244,4 @@ def sl3_right_jacobian(x) -> mx.array:
     >>> sl3_right_jacobian(mx.zeros(8)).shape
     (8, 8)
     """
-    x, out = _tangent(x)
-    return cast_out(_left_jacobian(-x), out)
+    return so3._single(lambda x: _left_jacobian(-x), x, (8,), "x")

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._checks import as_checked, as_floats, cast_out, check_batch, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import _scalar as sc
@@ -48,6 +48,13 @@ def cross(a: mx.array, b: mx.array) -> mx.array:
     a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
     return mx.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
+def _single(op: Any, x: Any, trailing: tuple, name: str) -> mx.array:
+    """``op(x)`` of one input with the given trailing shape, in the compute dtype and cast back: the
+    checks every one-argument verb of the groups shares (as :func:`_pair` for two)."""
+    x, out = as_checked(x, trailing, name)
+    return cast_out(op(x), out)
 
 
 def _pair(op: Any, a: Any, b: Any, trailing: tuple, names: tuple[str, str]) -> mx.array:
@@ -163,26 +170,13 @@ def _act_pure(r: mx.array, p: mx.array) -> mx.array:
 _act = fast_path(lie_cuda.so3_act, _act_pure, lie_cuda.act_enabled)
 
 
-def _vector(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (3,), name)
-    return x, out
-
-
-def _matrix(x: Any, name: str) -> tuple[mx.array, mx.Dtype]:
-    x, out = as_float(x, name)
-    check_trailing(x, (3, 3), name)
-    return x, out
-
-
 def so3_hat(phi) -> mx.array:
     """Skew matrix of phi: (*, 3) -> (*, 3, 3), ``hat(phi) p = phi x p``.
 
     >>> so3_hat(mx.array([1.0, 2.0, 3.0]))[0].tolist()
     [0.0, -3.0, 2.0]
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_hat(phi), out)
+    return _single(_hat, phi, (3,), "phi")
 
 
 def so3_vee(m) -> mx.array:
@@ -191,8 +185,7 @@ def so3_vee(m) -> mx.array:
     >>> so3_vee(so3_hat(mx.array([1.0, 2.0, 3.0]))).tolist()
     [1.0, 2.0, 3.0]
     """
-    m, out = _matrix(m, "m")
-    return cast_out(_vee(m), out)
+    return _single(_vee, m, (3, 3), "m")
 
 
 def so3_exp(phi) -> mx.array:
@@ -206,8 +199,7 @@ def so3_exp(phi) -> mx.array:
     >>> [round(v, 5) + 0.0 for v in R[0].tolist()]
     [0.0, -1.0, 0.0]
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_exp(phi), out)
+    return _single(_exp, phi, (3,), "phi")
 
 
 def so3_log(r) -> mx.array:
@@ -220,8 +212,7 @@ def so3_log(r) -> mx.array:
     >>> [round(v, 5) for v in so3_log(so3_exp(mx.array([0.1, -0.2, 0.3]))).tolist()]
     [0.1, -0.2, 0.3]
     """
-    r, out = _matrix(r, "R")
-    return cast_out(_log(r), out)
+    return _single(_log, r, (3, 3), "R")
 
 
 def so3_inverse(r) -> mx.array:
@@ -230,8 +221,7 @@ def so3_inverse(r) -> mx.array:
     >>> so3_inverse(mx.eye(3)).shape
     (3, 3)
     """
-    r, out = _matrix(r, "R")
-    return cast_out(mx.swapaxes(r, -1, -2), out)
+    return _single(lambda r: mx.swapaxes(r, -1, -2), r, (3, 3), "R")
 
 
 def so3_compose(a, b) -> mx.array:
@@ -263,8 +253,7 @@ def so3_left_jacobian(phi) -> mx.array:
     >>> so3_left_jacobian(mx.zeros(3)).tolist()[0]
     [1.0, 0.0, 0.0]
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_jacobian(phi, 1.0), out)
+    return _single(lambda phi: _jacobian(phi, 1.0), phi, (3,), "phi")
 
 
 def so3_right_jacobian(phi) -> mx.array:
@@ -273,8 +262,7 @@ def so3_right_jacobian(phi) -> mx.array:
     >>> so3_right_jacobian(mx.zeros(3)).shape
     (3, 3)
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_jacobian(phi, -1.0), out)
+    return _single(lambda phi: _jacobian(phi, -1.0), phi, (3,), "phi")
 
 
 def so3_left_jacobian_inv(phi) -> mx.array:
@@ -285,8 +273,7 @@ def so3_left_jacobian_inv(phi) -> mx.array:
     >>> so3_left_jacobian_inv(mx.zeros(3)).tolist()[1]
     [0.0, 1.0, 0.0]
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_jacobian_inv(phi, 1.0), out)
+    return _single(lambda phi: _jacobian_inv(phi, 1.0), phi, (3,), "phi")
 
 
 def so3_right_jacobian_inv(phi) -> mx.array:
@@ -295,5 +282,4 @@ def so3_right_jacobian_inv(phi) -> mx.array:
     >>> so3_right_jacobian_inv(mx.zeros(3)).shape
     (3, 3)
     """
-    phi, out = _vector(phi, "phi")
-    return cast_out(_jacobian_inv(phi, -1.0), out)
+    return _single(lambda phi: _jacobian_inv(phi, -1.0), phi, (3,), "phi")

@@ -29,6 +29,7 @@ rounding level for random, graded and clustered spectra.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
@@ -234,6 +235,7 @@ def _sym(x: mx.array) -> mx.array:
     return 0.5 * (x + x.swapaxes(-1, -2))
 
 
+@functools.cache
 def _make_core(sweeps: int):
     @mx.custom_function
     def core(a: mx.array) -> tuple[mx.array, mx.array]:
@@ -257,15 +259,6 @@ def _make_core(sweeps: int):
         return dw, matmul(v, _gap_inverse(w) * p)
 
     return core
-
-
-_CORES: dict[int, object] = {}
-
-
-def _core(sweeps: int):
-    if sweeps not in _CORES:
-        _CORES[sweeps] = _make_core(sweeps)
-    return _CORES[sweeps]
 
 
 def eigh(a, sweeps: int | None = None) -> tuple[mx.array, mx.array]:
@@ -301,7 +294,7 @@ def eigh(a, sweeps: int | None = None) -> tuple[mx.array, mx.array]:
         sweeps = default_sweeps(n, a.dtype)
     if not isinstance(sweeps, int) or sweeps < 0:
         raise ValueError(f"sweeps: expected a non-negative int, got {sweeps!r}")
-    w, v = _core(sweeps)(a)
+    w, v = _make_core(sweeps)(a)
     return cast_out(w, out), cast_out(v, out)
 
 

@@ -28,6 +28,8 @@ unrolled iteration would cancel terms of size 1 / mu and lose eps / mu of relati
 
 from __future__ import annotations
 
+import functools
+
 import mlx.core as mx
 import numpy as np
 
@@ -127,6 +129,7 @@ def _earlier_gaps(w: mx.array) -> mx.array:
     return _gap_inverse(w) * mx.array(np.triu(np.ones((k, k)), 1), dtype=w.dtype)
 
 
+@functools.cache
 def _make_core(k: int, iterations: int, oversample: int):
     @mx.custom_function
     def core(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -161,16 +164,6 @@ def _make_core(k: int, iterations: int, oversample: int):
         return dw, dv, mx.zeros(ok.shape, dtype=mx.bool_)
 
     return core
-
-
-_CORES: dict[tuple[int, int, int], object] = {}
-
-
-def _core(k: int, iterations: int, oversample: int):
-    key = (k, iterations, oversample)
-    if key not in _CORES:
-        _CORES[key] = _make_core(*key)
-    return _CORES[key]
 
 
 def eigh_smallest(a, k: int = 1, iterations: int = 2, oversample: int = 1) -> tuple[mx.array, mx.array, mx.array]:
@@ -215,5 +208,5 @@ def eigh_smallest(a, k: int = 1, iterations: int = 2, oversample: int = 1) -> tu
     for name, value in (("iterations", iterations), ("oversample", oversample)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
-    w, v, ok = _core(k, iterations, oversample)(a)
+    w, v, ok = _make_core(k, iterations, oversample)(a)
     return cast_out(w, out), cast_out(v, out), ok

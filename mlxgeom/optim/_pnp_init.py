@@ -129,11 +129,13 @@ def _least_squares(l_sub: mx.array, rho: mx.array) -> mx.array:
     """Normal-equation least squares for the small beta systems (n <= 5), lightly regularised."""
     a = mx.sum(l_sub[..., :, :, None] * l_sub[..., :, None, :], axis=-3)
     g = mx.sum(l_sub * rho[..., None], axis=-2)
-    n = a.shape[-1]
+    return _damped_solve(a, g, 10.0 * eps(a.dtype))[0]
+
+
+def _damped_solve(a: mx.array, g: mx.array, rel: float) -> tuple[mx.array, mx.array]:
+    """``solve_spd_ex(A + (rel tr(A) + 1e-30) I, g)``: the beta systems, lightly regularised."""
     tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
-    a = a + (10.0 * eps(a.dtype) * tr + 1e-30)[..., None, None] * mx.eye(n, dtype=a.dtype)
-    x, _ = linalg.solve_spd_ex(a, g)
-    return x
+    return linalg.solve_spd_ex(a + (rel * tr + 1e-30)[..., None, None] * mx.eye(a.shape[-1], dtype=a.dtype), g)
 
 
 def _columns(m: mx.array, cols: tuple[int, ...]) -> mx.array:
@@ -169,15 +171,13 @@ def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5)
     col = {p: i for i, p in enumerate(_PRODUCTS)}
     table = mx.stack([mx.stack([(2.0 if k == j else 1.0) * lmat[..., col[min(k, j), max(k, j)]] for j in range(4)], -1)
                       for k in range(4)], -2)  # (*, 6, 4 (k), 4 (j))
-    eye = mx.eye(4, dtype=beta.dtype)
     for _ in range(iters):
         jac = linalg.matmul(table, beta[..., None, :, None])[..., 0]  # (*, 6, 4)
         res = 0.5 * mx.sum(jac * beta[..., None, :], axis=-1) - rho
         jt = jac.swapaxes(-1, -2)
         a = linalg.matmul(jt, jac)
         g = linalg.matmul(jt, res[..., None])[..., 0]
-        tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)
-        step, ok = linalg.solve_spd_ex(a + (1e-6 * tr + 1e-30)[..., None, None] * eye, -g)
+        step, ok = _damped_solve(a, -g, 1e-6)
         beta = beta + mx.where(ok[..., None] & mx.all(mx.isfinite(step), -1, keepdims=True), step, 0.0)
     return beta
 

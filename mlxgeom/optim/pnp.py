@@ -22,6 +22,7 @@ from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_t
 from .._compiled import eager
 from .._cuda import fast_path
 from ..camera import projection
+from ..homography._common import safe_sqrt
 from . import _pnp_init, _point_sums, pnp_cuda
 from ..solve import RobustLoss, get_loss, lm_loop
 
@@ -55,17 +56,18 @@ class PnPResult(NamedTuple):
     inliers: mx.array
 
 
-def undistorted(camera_or_k: Any, pixels: Any) -> tuple[Any, Any, Any]:
-    """``(K, pixels, converged)``: a Camera's pixels with its lens distortion removed
-    (``camera.undistort_points`` with ``K_new = K``); plain K passes through (converged None)."""
+def undistorted(camera_or_k: Any, pixels: Any, mask: Any = None) -> tuple[Any, Any, Any]:
+    """``(K, pixels, mask)``: a Camera's pixels with its lens distortion removed
+    (``camera.undistort_points`` with ``K_new = K``) and ``mask`` (None or (*, N)) and-ed with where
+    that converged; plain K (or no distortion) passes the pixels and ``mask`` through."""
     dist = getattr(camera_or_k, "dist", None)
     if not hasattr(camera_or_k, "K") or dist is None or dist.shape[-1] == 0:
-        return getattr(camera_or_k, "K", camera_or_k), pixels, None
+        return getattr(camera_or_k, "K", camera_or_k), pixels, mask
     from .. import camera
 
     model = getattr(camera_or_k, "model", "opencv")
     und, conv = camera.undistort_points(pixels, camera_or_k.K, dist, model, K_new=camera_or_k.K)
-    return camera_or_k.K, und, conv
+    return camera_or_k.K, und, conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
 
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
@@ -141,29 +143,13 @@ def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.arr
     sq = w * (ru * ru + rv * rv)
     c = w if loss is None else w * loss.weight(sq)
 
-    def jac(a: int) -> tuple[mx.array, mx.array | None]:
-        """Row entries (ju_a, jv_a): ju = [fx, s] . [jx, jy], jv = fy jy with jx = [1/z, 0, -x/z,
-        -xy, 1 + x^2, -y], jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv_0 = 0 (None)."""
-        if a == 0:
-            return fx * iz, None
-        if a == 1:
-            return sk * iz, fy * iz
-        if a == 2:
-            return -(fx * x + sk * y) * iz, -fy * y * iz
-        if a == 3:
-            return -(fx * (x * y) + sk * (1.0 + y * y)), -fy * (1.0 + y * y)
-        if a == 4:
-            return fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)
-        return sk * x - fx * y, fy * x
-
-    terms = []
-    for a in range(6):
-        for b in range(a, 6):
-            (ua, va), (ub, vb) = jac(a), jac(b)
-            terms.append(c * (ua * ub if va is None else ua * ub + va * vb))
-    for a in range(6):
-        ua, va = jac(a)
-        terms.append(c * (ua * ru if va is None else ua * ru + va * rv))
+    # Row entries (ju_a, jv_a): ju = [fx, s] . [jx, jy], jv = fy jy with jx = [1/z, 0, -x/z,
+    # -xy, 1 + x^2, -y], jy = [0, 1/z, -y/z, -(1 + y^2), xy, x]; jv_0 = 0 (None).
+    jac = [(fx * iz, None), (sk * iz, fy * iz), (-(fx * x + sk * y) * iz, -fy * y * iz),
+           (-(fx * (x * y) + sk * (1.0 + y * y)), -fy * (1.0 + y * y)),
+           (fx * (1.0 + x * x) + sk * (x * y), fy * (x * y)), (sk * x - fx * y, fy * x)]
+    terms = [c * (ua * ub if va is None else ua * ub + va * vb) for a, (ua, va) in enumerate(jac) for ub, vb in jac[a:]]
+    terms += [c * (ua * ru if va is None else ua * ru + va * rv) for ua, va in jac]
     terms.append(0.5 * (sq if loss is None else loss.rho(sq)))
     return terms
 
@@ -254,10 +240,8 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     res = reprojection_residuals(pose, pw, pixels, k)
     sq = mx.sum(w * mx.sum(res * res, axis=-1), axis=-1)
     n_used = mx.sum(w, axis=-1)
-    ms = sq / mx.maximum(n_used, 1.0)
-    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
-    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
-    rms = mx.where(ok, rms, mx.inf)
+    # Double where (safe_sqrt): an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = mx.where(ok, safe_sqrt(sq / mx.maximum(n_used, 1.0)), mx.inf)
     if hessian is None:
         hessian = _pnp_normal_equations(pose, pnp_blocks(pw, pixels, w), k, None)[1]
     # The LM's system is for the left step h = Ad(T) xi: Cov(xi) = Ad(T^-1) Cov(h) Ad(T^-1)^T.
@@ -270,9 +254,7 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
-    k, pixels, conv = undistorted(camera_or_k, pixels)
-    if conv is not None:
-        mask = conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
+    k, pixels, mask = undistorted(camera_or_k, pixels, mask)
     (pw, uv, k), out = as_floats(points_3d, pixels, k, names=("points_3d", "pixels", "K"))
     check_trailing(pw, (None, 3), "points_3d")
     check_trailing(uv, (None, 2), "pixels")

@@ -9,6 +9,7 @@ import mlx.core as mx
 from .. import linalg
 from ..camera import projection
 from ..camera.projection import MIN_DEPTH
+from ..homography._common import safe_sqrt
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from ..solve import levenberg_marquardt
 from .pnp import normalize_pixels, undistorted
@@ -118,10 +119,8 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
         batch = broadcast_batch(cams, uv.shape[:-1], names=("K / poses (*, V)", "pixels (*, N, V)"))
     except ValueError as err:
         raise ValueError(f"{err}; {layout}") from None
-    _, uv_und, converged = undistorted(camera_or_k, uv[..., None, :])
-    if converged is not None:
-        uv = uv_und[..., 0, :]
-        mask = converged[..., 0] if mask is None else mx.array(mask).astype(mx.bool_) & converged[..., 0]
+    _, uv, mask = undistorted(camera_or_k, uv[..., None, :], None if mask is None else mx.array(mask)[..., None])
+    uv, mask = uv[..., 0, :], None if mask is None else mask[..., 0]
     w = mx.ones(batch, dtype=uv.dtype) if mask is None else mx.broadcast_to(mx.array(mask).astype(uv.dtype), batch)
     k, pose = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(pose, (*batch, 4, 4))
     uv = mx.broadcast_to(uv, (*batch, 2))
@@ -144,7 +143,6 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     res, depth = _view_residuals(x, k, pose, uv)
     ok = ok & mx.all((depth > MIN_DEPTH) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
     x = mx.where(ok[..., None], x, 0.0)
-    ms = mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0)
-    # Double where: an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
-    rms = mx.where(ms > 0, mx.sqrt(mx.where(ms > 0, ms, 1.0)), 0.0)
+    # Double where (safe_sqrt): an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
+    rms = safe_sqrt(mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))
     return TriangulationResult(cast_out(x, out), ok, cast_out(mx.where(ok, rms, mx.inf), out))
