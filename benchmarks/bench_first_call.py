@@ -165,7 +165,7 @@ def _cell(case: str, mode: str, timeout: float) -> dict:
             out = subprocess.run([sys.executable, __file__, "--child", case, mode], env=env, timeout=timeout,
                                  capture_output=True, text=True)
             res = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else \
-                {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
+                {"error": f"exit {out.returncode}: " + (out.stderr.strip().splitlines() or ["(no message)"])[-1][:120]}
         except subprocess.TimeoutExpired:
             res = {"timeout": time.perf_counter() - t0}
         res["modules"] = sorted(os.path.splitext(f)[0] for _, _, fs in os.walk(cache) for f in fs
