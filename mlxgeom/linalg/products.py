@@ -9,9 +9,11 @@ neighbours (a broadcast product reduced with ``mx.sum`` would materialise (*, n,
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import mlx.core as mx
+import numpy as np
 
 from .._checks import as_float, check_batch
 from .._compiled import compiled
@@ -86,17 +88,32 @@ def gauss_newton_system(jacobian: Sequence[Sequence[mx.array]], residual: Sequen
     named += [(f"residual[{r}]", e, 0) for r, e in enumerate(residual)] + [("weight", weight, 0)]
     if len({getattr(e, "shape", None) for _, e, _ in named}) > 1:  # equal shapes (the hot case) cannot clash
         check_batch(*named)
-    upper = [(i, j) for i in range(n) for j in range(i, n)]
-    entries = []
-    for i, j in upper:
-        entries.append(sum(row[i] * row[j] for row in jacobian))
-    for i in range(n):
-        entries.append(sum(row[i] * r for row, r in zip(jacobian, residual)))
+    # Each entry's products fuse with the code that formed the entries; one stack, one reduction.
+    entries = [sum(row[i] * row[j] for row in jacobian) for i in range(n) for j in range(i, n)]
+    entries += [sum(row[i] * r for row, r in zip(jacobian, residual)) for i in range(n)]
     shape = mx.broadcast_shapes(weight.shape, *(e.shape for e in entries))
-    stacked = mx.stack([mx.broadcast_to(weight * e, shape) for e in entries], axis=-2)  # (*, E, N)
-    sums = mx.sum(stacked, axis=-1)
-    index = [0] * (n * n)
-    for k, (i, j) in enumerate(upper):
-        index[i * n + j] = index[j * n + i] = k
-    a = mx.take(sums, mx.array(index), axis=-1)
-    return a.reshape(*a.shape[:-1], n, n), sums[..., len(upper):]
+    return _normal_system([mx.stack([mx.broadcast_to(weight * e, shape) for e in entries], axis=-2)], n)
+
+
+def _normal_system(products: Sequence[mx.array], n: int) -> tuple[mx.array, mx.array]:
+    """``(A (*, n, n), g (*, n))`` from products (*, k, M) whose sums over M, concatenated, are the
+    upper triangle of A row by row and then g: the one reduction of both normal-equation builders
+    (:func:`gauss_newton_system`, :func:`mlxgeom.solve.normal_equations`)."""
+    sums = mx.concatenate([mx.sum(p, axis=-1) for p in products], axis=-1)
+    return _unpack_symmetric(sums[..., :-n], n), sums[..., -n:]
+
+
+def _unpack_symmetric(packed: mx.array, n: int) -> mx.array:
+    """The symmetric (*, n, n) matrices of their upper triangles packed row by row (*, n (n + 1) / 2)."""
+    a = mx.take(packed, mx.array(_symmetric_index(n)), axis=-1)
+    return a.reshape(*a.shape[:-1], n, n)
+
+
+@functools.cache
+def _symmetric_index(n: int) -> np.ndarray:
+    """(n * n,) position of each entry of an n x n symmetric matrix in its packed upper triangle (a
+    host array: an mx.array cached from inside an mx.compile trace would not outlive the trace)."""
+    iu, ju = np.triu_indices(n)
+    packed = np.zeros((n, n), dtype=np.int32)
+    packed[iu, ju] = packed[ju, iu] = np.arange(iu.size)
+    return packed.reshape(-1)

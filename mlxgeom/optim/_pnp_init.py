@@ -16,6 +16,7 @@ import numpy as np
 from .. import linalg
 from .._checks import eps
 from .._cuda import fast_path
+from ..linalg.products import _unpack_symmetric
 from ..homography._common import safe_div, safe_sqrt
 from . import pnp_cuda
 
@@ -34,11 +35,6 @@ def _centroid(p: mx.array, w: mx.array) -> mx.array:
     return mx.sum(p * w[..., None], axis=-2) / n
 
 
-# The 10 distinct entries (i <= j) of a symmetric 4x4 and where each 4x4 entry reads them.
-_UPPER4 = [(i, j) for i in range(4) for j in range(i, 4)]
-_SYMMETRIC4 = [_UPPER4.index((min(i, j), max(i, j))) for i in range(4) for j in range(4)]
-
-
 def _packed_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """Centroid (*, 3) and the moments packed as (*, 4, 10) (entries i <= j): the pure-mx path."""
     c0 = _centroid(pw, w)
@@ -52,7 +48,7 @@ def _packed_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, 
 
     # One (*, N) product and row sum per entry, each built afresh so that it fuses alone.
     packed = mx.stack([mx.stack([mx.sum(c() if h[i] is None else c() * product(i, j), axis=-1)
-                                 for i, j in _UPPER4], -1) for c in coef], -2)
+                                 for i in range(4) for j in range(i, 4)], -1) for c in coef], -2)
     return c0, packed
 
 
@@ -70,8 +66,7 @@ def point_moments(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx
     ``T^T moments T`` with no further pass over the points.
     """
     c0, packed = _packed_moments_fast(pw, xn, w)
-    moments = mx.take(packed, mx.array(_SYMMETRIC4), axis=-1)
-    return c0, moments.reshape(*moments.shape[:-1], 4, 4)
+    return c0, _unpack_symmetric(packed, 4)
 
 
 def _transformed(moments: mx.array, t: mx.array) -> mx.array:

@@ -21,6 +21,7 @@ from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from .._compiled import eager
 from .._cuda import fast_path
+from ..linalg.products import _unpack_symmetric
 from ..camera import projection
 from ..homography._common import safe_sqrt
 from . import _pnp_init, _point_sums, pnp_cuda
@@ -154,10 +155,6 @@ def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.arr
     return terms
 
 
-_UPPER = [(a, b) for a in range(6) for b in range(a, 6)]
-_SYMMETRIC = [_UPPER.index((min(a, b), max(a, b))) for a in range(6) for b in range(6)]
-
-
 @functools.cache
 def _point_totals(loss: RobustLoss | None) -> Callable[[mx.array, mx.array, mx.array], mx.array]:
     """``(pose, k, points) -> `` the sums (*, 28) over the points of :func:`_point_terms`;
@@ -185,8 +182,7 @@ def _pnp_normal_equations(pose: mx.array, points: mx.array, k: mx.array,
     block at a time (:func:`_point_sums.sum_blocks`).
     """
     total = _point_totals(loss)(pose, k, points)
-    hess = mx.take(total, mx.array(_SYMMETRIC), axis=-1)
-    return total[..., 27], hess.reshape(*hess.shape[:-1], 6, 6), total[..., 21:27]
+    return total[..., 27], _unpack_symmetric(total[..., :21], 6), total[..., 21:27]
 
 
 def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array, *,

@@ -9,12 +9,10 @@ Synthesis", 2000, sec. 4.3, dropping the ``rho''`` term).
 
 from __future__ import annotations
 
-import functools
-
 import mlx.core as mx
-import numpy as np
 
 from .._checks import check_batch
+from ..linalg.products import _normal_system
 from .losses import RobustLoss
 
 
@@ -67,17 +65,4 @@ def normal_equations(r: mx.array, J: mx.array, w: mx.array) -> tuple[mx.array, m
     n = J.shape[-1]
     Jt = J.swapaxes(-1, -2)
     JtW = Jt * w[..., None, :]
-    rows = [mx.sum(JtW[..., k : k + 1, :] * Jt[..., k:, :], axis=-1) for k in range(n)]
-    packed = mx.concatenate([*rows, mx.sum(JtW * r[..., None, :], axis=-1)], axis=-1)
-    A = mx.take(packed[..., :-n], mx.array(_symmetric_index(n)), axis=-1).reshape(*packed.shape[:-1], n, n)
-    return A, packed[..., -n:]
-
-
-@functools.cache
-def _symmetric_index(n: int) -> np.ndarray:
-    """(n * n,) position of each entry of an n x n symmetric matrix in its packed upper triangle (a
-    host array: an mx.array cached from inside an mx.compile trace would not outlive the trace)."""
-    iu, ju = np.triu_indices(n)
-    packed = np.zeros((n, n), dtype=np.int32)
-    packed[iu, ju] = packed[ju, iu] = np.arange(iu.size)
-    return packed.reshape(-1)
+    return _normal_system([*(JtW[..., k : k + 1, :] * Jt[..., k:, :] for k in range(n)), JtW * r[..., None, :]], n)
