@@ -8,22 +8,15 @@ from typing import Any, Sequence
 import mlx.core as mx
 
 from .._checks import as_checked, as_float, broadcast_batch, cast_out
-from ..lie.so3 import cross
+from ..linalg.inverse import _adjugate_transposed
 
 _INTERPOLATIONS = ("bilinear", "nearest")
 _BORDERS = ("constant", "replicate")
 
 
-def _adjugate(h: mx.array) -> mx.array:
-    """adj(h) = det(h) h^-1 for (*, 3, 3): the inverse map up to scale, defined even if h is singular."""
-    r0, r1, r2 = h[..., 0, :], h[..., 1, :], h[..., 2, :]
-    # Columns of adj(h) are the cross products of pairs of rows of h.
-    return mx.stack([cross(r1, r2), cross(r2, r0), cross(r0, r1)], axis=-1)
-
-
 def _source_coords(h: mx.array, height: int, width: int) -> tuple[mx.array, mx.array, mx.array]:
     """Source coordinates (*, height, width) of every output pixel centre, and where they are finite."""
-    m = _adjugate(h)
+    m = _adjugate_transposed(h).swapaxes(-1, -2)  # det(h) h^-1: the inverse map up to scale, even for singular h
     xs = mx.arange(width, dtype=h.dtype)[None, :]
     ys = mx.arange(height, dtype=h.dtype)[:, None]
     e = [[m[..., i, j][..., None, None] for j in range(3)] for i in range(3)]
