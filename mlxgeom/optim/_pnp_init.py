@@ -16,6 +16,7 @@ import numpy as np
 from .. import linalg
 from .._checks import eps
 from .._cuda import fast_path
+from ..camera import projection
 from ..linalg.products import _unpack_symmetric
 from ..homography._common import safe_div, safe_sqrt
 from . import pnp_cuda
@@ -177,18 +178,12 @@ def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5)
     return beta
 
 
-def _sq_reprojection(r: mx.array, t: mx.array, pw_t: mx.array, xn_t: mx.array, w: mx.array) -> mx.array:
-    """sum_i w_i ||pi(R pw_i + t) - xn_i||^2 (1e6 per point behind the camera) for points and
-    image points given transposed, (*, 3, N) and (*, 2, N), so every row is contiguous."""
-    def entry(m: mx.array, *ij: int) -> mx.array:
-        return m[(..., *ij)][..., None]
-
-    pc = [entry(r, i, 0) * pw_t[..., 0, :] + entry(r, i, 1) * pw_t[..., 1, :] + entry(r, i, 2) * pw_t[..., 2, :]
-          + entry(t, i) for i in range(3)]
-    z = pc[2]
-    iz = 1.0 / mx.where(mx.abs(z) > 1e-12, z, 1e-12)
-    e = mx.square(pc[0] * iz - xn_t[..., 0, :]) + mx.square(pc[1] * iz - xn_t[..., 1, :])
-    return mx.sum(w * mx.where(z > 0, e, 1e6), axis=-1)
+def _sq_reprojection(r: mx.array, t: mx.array, pw: mx.array, xn: mx.array, w: mx.array) -> mx.array:
+    """sum_i w_i ||pi(R pw_i + t) - xn_i||^2 through the projection core (unit K), 1e6 per point
+    that it rejects (behind the camera)."""
+    proj = projection._project_values(pw, mx.eye(3, dtype=pw.dtype), mx.concatenate([r, t[..., None]], axis=-1))
+    e = mx.sum(mx.square(proj.pixels - xn), axis=-1)
+    return mx.sum(w * mx.where(proj.valid, e, 1e6), axis=-1)
 
 
 def _pose_candidates(beta: mx.array, null: mx.array, to_alpha: mx.array, c0: mx.array,
@@ -242,8 +237,8 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     # The three candidates run as one batch along a new leading axis (fewer, larger ops).
     beta = _refine_betas(mx.stack(_beta_guesses(lmat, rho), axis=0), lmat, rho)
     r, t, proper = _pose_candidates(beta, null, to_alpha, c0, moments)
-    err = _sq_reprojection(r, t, pw.swapaxes(-1, -2), xn.swapaxes(-1, -2), w)
-    err = mx.where(mx.isfinite(err), err, mx.inf)
+    err = _sq_reprojection(r, t, pw, xn, w)
+    err = mx.where(mx.isfinite(err) & mx.all(mx.isfinite(t), axis=-1), err, mx.inf)
     best = (r[0], t[0], err[0], proper[0])
     for i in (1, 2):  # the first candidate with the least error wins
         take = err[i] < best[2]
