@@ -52,24 +52,12 @@ def _check_model(model: str, dist: mx.array | None) -> None:
     _LENSES[model][0](dist.shape[-1])
 
 
-def _inputs(named: dict[str, Any]) -> tuple[dict[str, mx.array | None], mx.Dtype]:
-    """Convert the non-None inputs to one compute dtype."""
+def _inputs(**named: Any) -> tuple[list[mx.array | None], mx.Dtype]:
+    """The inputs in order, the non-None ones converted to one compute dtype."""
     keys = [k for k, v in named.items() if v is not None]
     arrays, out = as_floats(*[named[k] for k in keys], names=keys)
-    conv: dict[str, mx.array | None] = {k: None for k in named}
-    conv.update(dict(zip(keys, arrays)))
-    return conv, out
-
-
-def _camera_batch(K: mx.array, pose: mx.array | None, dist: mx.array | None) -> tuple[int, ...]:
-    shapes, names = [K.shape[:-2]], ["K"]
-    if pose is not None:
-        shapes.append(pose.shape[:-2])
-        names.append("pose")
-    if dist is not None:
-        shapes.append(dist.shape[:-1])
-        names.append("dist")
-    return broadcast_batch(*shapes, names=names)
+    conv = dict(zip(keys, arrays))
+    return [conv.get(k) for k in named], out
 
 
 def _check_camera(K: mx.array, pose: mx.array | None, dist: mx.array | None, model: str) -> tuple[int, ...]:
@@ -77,18 +65,14 @@ def _check_camera(K: mx.array, pose: mx.array | None, dist: mx.array | None, mod
     if pose is not None and (pose.ndim < 2 or pose.shape[-2:] != (4, 4)):
         raise ValueError(f"pose: expected shape (*, 4, 4), got {tuple(pose.shape)}")
     _check_model(model, dist)
-    return _camera_batch(K, pose, dist)
-
-
-def _per_point(a: mx.array) -> mx.array:
-    """Add the N axis to a per-camera array (*c) -> (*c, 1)."""
-    return a[..., None]
+    given = [(n, a.shape[:-k]) for n, a, k in (("K", K, 2), ("pose", pose, 2), ("dist", dist, 1)) if a is not None]
+    return broadcast_batch(*(b for _, b in given), names=[n for n, _ in given])
 
 
 def _coeffs(dist: mx.array | None) -> list[mx.array]:
     if dist is None:
         return []
-    return [_per_point(dist[..., i]) for i in range(dist.shape[-1])]
+    return [dist[..., i, None] for i in range(dist.shape[-1])]
 
 
 def _distort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, jacobian: bool) -> Distorted:
@@ -104,26 +88,16 @@ def _undistort(x: mx.array, y: mx.array, dist: mx.array | None, model: str, iter
 
 def _intrinsics(K: mx.array) -> tuple[mx.array, ...]:
     """(fx, fy, cx, cy, s) each (*c, 1), and the (*c, 1) focal-ok mask."""
-    params = tuple(_per_point(K[..., i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2), (0, 1)))
-    return params + (_per_point(focal_ok(K)),)
+    params = tuple(K[..., i, j, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2), (0, 1)))
+    return params + (focal_ok(K)[..., None],)
 
 
 def _rotate(pose: mx.array | None, X: mx.array, Y: mx.array, Z: mx.array, transpose: bool = False):
     """R p (or R^T p) with per-camera entries broadcast over the N axis, elementwise (no TF32)."""
     if pose is None:
         return X, Y, Z
-    e = [[_per_point(pose[..., j, i] if transpose else pose[..., i, j]) for j in range(3)] for i in range(3)]
+    e = [[(pose[..., j, i] if transpose else pose[..., i, j])[..., None] for j in range(3)] for i in range(3)]
     return tuple(e[i][0] * X + e[i][1] * Y + e[i][2] * Z for i in range(3))
-
-
-def _split_points(points: mx.array, name: str) -> tuple[mx.array, bool]:
-    check_trailing(points, (3,), name)
-    single = points.ndim == 1
-    return (points[None] if single else points), single
-
-
-def _check_broadcast(cam_batch: tuple[int, ...], point_batch: tuple[int, ...], what: str) -> None:
-    broadcast_batch(cam_batch, point_batch, names=("camera", what))
 
 
 class Projection(NamedTuple):
@@ -192,11 +166,11 @@ def project_points_jacobian(points_world: Any, K: Any, pose: Any = None, dist: A
 
 
 def _project(points_world, K, pose, dist, model, min_depth, jacobian):
-    a, out = _inputs({"points_world": points_world, "K": K, "pose": pose, "dist": dist})
-    points, single = _split_points(a["points_world"], "points_world")
-    K, pose, dist = a["K"], a["pose"], a["dist"]
+    (points, K, pose, dist), out = _inputs(points_world=points_world, K=K, pose=pose, dist=dist)
+    check_trailing(points, (3,), "points_world")
+    points, single = (points[None], True) if points.ndim == 1 else (points, False)
     cam_batch = _check_camera(K, pose, dist, model)
-    _check_broadcast(cam_batch, points.shape[:-2], "points_world")
+    broadcast_batch(cam_batch, points.shape[:-2], names=("camera", "points_world"))
     if not jacobian:
         cameras = _given(pose, dist)
         if projection_cuda.enabled([points, K, *cameras], dist, model, ("opencv", "fisheye")):
@@ -235,7 +209,7 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     xc, yc, zc = X, Y, Z
     if pose is not None:
         xc, yc, zc = _rotate(pose, X, Y, Z)
-        xc, yc, zc = (c + _per_point(pose[..., i, 3]) for i, c in enumerate((xc, yc, zc)))
+        xc, yc, zc = (c + pose[..., i, 3, None] for i, c in enumerate((xc, yc, zc)))
     front = zc > min_depth
     iz = 1.0 / mx.where(front, zc, 1.0)
     x, y = xc * iz, yc * iz
@@ -296,7 +270,7 @@ def _jacobians(f: _Forward, pose, dist):
     # d pixel / d x_cam = A [[1/z, 0, -x/z], [0, 1/z, -y/z]]
     P = [(ai0 * iz, ai1 * iz, -(ai0 * x + ai1 * y) * iz) for ai0, ai1 in a]
     if pose is not None:
-        Rt = [[_per_point(pose[..., i, j]) for j in range(3)] for i in range(3)]
+        Rt = [[pose[..., i, j, None] for j in range(3)] for i in range(3)]
         d_points = [tuple(sum(Pi[k] * Rt[k][j] for k in range(3)) for j in range(3)) for Pi in P]
     else:
         d_points = P
@@ -364,15 +338,13 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
         >>> [round(c, 4) for c in X[0].tolist()]
         [0.1, 0.2, 2.0]
     """
-    a, out = _inputs({"pixels": pixels, "depth": depth, "K": K, "pose": pose, "dist": dist})
-    px, single = _check_pixels(a["pixels"])
-    z = a["depth"]
-    K, pose, dist = a["K"], a["pose"], a["dist"]
+    (px, z, K, pose, dist), out = _inputs(pixels=pixels, depth=depth, K=K, pose=pose, dist=dist)
+    px, single = _check_pixels(px)
     cam_batch = _check_camera(K, pose, dist, model)
     if single and z.ndim >= 1:
         z = z[..., None]
     pt_batch = broadcast_batch(px.shape[:-1], z.shape, names=("pixels (*, N)", "depth (*, N)"))
-    _check_broadcast(cam_batch, pt_batch[:-1], "pixels")
+    broadcast_batch(cam_batch, pt_batch[:-1], names=("camera", "pixels"))
     cameras = _given(pose, dist)
     if projection_cuda.enabled([px, z, K, *cameras], dist, model):
         world, cam, valid = _unproject_fast(pose is not None, dist is not None, iterations, tol)(px, z, K, *cameras)
@@ -394,7 +366,7 @@ def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
     zc = mx.broadcast_to(z, xc.shape)
     cam = mx.stack([xc, yc, zc], axis=-1)
     if pose is not None:
-        rel = [c - _per_point(pose[..., i, 3]) for i, c in enumerate((xc, yc, zc))]
+        rel = [c - pose[..., i, 3, None] for i, c in enumerate((xc, yc, zc))]
         world = mx.stack(_rotate(pose, *rel, transpose=True), axis=-1)
     else:
         world = cam
@@ -443,14 +415,13 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         >>> round(p[0, 0].item(), 4), ok.tolist()
         (0.0999, [True])
     """
-    a, out = _inputs({"pixels": pixels, "K": K, "dist": dist, "K_new": K_new})
-    px, single = _check_pixels(a["pixels"])
-    K, dist, K_new = a["K"], a["dist"], a["K_new"]
+    (px, K, dist, K_new), out = _inputs(pixels=pixels, K=K, dist=dist, K_new=K_new)
+    px, single = _check_pixels(px)
     cam_batch = _check_camera(K, None, dist, model)
     if K_new is not None:
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
-    _check_broadcast(cam_batch, px.shape[:-2], "pixels")
+    broadcast_batch(cam_batch, px.shape[:-2], names=("camera", "pixels"))
     pts, ok = _undistorted(px, K, dist, model, K_new, iterations, tol)
     pts = cast_out(pts, out)
     return (pts[..., 0, :], ok[..., 0]) if single else (pts, ok)
@@ -488,9 +459,8 @@ def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
         >>> round(px[0, 0].item(), 3)
         60.01
     """
-    a, out = _inputs({"points": points, "K": K, "dist": dist, "K_new": K_new})
-    pts, single = _check_pixels(a["points"], "points")
-    K, dist, K_new = a["K"], a["dist"], a["K_new"]
+    (pts, K, dist, K_new), out = _inputs(points=points, K=K, dist=dist, K_new=K_new)
+    pts, single = _check_pixels(pts, "points")
     cam_batch = _check_camera(K, None, dist, model)
     x, y = pts[..., 0], pts[..., 1]
     nok = True
@@ -498,7 +468,7 @@ def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
         check_K(K_new, "K_new")
         cam_batch = broadcast_batch(cam_batch, K_new.shape[:-2], names=("camera", "K_new"))
         x, y, nok = normalize_pixels(x, y, K_new)
-    _check_broadcast(cam_batch, pts.shape[:-2], "points")
+    broadcast_batch(cam_batch, pts.shape[:-2], names=("camera", "points"))
     d = _distort(x, y, dist, model, False)
     fx, fy, cx, cy, s, fok = _intrinsics(K)
     u, v = fx * d.x + s * d.y + cx, fy * d.y + cy
@@ -544,9 +514,8 @@ def pixel_rays(pixels: Any, K: Any, pose: Any = None, dist: Any = None, model: s
         >>> d.tolist()
         [[0.0, 0.0, 1.0]]
     """
-    a, out = _inputs({"pixels": pixels, "K": K, "pose": pose, "dist": dist})
-    px, single = _check_pixels(a["pixels"])
-    K, pose, dist = a["K"], a["pose"], a["dist"]
+    (px, K, pose, dist), out = _inputs(pixels=pixels, K=K, pose=pose, dist=dist)
+    px, single = _check_pixels(px)
     ones = mx.ones(px.shape[:-1], dtype=px.dtype)
     un = unproject_points(px, ones, K, None, dist, model, True, iterations, tol)
     cam = un.points_cam
