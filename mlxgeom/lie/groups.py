@@ -33,6 +33,11 @@ class _Ops(NamedTuple):
     left_jacobian: Callable[..., mx.array]
     right_jacobian: Callable[..., mx.array]
 
+    @classmethod
+    def of(cls, module: Any, prefix: str, **given: Callable[..., mx.array]) -> "_Ops":
+        """The functional core's ``{prefix}_{verb}`` of every verb not ``given``."""
+        return cls(*(given.get(v) or getattr(module, f"{prefix}_{v}") for v in cls._fields))
+
 
 class MatrixLieGroup:
     """Shared verbs of the matrix Lie groups (mixin; subclasses are NamedTuples of ``matrix``).
@@ -209,10 +214,7 @@ class SO3(_SO3, MatrixLieGroup, _InverseJacobians):
     __slots__ = ()
     matrix_size: ClassVar[int] = 3
     tangent_dim: ClassVar[int] = 3
-    _ops: ClassVar[_Ops] = _Ops(
-        so3.so3_exp, so3.so3_log, so3.so3_inverse, so3.so3_compose, so3.so3_act, _so3_adjoint,
-        so3.so3_left_jacobian, so3.so3_right_jacobian,
-    )
+    _ops: ClassVar[_Ops] = _Ops.of(so3, "so3", adjoint=_so3_adjoint)
     _inverse_jacobians: ClassVar[tuple] = (so3.so3_left_jacobian_inv, so3.so3_right_jacobian_inv)
 
     @classmethod
@@ -296,10 +298,7 @@ class SE3(_SE3, MatrixLieGroup, _InverseJacobians):
     __slots__ = ()
     matrix_size: ClassVar[int] = 4
     tangent_dim: ClassVar[int] = 6
-    _ops: ClassVar[_Ops] = _Ops(
-        se3.se3_exp, se3.se3_log, se3.se3_inverse, se3.se3_compose, se3.se3_act, se3.se3_adjoint,
-        se3.se3_left_jacobian, se3.se3_right_jacobian,
-    )
+    _ops: ClassVar[_Ops] = _Ops.of(se3, "se3")
     _inverse_jacobians: ClassVar[tuple] = (se3.se3_left_jacobian_inv, se3.se3_right_jacobian_inv)
 
     @classmethod
@@ -361,10 +360,7 @@ class SL3(_SL3, MatrixLieGroup):
     __slots__ = ()
     matrix_size: ClassVar[int] = 3
     tangent_dim: ClassVar[int] = 8
-    _ops: ClassVar[_Ops] = _Ops(
-        sl3.sl3_exp, sl3.sl3_log, sl3.sl3_inverse, sl3.sl3_compose, sl3.sl3_act, sl3.sl3_adjoint,
-        sl3.sl3_left_jacobian, sl3.sl3_right_jacobian,
-    )
+    _ops: ClassVar[_Ops] = _Ops.of(sl3, "sl3")
 
     @classmethod
     def random(cls, shape: Sequence[int] = (), key: mx.array | None = None, dtype: mx.Dtype = mx.float32, scale: float = 0.3) -> "SL3":
