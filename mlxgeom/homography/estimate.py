@@ -22,20 +22,9 @@ _METHODS = ("dlt", "ransac", "lm")
 _REFITS = 1
 
 
-def find_homography(
-    src: Any,
-    dst: Any,
-    weights: Any | None = None,
-    *,
-    method: str = "dlt",
-    threshold: float = 3.0,
-    confidence: float = 0.995,
-    max_trials: int = 1024,
-    min_inliers: int = 8,
-    iterations: int = 5,
-    error: str = "reprojection",
-    key: mx.array | None = None,
-) -> HomographyResult:
+def find_homography(src: Any, dst: Any, weights: Any | None = None, *, method: str = "dlt", threshold: float = 3.0,
+                    confidence: float = 0.995, max_trials: int = 1024, min_inliers: int = 8, iterations: int = 5,
+                    error: str = "reprojection", key: mx.array | None = None) -> HomographyResult:
     """Estimate homographies ``dst ~ H src`` for a batch of image pairs, on the device.
 
     Methods (all batched over the leading axes, no host sync, ``mx.compile``-able):

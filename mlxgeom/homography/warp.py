@@ -44,16 +44,9 @@ def _check_layout(img: mx.array, has_c: bool, channels: bool | None) -> None:
             f"images, or channels=True for a {img.shape[-1]}-channel image")
 
 
-def warp_perspective(
-    images: Any,
-    H: Any,
-    out_size: Sequence[int],
-    *,
-    interpolation: str = "bilinear",
-    border: str = "constant",
-    border_value: float | Sequence[float] = 0.0,
-    channels: bool | None = None,
-) -> mx.array:
+def warp_perspective(images: Any, H: Any, out_size: Sequence[int], *, interpolation: str = "bilinear",
+                     border: str = "constant", border_value: float | Sequence[float] = 0.0,
+                     channels: bool | None = None) -> mx.array:
     """Warp images by homographies, like ``cv2.warpPerspective(img, H, out_size)``.
 
     Conventions (OpenCV): ``H`` maps source pixels to output pixels; each output pixel centre

@@ -202,20 +202,10 @@ def _tolerances(dtype: mx.Dtype, xtol: float | None, ftol: float | None) -> tupl
     return (1e-10 if f64 else 1e-6) if xtol is None else xtol, (1e-14 if f64 else 1e-7) if ftol is None else ftol
 
 
-def lm_loop(
-    linearize: LinearizeFn,
-    x0: Any,
-    retract: Retract,
-    batch_shape: tuple[int, ...],
-    *,
-    solve_step: StepSolver | None = None,
-    cost_fn: Callable[[Any], mx.array] | None = None,
-    max_iters: int = 20,
-    tau: float = 1e-3,
-    gtol: float = 0.0,
-    xtol: float | None = None,
-    ftol: float | None = None,
-) -> LMResult:
+def lm_loop(linearize: LinearizeFn, x0: Any, retract: Retract, batch_shape: tuple[int, ...], *,
+            solve_step: StepSolver | None = None, cost_fn: Callable[[Any], mx.array] | None = None,
+            max_iters: int = 20, tau: float = 1e-3, gtol: float = 0.0, xtol: float | None = None,
+            ftol: float | None = None) -> LMResult:
     """THE Levenberg-Marquardt loop, on a callback that returns the cost and the linear system,
     ``linearize(x) -> (F(x), system, g = J^T W r)``.
 
@@ -306,22 +296,11 @@ def lm_loop(
                     converged=status > 0, status=status, damping=mu, hessian=system)
 
 
-def levenberg_marquardt(
-    residual_fn: Callable[[mx.array], mx.array],
-    x0: Any,
-    *,
-    jacobian: Union[str, JacobianFn] = "autodiff",
-    loss: Union[RobustLoss, str, None] = None,
-    loss_scale: float = 1.0,
-    block_size: int = 1,
-    retract: Retract | None = None,
-    dof: int | None = None,
-    max_iters: int = 20,
-    tau: float = 1e-3,
-    gtol: float = 0.0,
-    xtol: float | None = None,
-    ftol: float | None = None,
-) -> LMResult:
+def levenberg_marquardt(residual_fn: Callable[[mx.array], mx.array], x0: Any, *,
+                        jacobian: Union[str, JacobianFn] = "autodiff", loss: Union[RobustLoss, str, None] = None,
+                        loss_scale: float = 1.0, block_size: int = 1, retract: Retract | None = None,
+                        dof: int | None = None, max_iters: int = 20, tau: float = 1e-3, gtol: float = 0.0,
+                        xtol: float | None = None, ftol: float | None = None) -> LMResult:
     """Solve a batch of independent non-linear least-squares problems by Levenberg-Marquardt.
 
     Minimises ``F_b(x_b) = 0.5 sum_i rho(||r_{b,i}||^2)`` for every problem b, with the
