@@ -193,9 +193,7 @@ class Undistorted(NamedTuple):
 
 def newton_tol(dtype: mx.Dtype, tol: float | None = None) -> float:
     """The undistortion residual bound: ``tol``, or by default 16 eps of the dtype."""
-    if tol is not None:
-        return tol
-    return 16 * eps(dtype)
+    return 16 * eps(dtype) if tol is None else tol
 
 
 def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: int = 10,

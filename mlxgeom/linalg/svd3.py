@@ -52,13 +52,12 @@ def _one_sided_sweep(b: Entries, v: Entries) -> None:
                 mat[k][p], mat[k][q] = c * xp - s * xq, s * xp + c * xq
 
 
-def _sort_columns(b: Entries, v: Entries) -> None:
-    """Columns of B (and V) by descending norm: QR needs the large columns first."""
-    norms = [sum(b[k][j] * b[k][j] for k in range(3)) for j in range(3)]
+def _sort_descending(keys: list[mx.array], mats: tuple[Entries, ...]) -> None:
+    """Sort the three keys in descending order in place, swapping the columns of each matrix alike."""
     for i, j in ((0, 1), (1, 2), (0, 1)):
-        swap = norms[i] < norms[j]
-        norms[i], norms[j] = mx.where(swap, norms[j], norms[i]), mx.where(swap, norms[i], norms[j])
-        for mat in (b, v):
+        swap = keys[i] < keys[j]
+        keys[i], keys[j] = mx.where(swap, keys[j], keys[i]), mx.where(swap, keys[i], keys[j])
+        for mat in mats:
             for k in range(3):
                 mat[k][i], mat[k][j] = mx.where(swap, mat[k][j], mat[k][i]), mx.where(swap, mat[k][i], mat[k][j])
 
@@ -71,7 +70,7 @@ def _svd_batch_last(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     vs = [[v[i, 2 - j] for j in range(3)] for i in range(3)]  # descending singular values
     b = [[sum(m[i][k] * vs[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
     _one_sided_sweep(b, vs)
-    _sort_columns(b, vs)
+    _sort_descending([sum(b[k][j] * b[k][j] for k in range(3)) for j in range(3)], (b, vs))  # QR: large columns first
     one, zero = mx.ones_like(m[0][0]), mx.zeros_like(m[0][0])
     u = [[one if i == j else zero for j in range(3)] for i in range(3)]
     for p, q, col in ((0, 1, 0), (0, 2, 0), (1, 2, 1)):
@@ -82,12 +81,7 @@ def _svd_batch_last(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         s[i] = mx.abs(s[i])
         for k in range(3):
             u[k][i] = mx.where(neg, -u[k][i], u[k][i])
-    for i, j in ((0, 1), (1, 2), (0, 1)):  # descending order even where A^T A ties
-        swap = s[i] < s[j]
-        s[i], s[j] = mx.where(swap, s[j], s[i]), mx.where(swap, s[i], s[j])
-        for mat in (u, vs):
-            for k in range(3):
-                mat[k][i], mat[k][j] = mx.where(swap, mat[k][j], mat[k][i]), mx.where(swap, mat[k][i], mat[k][j])
+    _sort_descending(s, (u, vs))  # descending order even where A^T A ties
     stack = lambda e: mx.stack([mx.stack(row) for row in e])  # noqa: E731
     return stack(u), mx.stack(s), stack(vs)
 
