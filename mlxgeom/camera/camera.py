@@ -48,13 +48,6 @@ def _flat3(x: mx.array, name: str) -> mx.array:
     return x
 
 
-def _homogeneous(pose: mx.array) -> mx.array:
-    """Accept (*, 3, 4) [R | t] poses by appending the row [0, 0, 0, 1]."""
-    if pose.ndim >= 2 and pose.shape[-2:] == (3, 4):
-        pose = lie.se3_from_rt(pose[..., :3], pose[..., 3])
-    return pose
-
-
 def _entry(field: str, *index: int, doc: str) -> property:
     """A read-only property for one entry of a field (``fx`` is ``K[..., 0, 0]``)."""
     return property(lambda self: getattr(self, field)[(..., *index)], doc=doc)
@@ -101,21 +94,19 @@ class Camera(_CameraArrays):
         if pose is not None and hasattr(pose, "matrix"):
             pose = pose.matrix  # a lie.SE3
         # The dtype comes from the arrays given; the defaults follow it.
-        given = {k: v for k, v in (("K", K), ("pose", pose), ("dist", dist), ("size", size)) if v is not None}
-        arrays, out = as_floats(*given.values(), names=list(given))
-        conv = dict(zip(given, arrays))
-        K, dt = conv["K"], conv["K"].dtype
-        pose = _homogeneous(conv.get("pose", mx.eye(4, dtype=dt)))
-        dist = conv.get("dist", mx.zeros((0,), dtype=dt))
-        size = conv.get("size", mx.zeros((2,), dtype=dt))
+        (K, pose, dist, size), out = P._inputs(K=K, pose=pose, dist=dist, size=size)
+        pose = mx.eye(4, dtype=K.dtype) if pose is None else pose
+        if pose.ndim >= 2 and pose.shape[-2:] == (3, 4):  # [R | t]
+            pose = lie.se3_from_rt(pose[..., :3], pose[..., 3])
+        dist = mx.zeros((0,), dtype=K.dtype) if dist is None else dist
+        size = mx.zeros((2,), dtype=K.dtype) if size is None else size
         P._check_camera(K, pose, dist if dist.shape[-1] else None, cls.model)
         check_trailing(size, (2,), "size")
-        broadcast_batch(K.shape[:-2], pose.shape[:-2], dist.shape[:-1], size.shape[:-1],
-                        names=("K", "pose", "dist", "size"))
         # Stored in the callers' dtype (float16 stays float16): every method goes through the
         # functional core, which computes in float32 and casts back (dtype policy, _checks.py).
-        K, pose, dist, size = (cast_out(x, out) for x in (K, pose, dist, size))
-        return super().__new__(cls, K, pose, dist, size)
+        camera = super().__new__(cls, *(cast_out(x, out) for x in (K, pose, dist, size)))
+        camera.batch_shape  # noqa: B018 (raises when K, pose, dist and size batches do not broadcast)
+        return camera
 
     # ----- construction -------------------------------------------------------------
     @classmethod
@@ -352,11 +343,7 @@ class Camera(_CameraArrays):
             2.0
         """
         shape = self.batch_shape
-        K = mx.broadcast_to(self.K, (*shape, 3, 3))[index]
-        pose = mx.broadcast_to(self.pose, (*shape, 4, 4))[index]
-        dist = mx.broadcast_to(self.dist, (*shape, self.dist.shape[-1]))[index]
-        size = mx.broadcast_to(self.size, (*shape, 2))[index]
-        return type(self)(K, pose, dist, size)
+        return type(self)(*(mx.broadcast_to(a, (*shape, *a.shape[a.ndim - k:]))[index] for a, k in zip(self, (2, 2, 1, 1))))
 
 
 class FisheyeCamera(Camera):
