@@ -61,28 +61,14 @@ def as_floats(*xs: Any, names: Sequence[str]) -> tuple[list[mx.array], mx.Dtype]
     converted = [as_float(x, n) for x, n in zip(xs, names)]
     arrays = [a for a, _ in converted]
     compute = mx.float64 if any(a.dtype == mx.float64 for a in arrays) else mx.float32
-    out = converted[0][1]
-    for _, d in converted[1:]:
-        out = _promote(out, d)
+    given = {d for _, d in converted}
+    out = given.pop() if len(given) == 1 else mx.float64 if mx.float64 in given else mx.float32
     return [a.astype(compute) for a in arrays], out
-
-
-def _promote(a: mx.Dtype, b: mx.Dtype) -> mx.Dtype:
-    if a == b:
-        return a
-    if mx.float64 in (a, b):
-        return mx.float64
-    return mx.float32
 
 
 def cast_out(x: mx.array, dtype: mx.Dtype) -> mx.array:
     """Cast a result back to the dtype the caller's inputs asked for."""
     return x if x.dtype == dtype else x.astype(dtype)
-
-
-def _shape_str(trailing: Sequence[int | None]) -> str:
-    dims = ", ".join("n" if d is None else str(d) for d in trailing)
-    return f"(*, {dims})"
 
 
 def check_trailing(x: mx.array, trailing: Sequence[int | None], name: str = "input") -> None:
@@ -97,7 +83,8 @@ def check_trailing(x: mx.array, trailing: Sequence[int | None], name: str = "inp
     k = len(trailing)
     ok = x.ndim >= k and all(d is None or s == d for s, d in zip(x.shape[x.ndim - k :], trailing))
     if not ok:
-        raise ValueError(f"{name}: expected shape {_shape_str(trailing)}, got {tuple(x.shape)}")
+        dims = ", ".join("n" if d is None else str(d) for d in trailing)
+        raise ValueError(f"{name}: expected shape (*, {dims}), got {tuple(x.shape)}")
 
 
 def as_checked(x: Any, trailing: Sequence[int | None], name: str = "input") -> tuple[mx.array, mx.Dtype]:
@@ -175,18 +162,16 @@ def argmax(x: mx.array, axis: int = -1) -> mx.array:
     Only shapes are inspected: with no element at all the result is an empty uint32 array of
     the reduced shape, which is what the reduction means there.
     """
-    if x.size == 0:
-        return mx.zeros(_reduced_shape(x, axis), dtype=mx.uint32)
-    return mx.argmax(x, axis=axis)
+    return _arg_reduce(mx.argmax, x, axis)
 
 
 def argmin(x: mx.array, axis: int = -1) -> mx.array:
     """``mx.argmin`` that also takes an empty batch (see :func:`argmax`)."""
+    return _arg_reduce(mx.argmin, x, axis)
+
+
+def _arg_reduce(reduce: Any, x: mx.array, axis: int) -> mx.array:
     if x.size == 0:
-        return mx.zeros(_reduced_shape(x, axis), dtype=mx.uint32)
-    return mx.argmin(x, axis=axis)
-
-
-def _reduced_shape(x: mx.array, axis: int) -> tuple[int, ...]:
-    axis = axis % x.ndim
-    return tuple(x.shape[:axis]) + tuple(x.shape[axis + 1 :])
+        axis = axis % x.ndim
+        return mx.zeros((*x.shape[:axis], *x.shape[axis + 1:]), dtype=mx.uint32)
+    return reduce(x, axis=axis)
