@@ -85,10 +85,6 @@ def _scale(a: mx.array) -> mx.array:
 _SCALAR_MAX_N = {"gpu": 3, "cpu": 16}
 
 
-def _scalar_max_n() -> int:
-    return _SCALAR_MAX_N["gpu" if mx.default_device() == mx.gpu else "cpu"]
-
-
 def _jacobi_scalar(a: mx.array, sweeps: int) -> tuple[mx.array, mx.array]:
     """Cyclic-by-row Jacobi on the entries of (n, n, B); returns unsorted (w (n, B), V (n, n, B))."""
     n = a.shape[0]
@@ -201,11 +197,8 @@ def _decompose(a: mx.array, sweeps: int) -> tuple[mx.array, mx.array]:
     scale = _scale(a)
     # batch-last layout: every matrix entry is a contiguous (B,) row on the device
     m = (a / scale).reshape(bsize, n, n).transpose(1, 2, 0)
-    if n <= _scalar_max_n():
-        w, v = _jacobi_scalar(m, sweeps)
-    else:
-        w, v = _jacobi_padded(m, sweeps)
-    w, v = _sort_ascending(w, v)
+    scalar = n <= _SCALAR_MAX_N["gpu" if mx.default_device() == mx.gpu else "cpu"]
+    w, v = _sort_ascending(*(_jacobi_scalar if scalar else _jacobi_padded)(m, sweeps))
     w = w.transpose(1, 0).reshape(*batch, n) * scale[..., 0]
     return w, v.transpose(2, 0, 1).reshape(*batch, n, n)
 

@@ -178,8 +178,7 @@ def _where(mask: mx.array, p: Block, q: Block | float) -> Block:
 
 def _one_norm(p: Block) -> mx.array:
     """(*) max column sum of |block| (the matrix 1-norm the thresholds refer to)."""
-    cols = sum(mx.sum(mx.abs(x), axis=-2) for x in p)
-    return mx.max(cols, axis=-1)
+    return mx.max(sum(mx.sum(mx.abs(x), axis=-2) for x in p), axis=-1)
 
 
 def _taylor(p: Block, degree_index: mx.array) -> Block:

@@ -86,10 +86,8 @@ def reprojection_residuals(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx
     >>> reprojection_residuals(mx.eye(4), pw, mx.array([[320.0, 240.0], [420.0, 241.0]]), k).tolist()
     [[0.0, 0.0], [0.0, -1.0]]
     """
-    check_trailing(pose, (4, 4), "pose")
-    check_trailing(pw, (3,), "pw")
-    check_trailing(pixels, (2,), "pixels")
-    check_trailing(k, (3, 3), "k")
+    for a, trailing, name in ((pose, (4, 4), "pose"), (pw, (3,), "pw"), (pixels, (2,), "pixels"), (k, (3, 3), "k")):
+        check_trailing(a, trailing, name)
     _check_problem_batch(pose, pw, pixels, k)
     return projection._project_values(pw, k, pose).pixels - pixels
 
@@ -101,25 +99,12 @@ def _check_problem_batch(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.a
     check_batch(("pw", pw, 1), ("pixels", pixels, 1), *[(n, a, 0) for n, a, _ in weights])
 
 
-def _safe_depth(z: mx.array) -> mx.array:
-    # Points at or behind the camera plane keep a finite residual; ok flags them later.
-    return mx.where(mx.abs(z) > 1e-12, z, 1e-12)
-
-
 def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array) -> mx.array:
     """Squared pixel errors (*, N) of :func:`reprojection_residuals`, +inf for points the camera
     does not see (behind it, or not finite)."""
     proj = projection._project_values(pw, k, pose)
     e2 = mx.sum(mx.square(proj.pixels - pixels), axis=-1)
     return mx.where(proj.valid & ~mx.isnan(e2), e2, mx.inf)
-
-
-def _left_retract(pose: mx.array, h: mx.array) -> mx.array:
-    return lie.se3_compose(lie.se3_exp(h), pose)
-
-
-def _per_problem(m: mx.array, i: int, j: int) -> mx.array:
-    return m[..., i, j][..., None]
 
 
 def pnp_blocks(pw: mx.array, pixels: mx.array, w: mx.array, blocks: int | None = None) -> mx.array:
@@ -133,12 +118,13 @@ def _point_terms(pose: mx.array, k: mx.array, loss: RobustLoss | None, X: mx.arr
                  U: mx.array, V: mx.array, w: mx.array) -> list[mx.array]:
     """The 21 + 6 + 1 per-point terms of ``A``'s upper triangle, ``g`` and the cost, from rows
     (*, M) of the points, pixels and weights."""
-    pc = [_per_problem(pose, i, 0) * X + _per_problem(pose, i, 1) * Y + _per_problem(pose, i, 2) * Z
-          + _per_problem(pose, i, 3) for i in range(3)]
+    pc = [pose[..., i, 0, None] * X + pose[..., i, 1, None] * Y + pose[..., i, 2, None] * Z + pose[..., i, 3, None]
+          for i in range(3)]
     # Ignored points are zeroed before any product so no overflow (or NaN gradient) reaches A.
-    iz = mx.where(w > 0, 1.0 / _safe_depth(pc[2]), 0.0)
+    # Points at or behind the camera plane keep a finite residual; ok flags them later.
+    iz = mx.where(w > 0, 1.0 / mx.where(mx.abs(pc[2]) > 1e-12, pc[2], 1e-12), 0.0)
     x, y = pc[0] * iz, pc[1] * iz
-    fx, sk, cx, fy, cy = (_per_problem(k, i, j) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
+    fx, sk, cx, fy, cy = (k[..., i, j, None] for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2)))
     ru = fx * x + sk * y + cx - U
     rv = fy * y + cy - V
     sq = w * (ru * ru + rv * rv)
@@ -210,7 +196,8 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
 
-    return lm_loop(linearize, pose, _left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    left_retract = lambda p, h: lie.se3_compose(lie.se3_exp(h), p)  # noqa: E731
+    return lm_loop(linearize, pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
