@@ -122,20 +122,16 @@ def decompose_homography(H: Any, K: Any) -> HomographyDecomposition:
     ta_star = (0.5 * n_t)[..., None] * ((esii * r)[..., None] * nb - n_t[..., None] * na)
     tb_star = (0.5 * n_t)[..., None] * ((esii * r)[..., None] * na - n_t[..., None] * nb)
     ra, rb = _rotation(hn, ta_star, na, v), _rotation(hn, tb_star, nb, v)
-    ta = linalg.matmul(ra, ta_star[..., None])[..., 0]
-    tb = linalg.matmul(rb, tb_star[..., None])[..., 0]
+    ta, tb = (linalg.matmul(r_, t_[..., None])[..., 0] for r_, t_ in ((ra, ta_star), (rb, tb_star)))
     R = mx.stack([ra, ra, rb, rb], axis=-3)
     t = mx.stack([ta, -ta, tb, -tb], axis=-2)
     n = mx.stack([na, -na, nb, -nb], axis=-2)
     # Pure rotation: one solution (Hn, 0, 0), as OpenCV returns.
     rot = rotation[..., None, None, None]
     R = mx.where(rot, mx.broadcast_to(hn[..., None, :, :], R.shape), R)
-    t = mx.where(rotation[..., None, None], 0, t)
-    n = mx.where(rotation[..., None, None], 0, n)
+    t, n = (mx.where(rotation[..., None, None], 0, a) for a in (t, n))
     slot0 = mx.array([True, False, False, False])
     finite = mx.all(mx.isfinite(R), axis=(-2, -1)) & mx.all(mx.isfinite(t), -1) & mx.all(mx.isfinite(n), -1)
     valid = ok[..., None] & finite & mx.where(rotation[..., None], slot0, (v > 0)[..., None])
     zero = lambda a, extra: mx.where(valid.reshape(valid.shape + (1,) * extra), a, 0)  # noqa: E731
-    return HomographyDecomposition(
-        cast_out(zero(R, 2), out_dtype), cast_out(zero(t, 1), out_dtype), cast_out(zero(n, 1), out_dtype), valid
-    )
+    return HomographyDecomposition(*(cast_out(zero(a, k), out_dtype) for a, k in ((R, 2), (t, 1), (n, 1))), valid)

@@ -65,9 +65,8 @@ def _residual_rows(y: mx.array, m: list, v: tuple, target: mx.array, scale: mx.a
     return res, jac, good
 
 
-def _linearize(
-    h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, symmetric: bool
-) -> tuple[mx.array, mx.array, mx.array]:
+def _linearize(h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array,
+               symmetric: bool) -> tuple[mx.array, mx.array, mx.array]:
     """Cost ``0.5 sum_i w_i |r_i|^2`` (B) in pixels (inf where a used point goes to infinity) and
     the Gauss-Newton system (J^T W J (B, 8, 8), J^T W r (B, 8)) at h, for the right update H exp(d)."""
     x3 = (xn[..., 0], xn[..., 1], mx.ones_like(xn[..., 0]))
@@ -85,9 +84,8 @@ def _linearize(
     return (0.5 * mx.sum(mx.where(w > 0, e2, 0), axis=-1), *linalg.gauss_newton_system(jac, res, w))
 
 
-def lm_normalized(
-    hn: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, iterations: int, symmetric: bool
-) -> tuple[mx.array, mx.array]:
+def lm_normalized(hn: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.array, kd: mx.array, iterations: int,
+                  symmetric: bool) -> tuple[mx.array, mx.array]:
     """Run ``iterations`` steps of :func:`mlxgeom.solve.lm_loop` from hn (B, 3, 3) in normalized
     coordinates, right update ``Hn sl3_exp(d)``; return (hn, weighted sum of squared pixel errors)."""
     fro = mx.sqrt(mx.sum(hn * hn, axis=(-2, -1)))
@@ -100,18 +98,16 @@ def lm_normalized(
     return res.x, 2.0 * res.cost
 
 
-def lm_refine(
-    h: mx.array, src: mx.array, dst: mx.array, w: mx.array, iterations: int, symmetric: bool
-) -> tuple[mx.array, mx.array, mx.array]:
+def lm_refine(h: mx.array, src: mx.array, dst: mx.array, w: mx.array, iterations: int,
+              symmetric: bool) -> tuple[mx.array, mx.array, mx.array]:
     """Pixel-space wrapper of :func:`lm_normalized` for (B, ...) inputs: returns (H unnormalized, Hn, cost)."""
     xn, un, norm = normalize_pair(src, dst, w)
     hn, cost = lm_normalized(normalize_h(h, norm), xn, un, w, norm[1], norm[3], iterations, symmetric)
     return denormalize(hn, *norm), hn, cost
 
 
-def refine_homography(
-    H: Any, src: Any, dst: Any, weights: Any | None = None, *, iterations: int = 10, error: str = "reprojection"
-) -> RefinedHomography:
+def refine_homography(H: Any, src: Any, dst: Any, weights: Any | None = None, *, iterations: int = 10,
+                      error: str = "reprojection") -> RefinedHomography:
     """Levenberg-Marquardt refinement of homographies, batched, on SL(3).
 
     Args:
