@@ -39,14 +39,6 @@ def _check_order(order: str) -> None:
         raise ValueError(f"order must be 'wxyz' or 'xyzw', got {order!r}")
 
 
-def _to_wxyz(q: mx.array, order: str) -> mx.array:
-    return q if order == "wxyz" else mx.concatenate([q[..., 3:], q[..., :3]], axis=-1)
-
-
-def _from_wxyz(q: mx.array, order: str) -> mx.array:
-    return q if order == "wxyz" else mx.concatenate([q[..., 1:], q[..., :1]], axis=-1)
-
-
 def _quaternion_to_matrix(q: mx.array) -> mx.array:
     # Divide by the largest |q_i| first, so |q|^2 lies in [1, 4]: the squared norm of a
     # quaternion scaled by 1e20 overflows float32 and one scaled by 1e-20 underflows to 0.
@@ -81,7 +73,8 @@ def quaternion_to_matrix(q, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0]
     """
     _check_order(order)
-    return so3._single(lambda q: _quaternion_to_matrix(_to_wxyz(q, order)), q, (4,), "q")
+    wxyz = (lambda q: q) if order == "wxyz" else (lambda q: mx.concatenate([q[..., 3:], q[..., :3]], axis=-1))
+    return so3._single(lambda q: _quaternion_to_matrix(wxyz(q)), q, (4,), "q")
 
 
 def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
@@ -95,7 +88,8 @@ def matrix_to_quaternion(r, order: str = "wxyz") -> mx.array:
     [1.0, 0.0, 0.0, 0.0]
     """
     _check_order(order)
-    return so3._single(lambda r: _from_wxyz(so3._quaternion_wxyz(r), order), r, (3, 3), "R")
+    ordered = (lambda q: q) if order == "wxyz" else (lambda q: mx.concatenate([q[..., 1:], q[..., :1]], axis=-1))
+    return so3._single(lambda r: ordered(so3._quaternion_wxyz(r)), r, (3, 3), "R")
 
 
 def _parse_seq(seq: str) -> tuple[list[int], bool]:

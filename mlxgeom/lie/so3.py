@@ -38,9 +38,8 @@ def _hat(phi: mx.array) -> mx.array:
 
 def _vee(m: mx.array) -> mx.array:
     # Antisymmetric part, so a slightly non-skew input gives its nearest skew matrix.
-    return 0.5 * mx.stack(
-        [m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], axis=-1
-    )
+    return 0.5 * mx.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]],
+                          axis=-1)
 
 
 def cross(a: mx.array, b: mx.array) -> mx.array:
@@ -149,14 +148,10 @@ def _quaternion_wxyz(r: mx.array) -> mx.array:
     return q / mx.sqrt(sc.norm2(q))[..., None]
 
 
-def _log_from_quaternion(q: mx.array) -> mx.array:
-    v = q[..., 1:]
-    return sc.half_angle_ratio(sc.norm2(v), q[..., 0])[..., None] * v
-
-
 @compiled
 def _log_pure(r: mx.array) -> mx.array:
-    return _log_from_quaternion(_quaternion_wxyz(r))
+    q = _quaternion_wxyz(r)
+    return sc.half_angle_ratio(sc.norm2(q[..., 1:]), q[..., 0])[..., None] * q[..., 1:]
 
 
 _log = fast_path(lie_cuda.so3_log, _log_pure, lie_cuda.enabled)
