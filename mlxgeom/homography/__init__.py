@@ -13,14 +13,7 @@ from .transform import perspective_transform, perspective_transform_ex
 from .warp import warp_perspective
 
 __all__ = [
-    "ExactHomography",
-    "HomographyResult",
-    "RefinedHomography",
-    "decompose_homography",
-    "find_homography",
-    "homography_from_4_points",
-    "perspective_transform",
-    "perspective_transform_ex",
-    "refine_homography",
+    "ExactHomography", "HomographyResult", "RefinedHomography", "decompose_homography", "find_homography",
+    "homography_from_4_points", "perspective_transform", "perspective_transform_ex", "refine_homography",
     "warp_perspective",
 ]

@@ -20,14 +20,8 @@ from .so3 import so3_exp as rotvec_to_matrix
 from .so3 import so3_log as matrix_to_rotvec
 
 __all__ = [
-    "euler_to_matrix",
-    "matrix_to_euler",
-    "matrix_to_quaternion",
-    "matrix_to_rotvec",
-    "matrix_to_sixd",
-    "quaternion_to_matrix",
-    "rotvec_to_matrix",
-    "sixd_to_matrix",
+    "euler_to_matrix", "matrix_to_euler", "matrix_to_quaternion", "matrix_to_rotvec", "matrix_to_sixd",
+    "quaternion_to_matrix", "rotvec_to_matrix", "sixd_to_matrix",
 ]
 
 _ORDERS = ("wxyz", "xyzw")
