@@ -17,6 +17,7 @@ from .. import linalg
 from .._checks import eps
 from .._cuda import fast_path
 from ..camera import projection
+from ..solve.normal_equations import normal_equations
 from ..linalg.products import _unpack_symmetric
 from ..homography._common import safe_div, safe_sqrt
 from . import pnp_cuda
@@ -123,8 +124,7 @@ def _l_matrix(null: mx.array) -> mx.array:
 
 def _least_squares(l_sub: mx.array, rho: mx.array) -> mx.array:
     """Normal-equation least squares for the small beta systems (n <= 5), lightly regularised."""
-    a = mx.sum(l_sub[..., :, :, None] * l_sub[..., :, None, :], axis=-3)
-    g = mx.sum(l_sub * rho[..., None], axis=-2)
+    a, g = normal_equations(rho, l_sub, mx.ones_like(rho))
     return _damped_solve(a, g, 10.0 * eps(a.dtype))[0]
 
 
@@ -170,9 +170,7 @@ def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5)
     for _ in range(iters):
         jac = linalg.matmul(table, beta[..., None, :, None])[..., 0]  # (*, 6, 4)
         res = 0.5 * mx.sum(jac * beta[..., None, :], axis=-1) - rho
-        jt = jac.swapaxes(-1, -2)
-        a = linalg.matmul(jt, jac)
-        g = linalg.matmul(jt, res[..., None])[..., 0]
+        a, g = normal_equations(res, jac, mx.ones_like(res))
         step, ok = _damped_solve(a, -g, 1e-6)
         beta = beta + mx.where(ok[..., None] & mx.all(mx.isfinite(step), -1, keepdims=True), step, 0.0)
     return beta
