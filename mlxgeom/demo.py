@@ -405,6 +405,15 @@ def _pyplot():
     return plt
 
 
+def _save_figure(fig, path: str, title: str, handles: list, labels: list[str], bottom: float) -> None:
+    """A legend row under the panels, the title, then the file (110 dpi)."""
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
 def save_timing_chart(path: str, timing: dict[str, Timing], title: str) -> None:
     """Two panels of horizontal bars (log time axes): steady-state time per call, and the
     first call alone (compilation included), one colour per path with a full legend."""
@@ -423,11 +432,7 @@ def save_timing_chart(path: str, timing: dict[str, Timing], title: str) -> None:
         ax.grid(axis="x", which="major", alpha=0.3)
     axes[0].invert_yaxis()
     axes[0].set_ylabel("implementation")
-    fig.legend(bars, names, loc="lower center", ncol=len(names), frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(fig, path, title, bars, names, 0.12)
 
 
 def save_pose_chart(path: str, views: list[str], errors: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> None:
@@ -446,12 +451,7 @@ def save_pose_chart(path: str, views: list[str], errors: dict[str, tuple[np.ndar
         ax.set_xlabel(f"destination view ({views[0].rsplit('_', 1)[0]}_NN)")
         ax.set_ylabel(f"{unit}, log scale")
         ax.grid(axis="y", which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(errors), frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(fig, path, title, *axes[0].get_legend_handles_labels(), 0.07)
 
 
 # ----- the whole demo ---------------------------------------------------------------------------

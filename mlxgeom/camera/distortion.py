@@ -242,10 +242,6 @@ def _newton_iterations(tx: mx.array, ty: mx.array, c: list[mx.array], iterations
     (tx, ty)); constants for autodiff. One kernel on CUDA (:mod:`distortion_cuda`)."""
     if distortion_cuda.enabled(tx, ty, c):
         return distortion_cuda.newton_iterations(tx, ty, c, iterations)
-    return _newton_pure(tx, ty, c, iterations)
-
-
-def _newton_pure(tx: mx.array, ty: mx.array, c: list[mx.array], iterations: int) -> tuple[mx.array, mx.array]:
     x, y = _inverse_tilt_start(tx, ty, c[12], c[13]) if len(c) == 14 else (tx, ty)
     for _ in range(iterations):
         x, y = _newton_step(x, y, tx, ty, c)

@@ -29,8 +29,7 @@ def _rt(t: mx.array) -> tuple[mx.array, mx.array]:
 def _from_rt(r: mx.array, t: mx.array) -> mx.array:
     batch = mx.broadcast_shapes(r.shape[:-2], t.shape[:-1])
     top = mx.concatenate([mx.broadcast_to(r, (*batch, 3, 3)), mx.broadcast_to(t, (*batch, 3))[..., :, None]], axis=-1)
-    bottom = mx.array([0.0, 0.0, 0.0, 1.0], dtype=top.dtype)
-    bottom = mx.broadcast_to(bottom, (*top.shape[:-2], 1, 4))
+    bottom = mx.broadcast_to(mx.array([0.0, 0.0, 0.0, 1.0], dtype=top.dtype), (*top.shape[:-2], 1, 4))
     return mx.concatenate([top, bottom], axis=-2)
 
 
