@@ -19,6 +19,7 @@ from .. import linalg
 from .._checks import as_checked, cast_out
 from .._compiled import compiled
 from . import so3
+from .se3 import _blocks
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
 # square roots (Denman-Beavers, fixed iteration counts) until |X - I|_F <= _THETA, then
@@ -37,10 +38,8 @@ def _hat(x: mx.array) -> mx.array:
 def _vee(m: mx.array) -> mx.array:
     # The trace part is not in sl(3): drop it, so vee(hat(x) + c I) = x.
     d = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]) / 3.0
-    return mx.stack(
-        [m[..., 0, 2], m[..., 1, 2], m[..., 0, 1], m[..., 1, 0], m[..., 0, 0] - d, m[..., 2, 2] - d, m[..., 2, 0], m[..., 2, 1]],
-        axis=-1,
-    )
+    return mx.stack([m[..., 0, 2], m[..., 1, 2], m[..., 0, 1], m[..., 1, 0], m[..., 0, 0] - d, m[..., 2, 2] - d,
+                     m[..., 2, 0], m[..., 2, 1]], axis=-1)
 
 
 def _exp(x: mx.array) -> mx.array:
@@ -194,11 +193,14 @@ def _act(h: mx.array, p: mx.array) -> mx.array:
     return mx.sum(h * p[..., None, :], axis=-1)
 
 
+def _on_basis(f, dtype: mx.Dtype) -> mx.array:
+    """(*, 8, 8) matrix of a linear map f of sl(3): column k is vee(f(A_k)) of the basis A_1 ... A_8."""
+    return mx.swapaxes(_vee(f(_hat(mx.eye(8, dtype=dtype)))), -1, -2)
+
+
 def _adjoint(h: mx.array) -> mx.array:
-    basis = _hat(mx.eye(8, dtype=h.dtype))  # (8, 3, 3): A_1 ... A_8
     hi = linalg.inv(h)[..., None, :, :]
-    cols = _vee(linalg.matmul(linalg.matmul(h[..., None, :, :], basis), hi))  # (*, 8 basis, 8)
-    return mx.swapaxes(cols, -1, -2)
+    return _on_basis(lambda b: linalg.matmul(linalg.matmul(h[..., None, :, :], b), hi), h.dtype)
 
 
 def sl3_adjoint(h) -> mx.array:
@@ -213,9 +215,7 @@ def sl3_adjoint(h) -> mx.array:
 def _ad(x: mx.array) -> mx.array:
     """ad_x (*, 8, 8): ``ad_x y = vee([hat x, hat y])``."""
     hx = _hat(x)[..., None, :, :]
-    basis = _hat(mx.eye(8, dtype=x.dtype))
-    cols = _vee(linalg.matmul(hx, basis) - linalg.matmul(basis, hx))
-    return mx.swapaxes(cols, -1, -2)
+    return _on_basis(lambda b: linalg.matmul(hx, b) - linalg.matmul(b, hx), x.dtype)
 
 
 def _left_jacobian(x: mx.array) -> mx.array:
@@ -223,8 +223,7 @@ def _left_jacobian(x: mx.array) -> mx.array:
     a = _ad(x)
     eye = mx.broadcast_to(mx.eye(8, dtype=x.dtype), a.shape)
     zero = mx.zeros_like(a)
-    big = mx.concatenate([mx.concatenate([a, eye], axis=-1), mx.concatenate([zero, zero], axis=-1)], axis=-2)
-    return linalg.matrix_exp(big)[..., :8, 8:]
+    return linalg.matrix_exp(_blocks(a, eye, zero, zero))[..., :8, 8:]
 
 
 def sl3_left_jacobian(x) -> mx.array:
