@@ -1,9 +1,9 @@
 """Solve small symmetric positive definite systems by an unrolled Cholesky factorisation.
 
 For the static size n the factorisation L L^T = A is written column by column
-(Golub and Van Loan, "Matrix Computations", 4th ed., sec. 4.2, outer-product Cholesky),
-each step an elementwise update of the trailing block, so the whole solve is O(n^2) array
-ops that ``mx.compile`` fuses; then forward and back substitution (:mod:`.triangular`).
+(Golub and Van Loan, "Matrix Computations", 4th ed., sec. 4.2), each column an elementwise
+update of full-length columns, so the whole solve is O(n^2) array ops that ``mx.compile``
+fuses; then forward and back substitution (:mod:`.triangular`).
 Failed pivots (not positive, or not finite) are replaced by 1 so that the arithmetic
 stays finite, flagged in ``ok``, and the affected solutions are set to NaN.
 """
@@ -11,6 +11,7 @@ stays finite, flagged in ``ok``, and the affected solutions are set to NaN.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 from .._checks import as_floats, cast_out, check_square, rhs_as_matrix
 from .._compiled import compiled
@@ -20,27 +21,28 @@ from .triangular import substitute
 def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
     """Lower Cholesky factor (*, n, n) of the symmetric part of ``a`` and a (*) ok mask.
 
-    Right-looking (outer-product) order: step j takes the first column of the trailing block
-    and subtracts its outer product from the block that remains. Every step is the same
-    elementwise graph on a smaller block (fused kernels are keyed by graph, not shape), so
-    under ``mx.compile`` all steps of all sizes n share a few kernels, where the left-looking
-    form compiled one per column length. Each entry sees the subtractions in the same order.
+    Left-looking order on full-length columns: column j is a's column j minus the outer-product
+    contributions of the columns before it, masked to the rows below the diagonal. Every array
+    keeps the full size n. The outer-product form on shrinking blocks compiles fewer CPU kernels,
+    but its ends are zero-size arrays, and it is the suspect of the worker crashes of every
+    solve_spd caller in 2026-12-07's GPU run (this form had passed there before).
     """
     n = a.shape[-1]
     a = 0.5 * (a + a.swapaxes(-1, -2))
-    finite = mx.all(mx.isfinite(a), axis=(-2, -1))
+    rows = np.arange(n)
     cols: list[mx.array] = []
-    goods: list[mx.array] = []
+    ok = mx.all(mx.isfinite(a), axis=(-2, -1))
     for j in range(n):
-        # a is the (n - j) x (n - j) trailing block; its first column gives column j of L.
-        v = a[..., :, 0]
-        good = v[..., 0] > 0
-        goods.append(good)
-        root = mx.sqrt(mx.where(good, v[..., 0], 1.0))[..., None]
-        col = v[..., 1:] / root
-        cols.append(mx.concatenate([mx.zeros((*v.shape[:-1], j), v.dtype), root, col], axis=-1))
-        a = a[..., 1:, 1:] - col[..., :, None] * col[..., None, :]
-    return mx.stack(cols, axis=-1), finite & mx.all(mx.stack(goods, axis=-1), axis=-1)
+        v = a[..., :, j]
+        for k in range(j):
+            v = v - cols[k] * cols[k][..., j : j + 1]
+        d = v[..., j]
+        good = d > 0
+        ok = ok & good
+        root = mx.sqrt(mx.where(good, d, 1.0))
+        col = mx.where(mx.array(rows > j), v / root[..., None], 0.0)
+        cols.append(mx.where(mx.array(rows == j), root[..., None], col))
+    return mx.stack(cols, axis=-1), ok
 
 
 def _substitute(lower: mx.array, b: mx.array) -> mx.array:
