@@ -1134,15 +1134,20 @@ def _pycolmap_camera(pycolmap):
     return pycolmap.Camera(model="PINHOLE", width=640, height=480, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
 
 
+def _essential_problem(pycolmap, seed):
+    """Two views with 20 outliers among 100 matches, pycolmap's camera, and mlxgeom's essential-matrix RANSAC."""
+    rel, p1, p2, _ = _two_view(100, seed=seed)
+    p2 = _outliers(p2, 20)
+    est = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
+    return rel, p1, p2, _pycolmap_camera(pycolmap), est
+
+
 @row("`pycolmap.estimate_essential_matrix(points2D1, points2D2, camera1, camera2)`")
 def test_pycolmap_estimate_essential_matrix():
     pycolmap = pytest.importorskip("pycolmap")
-    rel, p1, p2, _ = _two_view(100, seed=19)
-    p2 = _outliers(p2, 20)
-    cam = _pycolmap_camera(pycolmap)
+    rel, p1, p2, cam, got = _essential_problem(pycolmap, 19)
     _close(cam.calibration_matrix(), K, 1e-12)
     ref = pycolmap.estimate_essential_matrix(p1, p2, cam, cam, pycolmap.RANSACOptions(max_error=1.0, random_seed=0))
-    got = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
     truth = [False] * 20 + [True] * 80
     assert got.ok.item() and ref["num_inliers"] == got.num_inliers.item() == 80
     assert np.array(got.inliers).tolist() == np.array(ref["inlier_mask"]).tolist() == truth
@@ -1187,11 +1192,8 @@ def test_pycolmap_essential_matrix_from_pose():
 @row("`pycolmap.estimate_relative_pose`, `pycolmap.estimate_two_view_geometry_pose`")
 def test_pycolmap_estimate_relative_pose():
     pycolmap = pytest.importorskip("pycolmap")
-    rel, p1, p2, _ = _two_view(100, seed=23)
-    p2 = _outliers(p2, 20)
-    cam = _pycolmap_camera(pycolmap)
+    rel, p1, p2, cam, est = _essential_problem(pycolmap, 23)
     ref = pycolmap.estimate_relative_pose(cam, p1, cam, p2, pycolmap.RANSACOptions(max_error=1.0, random_seed=0))
-    est = epipolar.find_essential_matrix(_m(p1), _m(p2), _m(K), threshold=1.0, key=mx.random.key(0))
     res = epipolar.recover_pose(est.E, _m(p1), _m(p2), _m(K), mask=est.inliers)
     pose = _np(res.pose)
     assert res.ok.item() and pose.shape == (4, 4)
