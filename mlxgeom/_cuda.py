@@ -37,9 +37,10 @@ def _kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], header
                                source=body.split("\n", 1)[1], header=header)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def constant(*values: float) -> mx.array:
-    """A (1, len(values)) float32 kernel input, made once per value (a call uploads nothing)."""
+    """A (1, len(values)) float32 kernel input, made once per value (a call uploads nothing); the
+    cache is bounded, as a loss scale or min_depth can take any value."""
     return mx.array([values], dtype=mx.float32)
 
 
