@@ -29,6 +29,16 @@ def pixels_4k(n: int = 400, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform([0, 0], [3839, 2159], (n, 2))
 
 
+def lens_amplification(xy: np.ndarray, d: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Pixels of solution error per pixel of residual at normalized points `xy` (N, 2), in float64."""
+
+    def pixels(p):
+        return cv2.projectPoints(np.c_[p, np.ones(len(p))], np.zeros(3), np.zeros(3), K4K, d)[0][:, 0]
+
+    J = np.stack([(pixels(xy + e) - pixels(xy - e)) / (2 * h) for e in np.eye(2) * h], axis=-1)
+    return K4K[0, 0] / np.linalg.svd(J, compute_uv=False)[:, -1]
+
+
 @pytest.mark.parametrize("k", (4, 5, 8, 12, 14))
 def test_undistort_matches_converged_cv2_undistort_points(k):
     px, d = pixels_4k(), dist_for(k, k)
@@ -39,8 +49,11 @@ def test_undistort_matches_converged_cv2_undistort_points(k):
     got, ok = undistort_points(mxa(px), mxa(K4K), mxa(d))
     ok = np.array(ok)
     assert solvable.mean() > 0.95 and np.array_equal(ok, solvable)
-    # normalized units times f: error in pixels of the 4K camera
-    assert np.abs(to_np(got) - ref)[ok].max() * K4K[0, 0] < 2e-3
+    # normalized units times f: error in pixels of the 4K camera. Near a fold the lens map's smallest
+    # singular value shrinks and one float32 ulp of the pixel (2.4e-4 px at 4K) moves the solution by
+    # that factor more: the bound is 1e-3 px of pixel-space error, amplified by the local conditioning.
+    error = np.abs(to_np(got) - ref).max(axis=1) * K4K[0, 0]
+    assert np.all((error / lens_amplification(ref, d))[ok] < 1e-3)
 
 
 def test_undistort_with_new_camera_matrix_matches_cv2_p_argument():
