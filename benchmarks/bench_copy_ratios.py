@@ -1,6 +1,7 @@
 """Each fast path's time as a multiple of a same-size compiled copy of its output, from one call to
-the launch floor: ``matrix_exp`` (3x3, 4x4) and ``Camera.project`` / ``unproject`` (pinhole,
-5-coefficient and fisheye lenses). Every cell is the best of 5 interleaved rounds of a 40-call
+the launch floor: ``matrix_exp`` (3x3, 4x4; a plain call, and inside the caller's ``mx.compile`` like the
+copy, which replays its graph without the Python of the call) and ``Camera.project`` / ``unproject``
+(pinhole, 5-coefficient and fisheye lenses). Every cell is the best of 5 interleaved rounds of a 40-call
 median, so the copy and the op see the same device state. One JSON line per row.
 
     python benchmarks/bench_copy_ratios.py
@@ -38,8 +39,11 @@ rows = []
 for n in (4, 3):
     for b in (1, 256, 8192, 32768, 1 << 20, 1 << 22):
         a = 0.3 * mx.random.normal((b, n, n)) + mx.random.normal((b, n, n)) * 0.7; mx.eval(a)
-        r = compare({"copy": compiled_copy(a), "mlxgeom": lambda a=a: mg.linalg.matrix_exp(a)})
-        rows.append({"op": f"matrix_exp {n}x{n}", "B": b, **{k: round(v, 4) for k, v in r.items()}, "x": round(r["mlxgeom"] / r["copy"], 2)})
+        expm = mx.compile(mg.linalg.matrix_exp)
+        r = compare({"copy": compiled_copy(a), "mlxgeom": lambda a=a: mg.linalg.matrix_exp(a),
+                     "in mx.compile": lambda a=a: expm(a)})
+        rows.append({"op": f"matrix_exp {n}x{n}", "B": b, **{k: round(v, 4) for k, v in r.items()},
+                     "x": round(r["mlxgeom"] / r["copy"], 2), "compiled x": round(r["in mx.compile"] / r["copy"], 2)})
         print(json.dumps(rows[-1]), flush=True)
 K = mx.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
 d5 = mx.array([-0.2, 0.05, 1e-3, -1e-3, 0.01]); fe = mx.array([0.1, -0.05, 0.01, -0.002])
