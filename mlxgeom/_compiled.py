@@ -20,7 +20,8 @@ values of inlined scalar constants, not by shape. So a core is compiled only whe
 gain is worth that cost, and is written so that repeated steps repeat one graph: a loop counter kept
 in the graph rather than compared against the Python loop index (each index value would be a new
 kernel), a per-step update of the same form rather than one of growing length. Cores left eager for
-this reason: ``matrix_exp`` and its Frechet derivative, SL(3) exp, and the undistortion. Work done
+this reason: ``matrix_exp`` and its Frechet derivative, SL(3) exp, and the undistortion's final step
+(its Newton steps are one compiled step, run ``iterations`` times). Work done
 once per call on a small batch (a solver's final checks and conversions) runs its cores eagerly
 inside :func:`eager`, so that it does not compile kernels of its own.
 

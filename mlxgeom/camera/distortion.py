@@ -23,6 +23,7 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .._checks import as_floats, cast_out, check_batch, eps
+from .._compiled import compiled
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -266,9 +267,12 @@ def _zero_unless(a: mx.array, keep: mx.array) -> mx.array:
     return mx.view(mx.view(a, bits) & -keep.astype(bits), a.dtype)
 
 
+@compiled
 def _newton_step(x, y, tx, ty, c):
     """One Newton step, keeping (x, y) where the step is not finite. det = 0 gives an infinite step
-    (1 / det) where kernels/lens.cuh takes a zero one: either way the iterate stays."""
+    (1 / det) where kernels/lens.cuh takes a zero one: either way the iterate stays. Compiled: every
+    step repeats one graph, so its few fused kernels are built once and run ``iterations`` times
+    (3x the eager step on the CPU at 262k points, ~3 s of g++ on the first call)."""
     d = distort_opencv(x, y, c, jacobian=True)
     j00, j01, j10, j11 = d.jac
     idet = 1 / (j00 * j11 - j01 * j10)

@@ -428,8 +428,8 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
 
 
 def _undistorted(px, K, dist, model, K_new, iterations, tol):
-    """(points, converged) of :func:`undistort_points` on checked inputs, in pure mx. Not compiled:
-    its ~20 fused kernels cost ~15 s of g++ on the first call for a ~1.5x faster steady state."""
+    """(points, converged) of :func:`undistort_points` on checked inputs, in pure mx (only the
+    repeated Newton step is compiled: the rest, compiled, costs more g++ on the first call than it saves)."""
     xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
     x, y, ok = und.x, und.y, und.converged & fok
