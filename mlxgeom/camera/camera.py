@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 import mlx.core as mx
+import numpy as np
 
 from .. import lie
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
@@ -343,6 +344,8 @@ class Camera(_CameraArrays):
             2.0
         """
         shape = self.batch_shape
+        if isinstance(index, (mx.array, np.ndarray)) and index.dtype not in (mx.bool_, np.bool_):
+            index = mx.array(index).astype(mx.int32)  # one gather specialisation (mlxgeom/_indexing.py)
         return type(self)(*(mx.broadcast_to(a, (*shape, *a.shape[a.ndim - k:]))[index] for a, k in zip(self, (2, 2, 1, 1))))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_checked, as_float, as_floats, broadcast_batch, cast_out
+from .._indexing import take_rows
 from .projection import distort_points, pixel_grid
 
 
@@ -85,7 +86,7 @@ def remap(image: Any, map_uv: Any, fill: float = 0.0) -> mx.array:
         inside = (ui >= 0) & (ui <= w - 1) & (vi >= 0) & (vi <= h - 1)
         # The tap index is piecewise constant in the map: the gradient flows through the weights.
         idx = mx.stop_gradient((mx.clip(vi, 0, h - 1) * w + mx.clip(ui, 0, w - 1)).astype(mx.int32))
-        tap = mx.take_along_axis(flat, idx[..., None], axis=-2)
+        tap = take_rows(flat, idx, axis=-2)
         acc = acc + wgt[..., None] * mx.where(inside[..., None], tap, fill)
     res = acc.reshape(*batch, ho, wo, c)
     return cast_out(res[..., 0] if plain else res, out)

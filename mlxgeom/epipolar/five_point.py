@@ -22,6 +22,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .._indexing import take, take_rows
 from ..homography._common import safe_div
 from ..lie.so3 import cross
 from ..linalg import gauss_newton_system, matmul, solve_spd_ex
@@ -71,7 +72,7 @@ def _collect(outer: mx.array, idx: mx.array) -> mx.array:
     """Sum the (*, na, nb) outer-product terms into the product's monomials (*, nc)."""
     flat = outer.reshape(*outer.shape[:-2], -1)
     flat = mx.concatenate([flat, mx.zeros_like(flat[..., :1])], axis=-1)
-    return mx.sum(mx.take(flat, idx.reshape(-1), axis=-1).reshape(*flat.shape[:-1], *idx.shape), axis=-1)
+    return mx.sum(take(flat, idx.reshape(-1), axis=-1).reshape(*flat.shape[:-1], *idx.shape), axis=-1)
 
 
 def _mul(terms: list[tuple[mx.array, mx.array]], idx: mx.array) -> mx.array:
@@ -103,7 +104,7 @@ def gauss_jordan(m: mx.array) -> tuple[mx.array, mx.array]:
         cand = mx.where(rows >= c, mx.abs(m[..., :, c]), -1)
         p = mx.stop_gradient(mx.argmax(cand, axis=-1))[..., None]  # (*, 1)
         perm = mx.where(rows == c, p, mx.where(rows == p, c, rows))
-        m = mx.take_along_axis(m, perm[..., :, None], axis=-2)
+        m = take_rows(m, perm, axis=-2)
         piv = m[..., c, c]
         good = mx.abs(piv) > _PIVOT_TOL * scale
         ok = ok & good
@@ -252,8 +253,7 @@ def five_point(y1: mx.array, y2: mx.array, *, fast: bool = False) -> tuple[mx.ar
     m2 = m2 & ~mx.any(same & (r1[..., :, None] <= r2[..., None, :]), axis=-2)
     e, m, r = (mx.concatenate(pair, axis=-3 if pair[0].ndim > m1.ndim else -1) for pair in ((e1, e2), (m1, m2), (r1, r2)))
     order = mx.stop_gradient(mx.argsort(mx.where(m, r, mx.inf), axis=-1))[..., :10]
-    e = mx.take_along_axis(e, order[..., None, None], axis=-3)
-    return e, mx.take_along_axis(m, order, axis=-1)
+    return take_rows(e, order, axis=-3), take_rows(m, order, axis=-1)
 
 
 def _solve(basis: mx.array, full: mx.array, iterations: int = ITERATIONS,

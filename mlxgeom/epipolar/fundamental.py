@@ -16,6 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from .. import linalg
+from .._indexing import take, take_rows
 from ..homography._common import safe_div
 from ..homography.dlt import hartley_normalization, normalize_points
 
@@ -44,7 +45,7 @@ def normal_matrix(xn1: mx.array, xn2: mx.array, w: mx.array) -> mx.array:
 
     mom = mx.sum((w[..., None] * mono(xn2))[..., :, None] * mono(xn1)[..., None, :], axis=-3)
     flat = mom.reshape(*mom.shape[:-2], 36)
-    return mx.take(flat, mx.array(_MOMENTS.reshape(-1)), axis=-1).reshape(*mom.shape[:-2], 9, 9)
+    return take(flat, mx.array(_MOMENTS.reshape(-1)), axis=-1).reshape(*mom.shape[:-2], 9, 9)
 
 
 def rank2(f: mx.array) -> mx.array:
@@ -58,7 +59,7 @@ def unit_frobenius(f: mx.array) -> mx.array:
     """f / |f|_F with the sign making the largest-magnitude entry positive (a canonical representative)."""
     flat = f.reshape(*f.shape[:-2], 9)
     n = mx.sqrt(mx.sum(flat * flat, axis=-1))
-    big = mx.take_along_axis(flat, mx.stop_gradient(mx.argmax(mx.abs(flat), axis=-1))[..., None], axis=-1)[..., 0]
+    big = take_rows(flat, mx.stop_gradient(mx.argmax(mx.abs(flat), axis=-1))[..., None], axis=-1)[..., 0]
     scale = mx.where(big < 0, -n, n)
     return safe_div(f, scale[..., None, None], (n > 0)[..., None, None])
 

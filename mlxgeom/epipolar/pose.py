@@ -18,6 +18,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing, eps
+from .._indexing import take_rows
 from ..lie import se3_from_rt
 from ..optim.pnp import normalize_pixels, undistorted
 from .correction import correct_matches, matrix_and_matches
@@ -170,8 +171,7 @@ def _first_max(counts: mx.array) -> mx.array:
 
 def _take(x: mx.array, best: mx.array, axis: int) -> mx.array:
     """x[..., best, ...] along ``axis`` (the candidate axis) for a per-problem index (*)."""
-    idx = best.reshape(*best.shape, *([1] * (x.ndim - best.ndim)))
-    return mx.squeeze(mx.take_along_axis(x, idx, axis=axis), axis=axis)
+    return mx.squeeze(take_rows(x, best[..., None], axis=axis), axis=axis)
 
 
 def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, mask: Any = None, *,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
+from .._indexing import take
 from ._common import safe_div, safe_sqrt
 
 # A second eigenvalue below this fraction of the trace marks a null space of dimension > 1.
@@ -88,7 +89,7 @@ def normal_matrix(xn: mx.array, un: mx.array, w: mx.array) -> mx.array:
     coef = w[..., None] * mx.stack([mx.ones_like(u), u, v, u * u + v * v], axis=-1)
     mom = mx.sum(coef[..., :, None] * mono[..., None, :], axis=-3)  # (*, 4, 6)
     idx = mx.array([0, 1, 2, 1, 3, 4, 2, 4, 5])
-    blocks = mx.take(mom, idx, axis=-1).reshape(*mom.shape[:-1], 3, 3)  # (*, 4, 3, 3)
+    blocks = take(mom, idx, axis=-1).reshape(*mom.shape[:-1], 3, 3)  # (*, 4, 3, 3)
     p0, pu, pv, puv = blocks[..., 0, :, :], blocks[..., 1, :, :], blocks[..., 2, :, :], blocks[..., 3, :, :]
     z = mx.zeros_like(p0)
     rows = [

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import mlx.core as mx
 
 from .._checks import as_checked, as_float, broadcast_batch, cast_out
+from .._indexing import take
 from ..linalg.inverse import _adjugate_transposed
 
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -115,7 +116,7 @@ def warp_perspective(images: Any, H: Any, out_size: Sequence[int], *, interpolat
         xc, yc = mx.clip(xi, 0, in_w - 1), mx.clip(yi, 0, in_h - 1)
         # Gradients flow through the interpolation weights, not the integer tap positions.
         lin = mx.stop_gradient((which * (in_h * in_w) + yc * in_w + xc).astype(mx.int32))
-        vals = mx.take(flat, lin.reshape(-1), axis=0).reshape(lin.shape + (c,))
+        vals = take(flat, lin.reshape(-1), axis=0).reshape(lin.shape + (c,))
         if border == "constant":
             vals = mx.where(inside[..., None], vals, fill)
         return vals

@@ -18,6 +18,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_checked, as_floats, cast_out, check_batch
+from .._indexing import take
 from . import rotations, se3, sl3, so3
 
 G = TypeVar("G", bound="MatrixLieGroup")
@@ -138,7 +139,7 @@ class MatrixLieGroup:
         raise ValueError(f"{type(self).__name__}.mean: method 'chordal' is not defined for this group; use 'karcher'")
 
     def _take(self: G, axis: int, index: int) -> G:
-        return type(self)(mx.take(self.matrix, mx.array([index]), axis=axis).squeeze(axis))
+        return type(self)(take(self.matrix, mx.array([index]), axis=axis).squeeze(axis))
 
     def mean(self: G, axis: int = 0, method: str = "chordal", iterations: int = 8) -> G:
         """Mean of the elements along batch axis ``axis``: (*) with that axis removed.

@@ -36,6 +36,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import as_float, cast_out, check_square, eps
+from .._indexing import take
 from .products import matmul
 
 
@@ -171,7 +172,7 @@ def _jacobi_parallel(a: mx.array, sweeps: int) -> tuple[mx.array, mx.array, list
     sign = mx.array([-1.0, 1.0], dtype=a.dtype)
     step = 2 * (n + 1)
     for idx in gathers:
-        g = mx.take(x, mx.array(idx), axis=0)
+        g = take(x, mx.array(idx), axis=0)
         c, s = _rotation(g[0::step][:h], g[n + 1 :: step][:h], g[1::step][:h])
         # per-row factors: rows of M rotate with (c, -/+s), rows of Q are left alone
         cr = mx.concatenate([c, mx.ones_like(c)])[:, None, None, None]
@@ -212,7 +213,7 @@ def _jacobi_padded(m: mx.array, sweeps: int) -> tuple[mx.array, mx.array]:
     m = mx.pad(m, [(0, 1), (0, 1), (0, 0)])
     w, v, frame = _jacobi_parallel(m, sweeps)
     keep = mx.array([i for i, p in enumerate(frame) if p != n], dtype=mx.int32)
-    return mx.take(w, keep, axis=0), mx.take(v[:n], keep, axis=1)
+    return take(w, keep, axis=0), take(v[:n], keep, axis=1)
 
 
 def _gap_inverse(w: mx.array) -> mx.array:

@@ -34,6 +34,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._checks import argmax, as_float, cast_out, check_square, eps
+from .._indexing import take_rows
 from .eigh import _gap_inverse, default_sweeps, eigh
 from .products import matmul
 from .qr import qr_columns
@@ -80,7 +81,7 @@ def _smallest(a: mx.array, k: int, iterations: int, oversample: int) -> tuple[mx
     a = a / scale
     c, ok = sweep_inverse(a + 10.0 * n * eps(a.dtype) * mx.eye(n, dtype=a.dtype))
     j = mx.stop_gradient(argmax(mx.diagonal(c, axis1=-2, axis2=-1), axis=-1))  # an index: no gradient
-    x = mx.take_along_axis(c, j[..., None, None], axis=-1)
+    x = take_rows(c.swapaxes(-1, -2), j[..., None], axis=-2).swapaxes(-1, -2)
     if p > 1:
         x = mx.concatenate([x, matmul(c, _start(n, p, a.dtype))], axis=-1)
     x = qr_columns(x)[0]

@@ -51,6 +51,7 @@ import numpy as np
 
 from .._checks import as_float, cast_out, check_square
 from .._cuda import fast_path
+from .._indexing import take
 from . import matrix_exp_cuda
 from .products import matmul
 
@@ -187,7 +188,7 @@ def _taylor(p: Block, degree_index: mx.array) -> Block:
     p2 = _mul(p, p)
     p3 = _mul(p2, p)
     powers = (p, p2, p3, _mul(p3, p3))
-    coef = mx.take(mx.array(coefficient_table(), dtype=eye.dtype), degree_index, axis=0)
+    coef = take(mx.array(coefficient_table(), dtype=eye.dtype), degree_index, axis=0)
 
     def combo(row: int) -> Block:
         c = [coef[..., row, j, None, None] for j in range(5)]
@@ -212,7 +213,7 @@ def _scale_and_square(p: Block, norm: mx.array, max_squarings: int) -> Block:
     covered = (s_real <= max_squarings)[..., None, None]
     s = mx.clip(s_real, 0, max_squarings).astype(mx.int32)
     # Exact powers of two from a table, so scaling adds no rounding.
-    scale = mx.take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=dtype), s)[..., None, None]
+    scale = take(mx.array([2.0**-k for k in range(max_squarings + 1)], dtype=dtype), s, axis=0)[..., None, None]
     e = _taylor(tuple(x * scale for x in p), degree_index)
     s = s[..., None, None]
     for _ in range(max_squarings):

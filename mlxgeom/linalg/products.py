@@ -17,6 +17,7 @@ import numpy as np
 
 from .._checks import as_float, check_batch
 from .._compiled import compiled
+from .._indexing import take
 
 _UNROLL = 16
 
@@ -105,7 +106,7 @@ def _normal_system(products: Sequence[mx.array], n: int) -> tuple[mx.array, mx.a
 
 def _unpack_symmetric(packed: mx.array, n: int) -> mx.array:
     """The symmetric (*, n, n) matrices of their upper triangles packed row by row (*, n (n + 1) / 2)."""
-    a = mx.take(packed, mx.array(_symmetric_index(n)), axis=-1)
+    a = take(packed, mx.array(_symmetric_index(n)), axis=-1)
     return a.reshape(*a.shape[:-1], n, n)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from .. import lie
 from .._checks import as_float, check_trailing
 from .._compiled import eager
+from .._indexing import take
 from ..camera import Camera, project_points_jacobian
 from ..linalg import matmul
 from ..solve.lm import lm_loop
@@ -167,7 +168,7 @@ def _gauge(poses: mx.array, fix_poses: Any) -> mx.array:
     if fix_poses is not None or c < 2:
         return free
     rel = lie.se3_compose(poses, lie.se3_inverse(poses[0]))[:, :3, 3]  # (C, 3), |t_rel| = centre distance
-    far = mx.argmax(mx.sum(rel * rel, axis=-1))
+    far = mx.argmax(mx.sum(rel * rel, axis=-1)).astype(mx.int32)
     baseline = mx.sum(poses[far, :3, :3] * rel[far][:, None], axis=0)  # R_j^T t_rel
     held = (mx.arange(c) == far)[:, None] & (mx.arange(6) == mx.argmax(mx.abs(baseline)))[None, :]
     first = (mx.arange(c) == 0)[:, None]
@@ -347,7 +348,7 @@ def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, prog
         tau = res.damping / mx.maximum(step.max_diagonal(res.hessian), 1e-30)
     pj, _ = problem.project(x)
     slot = problem.structure.rows.slot
-    valid = problem.active[slot]
+    valid = take(problem.active, slot, axis=0)
     residual = mx.where(valid[:, None], pj.pixels[:, 0][slot] - problem.clean_obs[slot], 0.0)
     K, dist = problem.intr.values(x[2]) if problem.intr.dof else (problem.intr.K0, problem.intr.dist0)
     shape = cameras.batch_shape

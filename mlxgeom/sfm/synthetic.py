@@ -101,7 +101,8 @@ def synthetic_problem(num_cameras: int, num_points: int, observations_per_point:
     cams = Camera(mx.array(np.tile(K, (num_cameras, 1, 1)).astype(np.float32)), dist=d,
                   size=mx.array(np.tile(np.asarray(size, np.float32), (num_cameras, 1))))
     true_poses, true_points = mx.array(T.astype(np.float32)), mx.array(X.astype(np.float32))
-    px = cams.select(mx.array(cam)).with_pose(true_poses[mx.array(cam)]).project(true_points[mx.array(pt)][:, None])[0]
+    cam_i, pt_i = mx.array(cam, dtype=mx.int32), mx.array(pt, dtype=mx.int32)
+    px = cams.select(cam_i).with_pose(true_poses[cam_i]).project(true_points[pt_i][:, None])[0]
     obs = np.array(px[:, 0]) + rng.normal(0.0, noise, (cam.size, 2))
     dR = _rotvec_matrix(rng.normal(0.0, rotation_noise, (num_cameras, 3)))
     T0 = T.copy()

@@ -23,12 +23,14 @@ RANSAC", BMVC 2012: the threshold shrinks to its value over the rounds).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 
 from .._checks import argmax
 from .._compiled import compiled
+from .._indexing import take_rows
 
 # Elements of the (problems, candidates, points) error tensor evaluated per round (bounds peak memory).
 _ROUND_ELEMENTS = 1 << 25
@@ -111,14 +113,12 @@ def sample_indices(key: mx.array, valid: mx.array, sample_size: int, trials: int
         r, picks = _sorted_insert(picks, r)
         ranks.append(r)
     rank = mx.clip(mx.stack(ranks, axis=-1), 0, n - 1)
-    return mx.take_along_axis(order, rank.reshape(b, trials * sample_size), axis=-1).reshape(b, trials, sample_size)
+    return take_rows(order, rank.reshape(b, trials * sample_size), axis=-1).reshape(b, trials, sample_size)
 
 
 def gather_points(x: mx.array, idx: mx.array) -> mx.array:
     """x (B, N, d) at idx (B, *idx_shape) -> (B, *idx_shape, d), by one flat take (no broadcast copy)."""
-    b, n, d = x.shape
-    offsets = (mx.arange(b) * n).reshape(b, *([1] * (idx.ndim - 1)))
-    return mx.take(x.reshape(b * n, d), (idx + offsets).reshape(-1), axis=0).reshape(*idx.shape, d)
+    return take_rows(x, idx.reshape(idx.shape[0], math.prod(idx.shape[1:])), axis=1).reshape(*idx.shape, x.shape[-1])
 
 
 @compiled
@@ -174,7 +174,7 @@ def _candidates(model: RansacModel, data: Data, idx: mx.array, enough: mx.array)
 
 def _take(a: mx.array, j: mx.array) -> mx.array:
     """a (B, H, *rest) at j (B, J) -> (B, J, *rest)."""
-    return mx.take_along_axis(a, j.reshape(*j.shape, *([1] * (a.ndim - 2))), axis=1)
+    return take_rows(a, j, axis=1)
 
 
 def _best(model: RansacModel, data: Data, w: mx.array, thr2: mx.array, key: mx.array, max_trials: int,
@@ -191,7 +191,7 @@ def _best(model: RansacModel, data: Data, w: mx.array, thr2: mx.array, key: mx.a
         # The same random valid points score every candidate of a problem (invalid ones sort last).
         sub = mx.argsort(mx.where(valid, mx.random.uniform(shape=(b, n), key=subset_key), 2.0), axis=-1)[:, :preempt]
         scoring = tuple(gather_points(d, sub) for d in data)
-        ws = mx.take_along_axis(valid, sub, axis=-1)
+        ws = take_rows(valid, sub, axis=-1)
     else:
         scoring, ws = data, valid
     per_round = max(1, min(max_trials, _ROUND_ELEMENTS // max(1, b * ws.shape[1])))
