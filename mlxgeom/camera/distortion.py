@@ -271,8 +271,8 @@ def _zero_unless(a: mx.array, keep: mx.array) -> mx.array:
 def _newton_step(x, y, tx, ty, c):
     """One Newton step, keeping (x, y) where the step is not finite. det = 0 gives an infinite step
     (1 / det) where kernels/lens.cuh takes a zero one: either way the iterate stays. Compiled: every
-    step repeats one graph, so its few fused kernels are built once and run ``iterations`` times
-    (3x the eager step on the CPU at 262k points, ~3 s of g++ on the first call)."""
+    step repeats one graph, so its ten fused kernels are built once and run ``iterations`` times
+    (2.5-3x the eager step on the CPU at 262k points; about 9 s of g++ on a machine's first call)."""
     d = distort_opencv(x, y, c, jacobian=True)
     j00, j01, j10, j11 = d.jac
     idet = 1 / (j00 * j11 - j01 * j10)
