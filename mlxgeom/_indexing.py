@@ -5,7 +5,8 @@ meets a new gather specialisation, keyed by kind (``take`` or ``take_along_axis`
 dtype and index count, at 3-6 s each (docs/conventions.md, "First-call cost"). argsort and argmax give
 uint32, numpy index tables int64, and ``take_along_axis`` is a kind of its own; written directly, one
 solver met five to eight of them. Here every gather is a ``take`` along one axis with int32 indices,
-on float data (bool through float32) or int32 data: two modules for the whole library.
+on float data (bool through float32), and integer data known to lie below 2^24 (indices of points
+or groups) through float32 as well: one module for a solver, two with the library's other integer data.
 """
 
 from __future__ import annotations
@@ -30,12 +31,26 @@ def take(a: mx.array, indices: mx.array, axis: int) -> mx.array:
     return mx.take(a, idx, axis=axis)
 
 
-def take_rows(a: mx.array, indices: mx.array, axis: int) -> mx.array:
+def take_index_values(values: mx.array, indices: mx.array, axis: int, bound: int) -> mx.array:
+    """:func:`take` of integer ``values`` in [0, ``bound``), ``bound`` static: exact through float32 when
+    ``bound <= 2**24`` (every such integer is a float32), so the gather shares the float one's module.
+
+    Example:
+        >>> take_index_values(mx.array([5, 7, 9]), mx.array([2, 0]), 0, bound=10).tolist()
+        [9, 5]
+    """
+    if bound > 1 << 24:
+        return take(values, indices, axis)
+    return take(values.astype(mx.float32), indices, axis).astype(values.dtype)
+
+
+def take_rows(a: mx.array, indices: mx.array, axis: int, bound: int | None = None) -> mx.array:
     """Per batch entry, the sub-arrays of ``a`` at ``indices`` along ``axis``.
 
     Args:
         a: (*batch_a, n, *rest); ``axis`` is the position of n (negative counts from the end).
         indices: (*batch, k) integers in [0, n), ``batch_a`` broadcasting against ``batch``.
+        bound: for integer ``a`` known to lie in [0, bound): gathered as :func:`take_index_values`.
 
     Returns:
         (*batch, k, *rest): ``out[..., j, ...] = a[..., indices[..., j], ...]``, as
@@ -60,5 +75,7 @@ def take_rows(a: mx.array, indices: mx.array, axis: int) -> mx.array:
             rows = rows + (mx.arange(batch_a[d], dtype=mx.int32) * stride).reshape(shape)
             stride *= batch_a[d]
     rows = mx.broadcast_to(rows, (*batch, indices.shape[-1]))
-    flat = take(a.reshape(math.prod(batch_a) * n, math.prod(rest)), rows.reshape(-1), axis=0)
+    rows_of_a = a.reshape(math.prod(batch_a) * n, math.prod(rest))
+    flat = (take(rows_of_a, rows.reshape(-1), axis=0) if bound is None else
+            take_index_values(rows_of_a, rows.reshape(-1), 0, bound))
     return flat.reshape(*batch, indices.shape[-1], *rest)

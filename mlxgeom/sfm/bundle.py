@@ -23,7 +23,7 @@ import numpy as np
 from .. import lie
 from .._checks import as_float, check_trailing
 from .._compiled import eager
-from .._indexing import take
+from .._indexing import take, take_index_values
 from ..camera import Camera, project_points_jacobian
 from ..linalg import matmul
 from ..solve.lm import lm_loop
@@ -186,7 +186,7 @@ class _Problem:
         self.cam, self.pt = rows.camera, rows.point
         self.loss, self.structure = loss, structure
         self.min_depth = min_depth
-        self.group_of_obs = mx.array(groups.astype(np.int32))[self.cam]
+        self.group_of_obs = take_index_values(mx.array(groups.astype(np.int32)), self.cam, 0, bound=groups.size)
         obs = observations[rows.source]
         self.finite_obs = rows.real & mx.all(mx.isfinite(obs), axis=-1)
         self.active = self.finite_obs  # narrowed to the observations valid at the start

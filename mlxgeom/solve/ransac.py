@@ -113,7 +113,7 @@ def sample_indices(key: mx.array, valid: mx.array, sample_size: int, trials: int
         r, picks = _sorted_insert(picks, r)
         ranks.append(r)
     rank = mx.clip(mx.stack(ranks, axis=-1), 0, n - 1)
-    return take_rows(order, rank.reshape(b, trials * sample_size), axis=-1).reshape(b, trials, sample_size)
+    return take_rows(order, rank.reshape(b, trials * sample_size), axis=-1, bound=n).reshape(b, trials, sample_size)
 
 
 def gather_points(x: mx.array, idx: mx.array) -> mx.array:
