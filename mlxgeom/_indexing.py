@@ -16,8 +16,13 @@ import math
 import mlx.core as mx
 
 
+# Integer values gathered through int32: exactly (uint32 by its bits). 64-bit ones keep their own gather.
+_THROUGH_INT32 = (mx.int8, mx.uint8, mx.int16, mx.uint16, mx.uint32)
+
+
 def take(a: mx.array, indices: mx.array, axis: int) -> mx.array:
-    """``mx.take(a, indices, axis)`` with int32 indices; bool data is gathered as float32.
+    """``mx.take(a, indices, axis)`` with int32 indices; bool values are gathered as float32, integers
+    of up to 32 bits as int32.
 
     Example:
         >>> take(mx.array([[1.0, 2.0], [3.0, 4.0]]), mx.array([1, 1]), axis=0).tolist()
@@ -26,7 +31,7 @@ def take(a: mx.array, indices: mx.array, axis: int) -> mx.array:
     idx = indices if indices.dtype == mx.int32 else indices.astype(mx.int32)
     if a.dtype == mx.bool_:
         return mx.take(a.astype(mx.float32), idx, axis=axis) > 0
-    if not mx.issubdtype(a.dtype, mx.floating) and a.dtype != mx.int32:
+    if a.dtype in _THROUGH_INT32:
         return mx.take(a.astype(mx.int32), idx, axis=axis).astype(a.dtype)
     return mx.take(a, idx, axis=axis)
 

@@ -41,8 +41,10 @@ def test_take_rows_gradient_is_the_take_along_axis_one():
 
 def test_take_keeps_the_value_dtype():
     assert take(mx.array([True, False]), mx.array([1, 0], dtype=mx.int64), 0).tolist() == [False, True]
-    got = take(mx.array([7, 9], dtype=mx.uint32), mx.array([1], dtype=mx.uint32), 0)
-    assert got.dtype == mx.uint32 and got.tolist() == [9]
+    got = take(mx.array([7, 0xFFFFFFFE], dtype=mx.uint32), mx.array([1], dtype=mx.uint32), 0)
+    assert got.dtype == mx.uint32 and got.tolist() == [0xFFFFFFFE]
+    big = mx.array([1, (1 << 40) + 3], dtype=mx.int64)
+    assert take(big, mx.array([1]), 0).tolist() == [(1 << 40) + 3]
 
 
 def test_take_index_values_is_exact_below_its_bound():
