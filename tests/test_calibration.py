@@ -12,6 +12,7 @@ from helpers import CPU_ONLY_PRIMITIVES, assert_device_safe, graph_primitives
 from mlxgeom import calibrate_camera, warp_perspective
 from mlxgeom.calibration import CalibrationReason, board_points, reason_text, synthetic_views
 from mlxgeom.camera import project_points
+from mlxgeom.lie import se3_from_rt, so3_exp
 
 SIZE = (640, 480)
 # OpenCV's stdDeviationsIntrinsics order [fx, fy, cx, cy, k1, k2, p1, p2, k3, ...] -> ours, which adds skew.
@@ -169,6 +170,53 @@ def test_degenerate_view_sets_are_not_ok_with_their_reason(case, views, tilt, re
     assert res.reason.item() == reason
     assert "views" in reason_text(res.reason.item())
     assert np.array_equal(np.asarray(res.camera.K), np.eye(3)) and res.rms.item() == np.inf
+
+
+@pytest.mark.parametrize("size", [SIZE, (10, 10), (64000, 48000)])
+def test_boards_13_degrees_apart_calibrate_at_any_image_size(size):
+    # the degeneracy test runs in the frame whitened by Zhang's own K, so the scale of the pixel
+    # normalisation does not matter; OpenCV calibrates this set at 640 x 480 and 10 x 10
+    obj, img, K, *_ = synthetic_views(num_views=12, noise=0.0, max_tilt=0.1, seed=0)
+    res = calibrate_camera(obj, img, size)
+    assert res.ok.item() and res.rms.item() < 1e-3
+    np.testing.assert_allclose(np.asarray(res.camera.K), np.asarray(K), atol=0.05)
+    if size != (64000, 48000):  # where OpenCV's init (principal point at the centre) misleads it
+        rms, K_cv, *_ = cv2.calibrateCamera(list(np.asarray(obj)), list(np.asarray(img)), size, None, None)
+        np.testing.assert_allclose(np.asarray(res.camera.K), K_cv, atol=0.05)
+
+
+def _parallel_boards(noise: float, seed: int = 3):
+    """12 views of boards sharing one oblique plane orientation (spun in-plane, moved)."""
+    rng = np.random.default_rng(seed)
+    board = board_points()
+    spins = np.stack([np.zeros(12), np.zeros(12), rng.uniform(-0.3, 0.3, 12)], axis=-1)
+    R = np.asarray(so3_exp(mx.array([[0.4, -0.2, 0.0]]))) @ np.asarray(so3_exp(mx.array(spins, dtype=mx.float32)))
+    t = np.concatenate([rng.uniform(-0.04, 0.04, (12, 2)), rng.uniform(0.42, 0.58, (12, 1))], -1) - R @ board.mean(0)
+    poses = se3_from_rt(mx.array(R, dtype=mx.float32), mx.array(t, dtype=mx.float32))
+    obj = mx.array(np.broadcast_to(board, (12, *board.shape)), dtype=mx.float32)
+    img = project_points(obj, mx.array(((800.0, 0, 322), (0, 780, 236), (0, 0, 1))), poses).pixels
+    return obj, img + noise * mx.array(rng.standard_normal(img.shape), dtype=mx.float32)
+
+
+@pytest.mark.parametrize("size", [SIZE, (10, 10)])
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+def test_parallel_oblique_boards_are_refused_at_any_image_size(size, noise):
+    obj, img = _parallel_boards(noise)
+    res = calibrate_camera(obj, img, size, max_iters=3)
+    assert res.reason.item() == CalibrationReason.PARALLEL_VIEWS
+
+
+@pytest.mark.parametrize("size", [(0, 0), (-640, 480), (640, float("nan"))])
+def test_non_positive_image_size_raises_naming_it(size):
+    obj, img, *_ = synthetic_views(num_views=4, noise=0.0, seed=0)
+    with pytest.raises(ValueError, match="image_size"):
+        calibrate_camera(obj, img, size)
+
+
+@pytest.mark.parametrize("views,points", [(0, 54), (5, 0)])
+def test_empty_views_or_points_raise_naming_object_points(views, points):
+    with pytest.raises(ValueError, match="object_points"):
+        calibrate_camera(mx.zeros((views, points, 3)), mx.zeros((views, points, 2)), SIZE)
 
 
 def test_missing_points_and_views_are_ignored():

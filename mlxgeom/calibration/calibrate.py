@@ -27,6 +27,7 @@ import functools
 from typing import Any, NamedTuple, Sequence
 
 import mlx.core as mx
+import numpy as np
 
 from .. import linalg
 from ..linalg.qr import qr_columns
@@ -260,6 +261,8 @@ def _summary(board, image, weight, M, scale_intrinsics, theta, poses, cost, init
 
 
 def _inputs(object_points: Any, image_points: Any, image_size: Any) -> tuple[_Problem, mx.array, mx.Dtype]:
+    if not isinstance(image_size, mx.array) and not np.all(np.asarray(image_size, dtype=np.float64) > 0):
+        raise ValueError(f"image_size: expected [width, height] > 0 pixels, got {np.asarray(image_size).tolist()}")
     (obj, img, size), out = as_floats(object_points, image_points, image_size,
                                       names=("object_points", "image_points", "image_size"))
     check_trailing(obj, (None, None, 3), "object_points")
@@ -271,6 +274,9 @@ def _inputs(object_points: Any, image_points: Any, image_size: Any) -> tuple[_Pr
     batch = broadcast_batch(obj.shape[:-3], img.shape[:-3], size.shape[:-1],
                             names=("object_points", "image_points", "image_size"))
     views, n = obj.shape[-3:-1]
+    if views == 0 or n == 0:
+        raise ValueError(f"object_points: expected (*, V, N, 3) with at least one view and one point, "
+                         f"got {tuple(obj.shape)}")
     obj = mx.broadcast_to(obj, (*batch, views, n, 3))
     img = mx.broadcast_to(img, (*batch, views, n, 2))
     size = mx.broadcast_to(size, (*batch, 2))
@@ -302,7 +308,8 @@ def calibrate_camera(
         object_points: (*, V, N, 3) board points in the board plane z = 0 (e.g.
             :func:`mlxgeom.calibration.board_points`), broadcast over the cameras.
         image_points: (*, V, N, 2) their detected pixels (NaN for a missing point).
-        image_size: (*, 2) or (2,) ``[width, height]`` in pixels.
+        image_size: (*, 2) or (2,) ``[width, height]`` in pixels, > 0 (checked when given as a list,
+            tuple or numpy array; an ``mx.array`` is not read back to the host).
         model: lens model, ``"pinhole"``, ``"opencv4"``, ``"opencv5"`` (OpenCV's default),
             ``"opencv8"`` (``CALIB_RATIONAL_MODEL``), ``"opencv12"`` (``+ CALIB_THIN_PRISM_MODEL``),
             ``"opencv14"`` (``+ CALIB_TILTED_MODEL``) or ``"fisheye"`` (Kannala-Brandt k1..k4).
