@@ -56,6 +56,21 @@ def test_undistort_matches_converged_cv2_undistort_points(k):
     assert np.all((error / lens_amplification(ref, d))[ok] < 1e-3)
 
 
+@pytest.mark.skipif(ON_GPU, reason="float64 exists only on MLX's CPU backend")
+def test_tilted_lens_round_trip_matches_cv2_to_1e10_in_float64():
+    # MLX's float64 sin/cos are float32-accurate on the CPU: the tilt angles go through lie's sin_cos
+    d = dist_for(14, 3)
+    xy = np.random.default_rng(3).uniform([-0.5, -0.3], [0.5, 0.3], (200, 2))
+    px = cv2.projectPoints(np.c_[xy, np.ones(len(xy))], np.zeros(3), np.zeros(3), K4K, d)[0][:, 0]
+    got, valid = distort_points(mxa(xy, mx.float64), mxa(K4K, mx.float64), mxa(d, mx.float64))
+    assert np.all(np.array(valid))
+    np.testing.assert_allclose(np.array(got), px, rtol=0, atol=1e-10 * K4K[0, 0])
+    ref = cv2.undistortPoints(px[:, None], K4K, d, criteria=CONVERGED)[:, 0]
+    und, ok = undistort_points(mxa(px, mx.float64), mxa(K4K, mx.float64), mxa(d, mx.float64))
+    assert np.all(np.array(ok))
+    np.testing.assert_allclose(np.array(und), ref, rtol=0, atol=1e-10)
+
+
 def test_undistort_with_new_camera_matrix_matches_cv2_p_argument():
     px, d = pixels_4k(50, 1), dist_for(8, 1)
     P = K4K * [[0.5], [0.5], [1]]

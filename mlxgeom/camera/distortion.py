@@ -24,6 +24,7 @@ import mlx.core as mx
 
 from .._checks import as_floats, cast_out, check_batch, eps
 from .._compiled import compiled
+from ..lie._scalar import sin_cos
 from . import distortion_cuda
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
@@ -61,10 +62,18 @@ def tilt_matrix(tau_x, tau_y) -> mx.array:
     (tx, ty), out = as_floats(tau_x, tau_y, names=("tau_x", "tau_y"))
     check_batch(("tau_x", tx, 0), ("tau_y", ty, 0))
     tx, ty = mx.broadcast_arrays(tx, ty)
-    ctx, stx, cty, sty = mx.cos(tx), mx.sin(tx), mx.cos(ty), mx.sin(ty)
+    ctx, stx, cty, sty = _tilt_trig(tx, ty)
     zero = mx.zeros_like(tx)
     flat = mx.stack([ctx, zero, zero, -stx * sty, cty, zero, sty, -cty * stx, cty * ctx], axis=-1)
     return cast_out(flat.reshape(*tx.shape, 3, 3), out)
+
+
+def _tilt_trig(tau_x: mx.array, tau_y: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """``(cos tau_x, sin tau_x, cos tau_y, sin tau_y)``; float64 through ``lie``'s ``sin_cos``
+    (MLX's own float64 sin and cos are only float32-accurate on the CPU)."""
+    stx, ctx = sin_cos(tau_x)
+    sty, cty = sin_cos(tau_y)
+    return ctx, stx, cty, sty
 
 
 def _div_nonzero(a: mx.array | float, b: mx.array) -> mx.array:
@@ -145,7 +154,7 @@ def _radial_tangential_coeff_jac(x, y, r2, r4, num, inv_den, xy, k) -> list[tupl
 
 def _apply_tilt(xd, yd, tau_x, tau_y, ok, jac, jac_c) -> Distorted:
     """Tilted-sensor homography of OpenCV's 14-coefficient model, with Jacobians."""
-    ctx, stx, cty, sty = mx.cos(tau_x), mx.sin(tau_x), mx.cos(tau_y), mx.sin(tau_y)
+    ctx, stx, cty, sty = _tilt_trig(tau_x, tau_y)
     v0 = ctx * xd
     v1 = -stx * sty * xd + cty * yd
     v2 = sty * xd - cty * stx * yd + cty * ctx
@@ -175,7 +184,7 @@ def _apply_tilt(xd, yd, tau_x, tau_y, ok, jac, jac_c) -> Distorted:
 
 def _inverse_tilt_start(x: mx.array, y: mx.array, tau_x: mx.array, tau_y: mx.array) -> tuple[mx.array, mx.array]:
     """Undo the tilt homography exactly (a good Newton start): solve T [q, 1] ~ [p, 1]."""
-    ctx, stx, cty, sty = mx.cos(tau_x), mx.sin(tau_x), mx.cos(tau_y), mx.sin(tau_y)
+    ctx, stx, cty, sty = _tilt_trig(tau_x, tau_y)
     # T is lower triangular: q_x from row 0, q_y from row 1, with w from row 2 (w = v2).
     # v0 = ctx qx = x w ; v1 = -stx sty qx + cty qy = y w ; w = sty qx - cty stx qy + cty ctx
     # Solve the 3x3 linear system in (qx, qy, w) by substitution.
