@@ -168,6 +168,22 @@ def test_from_opencv_to_opencv_round_trip_and_projection_parity():
     np.testing.assert_allclose(np.array(size), [640, 480])
 
 
+def test_from_opencv_takes_calibrate_camera_rvecs_tvecs_tuples():
+    rng = np.random.default_rng(8)
+    board = np.stack(np.meshgrid(np.arange(9.0), np.arange(6.0)), -1).reshape(-1, 2) * 0.03
+    obj = np.c_[board, np.zeros(len(board))].astype(np.float32)
+    views = [(rng.normal(size=3) * 0.3, np.r_[-0.12, -0.08, 0.5] + rng.normal(size=3) * 0.02) for _ in range(6)]
+    img = [cv2.projectPoints(obj, r, t, K0, None)[0][:, 0].astype(np.float32) for r, t in views]
+    _, K, d, rvecs, tvecs = cv2.calibrateCamera([obj] * 6, img, (640, 480), None, None)
+    assert isinstance(rvecs, tuple) and rvecs[0].shape == (3, 1)
+    cam = Camera.from_opencv(K, d, rvecs, tvecs)
+    assert cam.batch_shape == (6,)
+    ref = np.stack([cv2.projectPoints(obj, r, t, K, d)[0][:, 0] for r, t in zip(rvecs, tvecs)])
+    np.testing.assert_allclose(np.array(cam.project(mx.array(obj)[None]).pixels), ref, atol=1e-3)
+    listed = Camera.from_opencv(K, d, list(rvecs), list(tvecs))
+    np.testing.assert_array_equal(np.array(listed.pose), np.array(cam.pose))
+
+
 def test_opengl_conversions_are_inverse_and_put_the_scene_in_front():
     rng = np.random.default_rng(7)
     c2w_gl = np.linalg.inv(random_pose(rng, 4).astype(np.float64))

@@ -232,6 +232,11 @@ def test_bad_shapes_raise_value_error(kwargs, match):
         project_points(**args)
 
 
+def test_missing_intrinsics_raise_type_error_naming_k():
+    with pytest.raises(TypeError, match="K"):
+        project_points(np.ones((2, 3)), None)
+
+
 def test_complex_input_raises_type_error():
     with pytest.raises(TypeError):
         project_points(np.ones((2, 3), dtype=np.complex64), np.eye(3))

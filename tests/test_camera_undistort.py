@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from helpers import CPU_ONLY_PRIMITIVES, ON_GPU, assert_device_safe, graph_primitives, to_np
-from mlxgeom.camera import Camera, distort_points, remap, undistort_image, undistort_map, undistort_points
+from mlxgeom.camera import (
+    Camera, FisheyeCamera, distort_points, pixel_rays, remap, undistort_image, undistort_map, undistort_points,
+    unproject_points,
+)
 
 K4K = np.array([[3000.0, 0.0, 1919.5], [0.0, 3050.0, 1079.5], [0.0, 0.0, 1.0]])
 CONVERGED = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-15)
@@ -234,3 +237,38 @@ def test_undistortion_is_device_safe_and_compiles_at_two_batch_sizes():
 def test_bad_shapes_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+_K = np.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+_NEWTON_CALLS = {
+    "undistort_points": lambda **kw: undistort_points(np.ones((3, 2)), _K, np.full(4, 0.01), **kw),
+    "fisheye undistort_points": lambda **kw: undistort_points(np.ones((3, 2)), _K, np.full(4, 0.01), "fisheye", **kw),
+    "unproject_points": lambda **kw: unproject_points(np.ones((3, 2)), np.ones(3), _K, None, np.full(4, 0.01), **kw),
+    "pixel_rays": lambda **kw: pixel_rays(np.ones((3, 2)), _K, None, np.full(4, 0.01), **kw),
+    "Camera.undistort_points": lambda **kw: Camera(_K, dist=np.full(4, 0.01)).undistort_points(np.ones((3, 2)), **kw),
+    "Camera.unproject": lambda **kw: Camera(_K, dist=np.full(5, 0.01)).unproject(np.ones((3, 2)), np.ones(3), **kw),
+    "FisheyeCamera.rays": lambda **kw: FisheyeCamera(_K, dist=np.full(4, 0.01)).rays(np.ones((3, 2)), **kw),
+}
+
+
+_BAD_NEWTON = [
+    (dict(tol=-1.0), ValueError, "tol"),
+    (dict(tol=float("nan")), ValueError, "tol"),
+    (dict(tol="1e-6"), TypeError, "tol"),
+    (dict(iterations=-1), ValueError, "iterations"),
+    (dict(iterations=2.5), TypeError, "iterations"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,error,match", [
+    (name, *bad) for name in _NEWTON_CALLS for bad in _BAD_NEWTON
+    if "tol" not in bad[0] or "Camera" not in name  # Camera methods take iterations only
+])
+def test_negative_or_non_numeric_newton_settings_raise_naming_them(name, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _NEWTON_CALLS[name](**kwargs)
+
+
+def test_undistort_image_of_a_matrix_raises_type_error_naming_camera():
+    with pytest.raises(TypeError, match="camera"):
+        undistort_image(np.zeros((4, 5)), np.eye(3))

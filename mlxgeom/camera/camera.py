@@ -41,6 +41,13 @@ class _CameraArrays(NamedTuple):
     size: mx.array
 
 
+def _stacked(x: Any) -> Any:
+    """A tuple or list of arrays (OpenCV's per-view rvecs / tvecs) stacked on a new leading axis."""
+    if isinstance(x, (tuple, list)) and x and all(isinstance(v, (np.ndarray, mx.array)) for v in x):
+        return mx.stack([mx.array(v) for v in x])
+    return x
+
+
 def _flat3(x: mx.array, name: str) -> mx.array:
     """Accept OpenCV's (3, 1) column vectors as (3,)."""
     if x.ndim >= 2 and x.shape[-2:] == (3, 1):
@@ -125,8 +132,10 @@ class Camera(_CameraArrays):
     def from_opencv(cls, K: Any, dist: Any = None, rvec: Any = None, tvec: Any = None, size: Any = None) -> "Camera":
         """From OpenCV's (cameraMatrix, distCoeffs, rvec, tvec, (width, height)).
 
-        rvec is a Rodrigues vector (*, 3) or (*, 3, 1) (``cv2.Rodrigues``), tvec likewise; the
-        pose is world-to-camera as in ``cv2.projectPoints``. distCoeffs (1, k) is read as (k,).
+        rvec is a Rodrigues vector (*, 3) or (*, 3, 1) (``cv2.Rodrigues``), tvec likewise, or a
+        tuple or list of them (the ``rvecs``, ``tvecs`` of ``cv2.calibrateCamera``), stacked on a
+        leading axis; the pose is world-to-camera as in ``cv2.projectPoints``. distCoeffs (1, k)
+        is read as (k,).
 
         Example:
             >>> cam = Camera.from_opencv(mx.eye(3), None, mx.zeros(3), mx.array([0.0, 0.0, 1.0]))
@@ -135,7 +144,8 @@ class Camera(_CameraArrays):
         """
         pose = None
         if rvec is not None or tvec is not None:
-            (rvec, tvec), _ = as_floats(*(mx.zeros(3) if v is None else v for v in (rvec, tvec)), names=("rvec", "tvec"))
+            (rvec, tvec), _ = as_floats(*(mx.zeros(3) if v is None else _stacked(v) for v in (rvec, tvec)),
+                                        names=("rvec", "tvec"))
             rvec, tvec = _flat3(rvec, "rvec"), _flat3(tvec, "tvec")
             pose = lie.se3_from_rt(lie.so3_exp(rvec), tvec)
         if dist is not None:

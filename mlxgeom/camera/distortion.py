@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import mlx.core as mx
+import numpy as np
 
 from .._checks import as_floats, cast_out, check_batch, eps
 from .._compiled import compiled
@@ -199,6 +200,20 @@ class Undistorted(NamedTuple):
     x: mx.array
     y: mx.array
     converged: mx.array
+
+
+def check_newton(iterations: int, tol: float | None) -> None:
+    """Raise unless ``iterations`` is an integer >= 0 and ``tol`` is None or a number >= 0."""
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
+        raise TypeError(f"iterations: expected an integer >= 0, got {type(iterations).__name__}")
+    if iterations < 0:
+        raise ValueError(f"iterations: expected an integer >= 0, got {iterations}")
+    if tol is None:
+        return
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tol: expected None or a number >= 0, got {type(tol).__name__}")
+    if not tol >= 0:
+        raise ValueError(f"tol: expected None or a number >= 0, got {tol}")
 
 
 def newton_tol(dtype: mx.Dtype, tol: float | None = None) -> float:

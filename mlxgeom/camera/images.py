@@ -16,6 +16,7 @@ import mlx.core as mx
 
 from .._checks import as_checked, as_float, as_floats, broadcast_batch, cast_out
 from .._indexing import take_rows
+from .camera import Camera
 from .projection import distort_points, pixel_grid
 
 
@@ -109,6 +110,8 @@ def undistort_image(image: Any, camera: Any, K_new: Any = None, size: tuple[int,
         >>> undistort_image(img, Camera(mx.array([[5.0, 0, 2], [0, 5, 1.5], [0, 0, 1]]))).shape
         (4, 5)
     """
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera: expected a mlxgeom.camera.Camera, got {type(camera).__name__}")
     img, _ = as_float(image, "image")
     k_new = None if K_new is None else as_float(K_new, "K_new")[0]
     # Checked here, so a clash names the camera rather than the sampling map built from it.

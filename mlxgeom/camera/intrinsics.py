@@ -22,7 +22,9 @@ from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
 
 
 def check_K(K: mx.array, name: str = "K") -> None:
-    """Raise ``ValueError`` unless ``K`` has shape (*, 3, 3)."""
+    """Raise ``TypeError`` unless ``K`` is an array (e.g. None), ``ValueError`` unless it has shape (*, 3, 3)."""
+    if not isinstance(K, mx.array):
+        raise TypeError(f"{name}: expected a (*, 3, 3) intrinsics array, got {type(K).__name__}")
     check_trailing(K, (3, 3), name)
 
 

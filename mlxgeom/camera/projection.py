@@ -33,7 +33,9 @@ from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
 from . import projection_cuda
-from .distortion import Distorted, check_opencv_coeffs, distort_opencv, newton_tol, undistort_opencv
+from .distortion import (
+    Distorted, check_newton, check_opencv_coeffs, distort_opencv, newton_tol, undistort_opencv,
+)
 from .fisheye import check_fisheye_coeffs, distort_fisheye, undistort_fisheye
 from .intrinsics import check_K, focal_ok
 
@@ -328,6 +330,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
         depth: (*, N) camera-frame z (broadcasts against pixels[..., 0]).
         K, pose, dist, model: as in :func:`project_points`.
         return_valid: also return the mask (undistortion converged, fx, fy > 0, finite).
+        iterations, tol: as in :func:`undistort_points`.
 
     Returns:
         world points (*, N, 3), or :class:`Unprojection` ``(points, points_cam, valid)``
@@ -339,6 +342,7 @@ def unproject_points(pixels: Any, depth: Any, K: Any, pose: Any = None, dist: An
         >>> [round(c, 4) for c in X[0].tolist()]
         [0.1, 0.2, 2.0]
     """
+    check_newton(iterations, tol)
     (px, z, K, pose, dist), out = _inputs(pixels=pixels, depth=depth, K=K, pose=pose, dist=dist)
     px, single = _check_pixels(px)
     cam_batch = _check_camera(K, pose, dist, model)
@@ -403,9 +407,9 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         K: (*, 3, 3); dist: (*, k) as in :func:`project_points`.
         K_new: (*, 3, 3) or None. None returns normalized coordinates (x, y) = (X/Z, Y/Z)
             (OpenCV with P empty); otherwise pixels of the ideal pinhole camera K_new (OpenCV's P).
-        iterations: Newton steps (static).
-        tol: residual bound (normalized units, relative to 1 + |target|) for ``converged``;
-            default 16 eps of the dtype.
+        iterations: Newton steps (static), an integer >= 0.
+        tol: residual bound (normalized units, relative to 1 + |target|) for ``converged``,
+            >= 0; default (None) 16 eps of the dtype.
 
     Returns:
         ``(points (*, N, 2), converged (*, N) bool)``.
@@ -416,6 +420,7 @@ def undistort_points(pixels: Any, K: Any, dist: Any = None, model: str = "opencv
         >>> round(p[0, 0].item(), 4), ok.tolist()
         (0.0999, [True])
     """
+    check_newton(iterations, tol)
     (px, K, dist, K_new), out = _inputs(pixels=pixels, K=K, dist=dist, K_new=K_new)
     px, single = _check_pixels(px)
     cam_batch = _check_camera(K, None, dist, model)
