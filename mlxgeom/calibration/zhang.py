@@ -12,16 +12,12 @@ Zhang, "A flexible new technique for camera calibration", IEEE PAMI 22(11), 2000
 4. radial distortion k1, k2 by linear least squares on the residuals of the ideal projection
    (sec. 3.3, eq. 13).
 
-Pixels are first mapped to ``(p - size / 2) / s`` with ``s = (w + h) / 2``; K is mapped back at
-the end. Step 2 runs three times, each pass on ``K^-1 H``, the homographies in the frame whitened
-by the K found so far (the identity at first, then ``K1``, ``K1 K2``): there K is close to the
-identity whatever the image size and focal length, so the 6x6 system is balanced and its spectrum
-depends on the boards' orientations, not on the scale of the pixels (the final K is
-``K1 K2 K3``). Degenerate view sets are reported per camera
-(:class:`CalibrationReason`), never returned as a wrong K: fewer than 3 usable views, or a
-second-smallest eigenvalue of the whitened unit-trace system below ``_GAP``, which is what boards
-that are all parallel to each other give (Zhang sec. 3.1, "degenerate configurations"), or a
-conic that is not positive definite.
+Pixels are first mapped to ``(p - size / 2) / s`` with ``s = (w + h) / 2`` so that the 6x6
+system is well conditioned in float32; K is mapped back at the end. Degenerate view sets are
+reported per camera (:class:`CalibrationReason`), never returned as a wrong K: fewer than 3
+usable views, or a second-smallest eigenvalue of the (unit-trace) system below ``_GAP`` or below
+a multiple of the homographies' own noise, which is what boards that are all parallel to each
+other give (Zhang sec. 3.1, "degenerate configurations"), or a conic that is not positive definite.
 """
 
 from __future__ import annotations
@@ -31,26 +27,24 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import eps
 from ..homography import find_homography
 from ..homography._common import safe_div
 from ..lie import se3_from_rt
 from .reasons import CalibrationReason
 
-# Second-smallest eigenvalue of the whitened unit-trace IAC system below which b is not determined:
-# float32's resolution of such a system (its eps), in float64 too so that a view set is accepted
-# or refused alike on every device. It grows as the 4th power of the boards' spread about
-# fronto-parallel: 12 noise-free views at most 4.5 / 8 / 13 degrees apart give ~2e-7 / 1.5e-6 /
-# 1e-5 whatever the image size, parallel boards < 1e-9 (rounding).
-_GAP = eps(mx.float32)
+# Second-smallest eigenvalue of the unit-trace IAC system below which b is not determined. It grows
+# as the 4th power of the boards' spread about fronto-parallel: on 12 synthetic views (f = 800 px,
+# 640 x 480, k1 = -0.25, noise 0 or 0.2 px) with this bound and the noise one below, views tilted
+# up to 0.085 rad (boards up to ~10 degrees apart) pass, up to 0.07 rad are refused, and parallel
+# boards give < 1e-9. A lower bound admits sets whose Zhang start, biased by the uncorrected
+# distortion, leads the refinement to a wrong K (fx 163 for 800).
+_GAP = 1e-6
 # ... and below this multiple of the homographies' own noise (homography_noise): parallel boards
 # with pixel noise give ~2x it.
 _NOISE_FACTOR = 4.0
 # Weight of the zero-skew row relative to the unit-trace system (Zhang sec. 3.1: "add gamma = 0").
 _SKEW_WEIGHT = 1.0
 _MIN_VIEWS = 3
-# Passes of step 2, each in the frame whitened by the K of the ones before.
-_PASSES = 3
 
 
 class ZhangInit(NamedTuple):
@@ -121,21 +115,9 @@ def _intrinsics_from_iac(b: mx.array) -> tuple[mx.array, mx.array]:
     return mx.where(good[..., None, None], K, eye), good
 
 
-def _iac_intrinsics(H: mx.array, view_ok: mx.array, fix_skew: bool, gap: mx.array
-                    ) -> tuple[mx.array, mx.array, mx.array]:
-    """K (*, 3, 3) from the null vector of the IAC system (identity where not positive definite),
-    whether it is, and whether the null vector is determined (second eigenvalue above ``gap`` (*))."""
-    w, v, found = linalg.eigh_smallest(_iac_system(H, view_ok, fix_skew), k=2, iterations=3)
-    K, positive = _intrinsics_from_iac(v[..., :, 0])
-    return K, positive, found & (w[..., 1] > gap)
-
-
 def intrinsics_from_homographies(H: mx.array, view_ok: mx.array, fix_skew: bool = True,
                                  noise: mx.array | float = 0.0) -> tuple[mx.array, mx.array]:
     """Intrinsics from board homographies by the image of the absolute conic (Zhang sec. 3.1).
-
-    Three passes, each in the frame whitened by the K of the ones before (module docstring), so
-    that the degeneracy test does not depend on the scale of the image coordinates.
 
     Args:
         H: (*, V, 3, 3) board-(x, y)-to-image homographies.
@@ -159,11 +141,9 @@ def intrinsics_from_homographies(H: mx.array, view_ok: mx.array, fix_skew: bool 
         ([1.6, 1.5, 0.1], 0)
     """
     gap = mx.maximum(_GAP, _NOISE_FACTOR * mx.array(noise, dtype=H.dtype))
-    K = mx.broadcast_to(mx.eye(3, dtype=H.dtype), (*H.shape[:-3], 3, 3))
-    for _ in range(_PASSES):
-        Kw, positive, determined = _iac_intrinsics(linalg.matmul(linalg.inv(K)[..., None, :, :], H), view_ok,
-                                                   fix_skew, gap)
-        K = linalg.matmul(K, Kw)
+    w, v, found = linalg.eigh_smallest(_iac_system(H, view_ok, fix_skew), k=2, iterations=3)
+    K, positive = _intrinsics_from_iac(v[..., :, 0])
+    determined = found & (w[..., 1] > gap)
     views = mx.sum(view_ok.astype(mx.int32), axis=-1)
     reason = mx.where(views < _MIN_VIEWS, int(CalibrationReason.TOO_FEW_VIEWS),
                       mx.where(~determined, int(CalibrationReason.PARALLEL_VIEWS),
