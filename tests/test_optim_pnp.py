@@ -58,6 +58,41 @@ def test_noise_free_correspondences_recover_the_pose(method):
     assert float(res.reprojection_error.max()) < 1e-2
 
 
+def _distant_scene(batch: int, distance: float, size: float, flatness: float, seed: int):
+    """Points in a (2 size)^2 x (2 size flatness) box, random rotations, the box centre at
+    ``distance`` on the optical axis; float64 pixels of K = 500, (320, 240) and that K."""
+    rng = np.random.default_rng(seed)
+    k = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+    rot = Rotation.random(batch, random_state=seed).as_matrix()
+    t = np.array([0.1, -0.2, distance]) + np.zeros((batch, 3))
+    pw = rng.uniform(-1, 1, (batch, 20, 3)) * [size, size, size * flatness]
+    pc = np.einsum("bij,bnj->bni", rot, pw) + t[:, None]
+    return pw, (pc[..., :2] / pc[..., 2:]) @ k[:2, :2].T + k[:2, 2], k, rot, t
+
+
+@pytest.mark.parametrize("flatness", [1.0, 0.05])
+@pytest.mark.parametrize("distance,size", [(10.0, 1.0), (100.0, 1.0), (300.0, 1.0), (300.0, 0.1), (1000.0, 1.0)])
+def test_float32_epnp_recovers_small_distant_objects_like_opencv(distance, size, flatness):
+    """Objects of a few pixels (depth / size up to 3000): float32 EPnP alone fits the float32
+    pixels to their rounding (RMS < 1e-3 px) and stays within the error bounds that cv2's EPnP
+    (float64 inside) meets from the same float32 input; both errors grow like the pixel
+    rounding over the object's image size. (The 16-degree start of the report was at 300 / 1.)"""
+    pw, uv, k, rot, t = _distant_scene(8, distance, size, flatness, seed=int(distance + 10 * size))
+    pw32, uv32 = pw.astype(np.float32), uv.astype(np.float32)
+    res = solve_pnp(mx.array(pw32), mx.array(uv32), _f32(k), refine=False)
+    r_err, t_err = _pose_errors(res.pose, rot, t)
+    cv_r, cv_t = [], []
+    for b in range(8):
+        _, rv, tv = cv2.solvePnP(pw32[b], uv32[b], k, None, flags=cv2.SOLVEPNP_EPNP)
+        cv_r.append(np.linalg.norm(Rotation.from_matrix(cv2.Rodrigues(rv)[0] @ rot[b].T).as_rotvec()))
+        cv_t.append(np.linalg.norm(tv[:, 0] - t[b]))
+    rot_bound, t_bound = 1e-6 * distance / size, 2e-7 * distance**2 / size
+    assert bool(mx.all(res.ok))
+    assert max(cv_r) <= rot_bound and r_err.max() <= rot_bound
+    assert max(cv_t) <= t_bound and t_err.max() <= t_bound
+    assert float(res.reprojection_error.max()) < 1e-3
+
+
 def test_rvec_tvec_follow_opencv_conventions():
     pw, uv, rot, t, _ = _scene(3, 20, seed=2)
     res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP))
