@@ -93,6 +93,26 @@ def test_float32_epnp_recovers_small_distant_objects_like_opencv(distance, size,
     assert float(res.reprojection_error.max()) < 1e-3
 
 
+def test_refinement_of_a_distant_object_reaches_the_optimum_before_it_says_converged():
+    """At depth / size 300 a translation step is 300x a rotation step: LM solves in units of the
+    points' distance, so neither its damping nor its step test (``|h| <= xtol |x|``) mistakes
+    the translation's size for convergence (it stopped after one step, 8% above the optimum).
+    The valley is flat: 12-18 iterations to the step test here, more than the default 10."""
+    pw, uv, k, rot, t = _distant_scene(8, 300.0, 1.0, 1.0, seed=3)
+    uv = uv + np.random.default_rng(4).normal(0, 0.05, uv.shape)
+    start = np.tile(np.eye(4), (8, 1, 1))
+    start[:, :3, :3] = Rotation.from_rotvec(np.full((8, 3), 1e-3)).as_matrix() @ rot
+    start[:, :3, 3] = t * 1.001
+    res = optim.refine_pnp(_f32(start), _f32(pw), _f32(uv), _f32(k), mx.ones((8, 20)), max_iters=20)
+    cv_rms = []
+    for b in range(8):
+        _, rv, tv = cv2.solvePnP(pw[b], uv[b], k, None, flags=cv2.SOLVEPNP_ITERATIVE)
+        cv_rms.append(np.sqrt(np.mean(np.sum((cv2.projectPoints(pw[b], rv, tv, k, None)[0][:, 0] - uv[b]) ** 2, -1))))
+    ours = np.sqrt(2.0 * np.array(res.cost) / 20)
+    assert bool(mx.all(res.converged))
+    np.testing.assert_array_less(ours, 1.015 * np.array(cv_rms))
+
+
 def test_rvec_tvec_follow_opencv_conventions():
     pw, uv, rot, t, _ = _scene(3, 20, seed=2)
     res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP))

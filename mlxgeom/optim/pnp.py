@@ -190,14 +190,33 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     """
     _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
+    length = _length_scale(pose, pw, w)
+    to_unit = mx.concatenate([mx.ones((*length.shape, 3, 3), dtype=pose.dtype),
+                              mx.broadcast_to((1.0 / length)[..., None, None], (*length.shape, 3, 1))], axis=-1)
     # Loop-invariant: cut into blocks once, every per-point row contiguous.
-    points = pnp_blocks(pw, pixels, w)
+    points = pnp_blocks(pw / length[..., None, None], pixels, w)
 
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
 
     left_retract = lambda p, h: lie.se3_compose(lie.se3_exp(h), p)  # noqa: E731
-    return lm_loop(linearize, pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    unit_pose = mx.concatenate([pose[..., :3, :] * to_unit, pose[..., 3:, :]], axis=-2)
+    res = lm_loop(linearize, unit_pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    # Back to the caller's units: t = L t_unit, and J's translation columns are 1 / L of the unit problem's.
+    x = mx.concatenate([res.x[..., :3, :] / to_unit, res.x[..., 3:, :]], axis=-2)
+    inv = mx.concatenate([mx.broadcast_to((1.0 / length)[..., None], (*length.shape, 3)),
+                          mx.ones((*length.shape, 3), dtype=pose.dtype)], axis=-1)
+    return res._replace(x=x, hessian=res.hessian * inv[..., :, None] * inv[..., None, :])
+
+
+def _length_scale(pose: mx.array, pw: mx.array, w: mx.array) -> mx.array:
+    """RMS distance (*) of the used points from the camera at ``pose`` (1 where undefined): the
+    unit in which :func:`refine_pnp` solves, so that translation and rotation steps are of one
+    size for LM's damping ``mu I`` and its step test ``|h| <= xtol |x|`` at any distance."""
+    pc = linalg.matmul(pw, pose[..., :3, :3].swapaxes(-1, -2)) + pose[..., None, :3, 3]
+    ms = mx.sum(w * mx.sum(pc * pc, axis=-1), axis=-1) / mx.maximum(mx.sum(w, axis=-1), 1.0)
+    good = mx.isfinite(ms) & (ms > 0)
+    return mx.stop_gradient(mx.sqrt(mx.where(good, ms, 1.0)))
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
