@@ -113,6 +113,20 @@ def test_refinement_of_a_distant_object_reaches_the_optimum_before_it_says_conve
     np.testing.assert_array_less(ours, 1.015 * np.array(cv_rms))
 
 
+def test_converged_says_whether_the_refinement_met_its_stopping_test():
+    pw, uv, k, _, _ = _distant_scene(4, 300.0, 1.0, 1.0, seed=7)
+    uv = uv + np.random.default_rng(8).normal(0, 0.05, uv.shape)
+    uv[3] = uv[3, :1]  # every pixel the same: degenerate, not ok
+    args = (_f32(pw), _f32(uv), _f32(k))
+    short, full = solve_pnp(*args, max_iters=1), solve_pnp(*args, max_iters=40)
+    assert short.ok.tolist() == full.ok.tolist() == [True, True, True, False]
+    assert short.converged.tolist() == [False, False, False, False]
+    assert full.converged.tolist() == [True, True, True, False]
+    assert solve_pnp(*args, refine=False).converged.tolist() == [True, True, True, False]
+    ransac = solve_pnp_ransac(*args)
+    assert ransac.converged.tolist() == ransac.ok.tolist()
+
+
 def test_rvec_tvec_follow_opencv_conventions():
     pw, uv, rot, t, _ = _scene(3, 20, seed=2)
     res = solve_pnp(_f32(pw), _f32(uv), _f32(K_NP))
