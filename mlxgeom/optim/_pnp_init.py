@@ -115,6 +115,12 @@ def _epnp_mtm(alpha_moments: mx.array) -> mx.array:
     return b.transpose(*range(b.ndim - 4), -2, -4, -1, -3).reshape(*b.shape[:-4], 12, 12)
 
 
+def _shape_scale(null: mx.array) -> mx.array:
+    """RMS distance (*, 4) between the four control points of each null vector (*, 4, 4, 3)."""
+    sq = sum(mx.sum(mx.square(null[..., a, :] - null[..., b, :]), axis=-1) for a, b in _PAIRS)
+    return mx.sqrt(mx.maximum(sq / len(_PAIRS), 1e-30))
+
+
 def _l_matrix(null: mx.array) -> mx.array:
     """EPnP's L (*, 6, 10) from the four null vectors (*, 4 vectors, 4 points, 3)."""
     dv = mx.stack([null[..., a, :] - null[..., b, :] for a, b in _PAIRS], axis=-2)  # (*, 4, 6, 3)
@@ -230,6 +236,10 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     mtm = _epnp_mtm(_transformed(moments, to_alpha))
     _, vecs, found = linalg.eigh_smallest(mtm, k=4, iterations=_ITERATIONS)
     null = vecs.swapaxes(-1, -2).reshape(*vecs.shape[:-2], 4, 4, 3)
+    # Unit-norm null vectors of a small, distant object hold control points ~size/depth apart
+    # next to O(1) ones: rescaled to one shape scale, L's columns stay comparable and the
+    # regularised beta solves (10 eps tr) cannot erase the true one's in float32.
+    null = null / _shape_scale(null)[..., None, None]
     lmat = _l_matrix(null)
     rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
     # The three candidates run as one batch along a new leading axis (fewer, larger ops).

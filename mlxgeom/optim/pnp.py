@@ -46,6 +46,13 @@ class PnPResult(NamedTuple):
             (inf where J^T J is singular or not ok).
         inliers: (*, N) bool, the points used (the mask, or RANSAC's inliers); all False where
             ok is False.
+        converged: (*) bool, the LM refinement met its stopping test within ``max_iters``
+            (:attr:`LMResult.converged`); True without refinement, False where ok is False.
+            ``ok`` does not require it: like ``cv2.solvePnP``, whose LM also stops after a fixed
+            budget, the pose after the last iteration is returned. False means "still moving":
+            flat, ill-conditioned problems (small, distant, noisy objects) may need 20-30
+            iterations. :func:`solve_pnp_ransac` sets it to ``ok`` (its refits are kept on
+            their MSAC score, not on convergence).
     """
 
     pose: mx.array
@@ -55,6 +62,7 @@ class PnPResult(NamedTuple):
     reprojection_error: mx.array
     covariance: mx.array
     inliers: mx.array
+    converged: mx.array
 
 
 def undistorted(camera_or_k: Any, pixels: Any, mask: Any = None) -> tuple[Any, Any, Any]:
@@ -177,7 +185,9 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     points pw (*, N, 3), pixels (*, N, 2), K (*, 3, 3) and weights w (*, N).
 
     Returns the :class:`LMResult` (its ``x`` is the refined (*, 4, 4) pose). Points with
-    ``w == 0`` do not contribute. The normal equations are summed per point
+    ``w == 0`` do not contribute. The LM runs in units of the points' RMS distance from the
+    camera at ``pose`` (translation and rotation steps of one size for its damping and step
+    test); ``x`` and ``hessian`` are in the caller's units, ``damping`` is the scaled problem's. The normal equations are summed per point
     (:func:`_pnp_normal_equations`), one pass over the points per iteration.
 
     >>> from mlxgeom import lie
@@ -190,14 +200,33 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     """
     _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
+    length = _length_scale(pose, pw, w)
+    to_unit = mx.concatenate([mx.ones((*length.shape, 3, 3), dtype=pose.dtype),
+                              mx.broadcast_to((1.0 / length)[..., None, None], (*length.shape, 3, 1))], axis=-1)
     # Loop-invariant: cut into blocks once, every per-point row contiguous.
-    points = pnp_blocks(pw, pixels, w)
+    points = pnp_blocks(pw / length[..., None, None], pixels, w)
 
     def linearize(p: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _pnp_normal_equations(p, points, k, loss_obj)
 
     left_retract = lambda p, h: lie.se3_compose(lie.se3_exp(h), p)  # noqa: E731
-    return lm_loop(linearize, pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    unit_pose = mx.concatenate([pose[..., :3, :] * to_unit, pose[..., 3:, :]], axis=-2)
+    res = lm_loop(linearize, unit_pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    # Back to the caller's units: t = L t_unit, and J's translation columns are 1 / L of the unit problem's.
+    x = mx.concatenate([res.x[..., :3, :] / to_unit, res.x[..., 3:, :]], axis=-2)
+    inv = mx.concatenate([mx.broadcast_to((1.0 / length)[..., None], (*length.shape, 3)),
+                          mx.ones((*length.shape, 3), dtype=pose.dtype)], axis=-1)
+    return res._replace(x=x, hessian=res.hessian * inv[..., :, None] * inv[..., None, :])
+
+
+def _length_scale(pose: mx.array, pw: mx.array, w: mx.array) -> mx.array:
+    """RMS distance (*) of the used points from the camera at ``pose`` (1 where undefined): the
+    unit in which :func:`refine_pnp` solves, so that translation and rotation steps are of one
+    size for LM's damping ``mu I`` and its step test ``|h| <= xtol |x|`` at any distance."""
+    pc = linalg.matmul(pw, pose[..., :3, :3].swapaxes(-1, -2)) + pose[..., None, :3, 3]
+    ms = mx.sum(w * mx.sum(pc * pc, axis=-1), axis=-1) / mx.maximum(mx.sum(w, axis=-1), 1.0)
+    good = mx.isfinite(ms) & (ms > 0)
+    return mx.stop_gradient(mx.sqrt(mx.where(good, ms, 1.0)))
 
 
 def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.array:
@@ -212,7 +241,7 @@ def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.arr
 
 @eager()
 def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: mx.array,
-            hessian: mx.array | None, inliers: mx.array, out: mx.Dtype) -> PnPResult:
+            hessian: mx.array | None, inliers: mx.array, out: mx.Dtype, converged: mx.array | None = None) -> PnPResult:
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance. Once per
     call, so its cores run eagerly (the rotation log alone was ~18 fused kernels to compile)."""
     in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
@@ -233,7 +262,8 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     cov = mx.where(ok[..., None, None] & mx.all(mx.isfinite(cov), axis=(-2, -1), keepdims=True), cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
     return PnPResult(*(cast_out(a, out) for a in (pose, rvec, pose[..., :3, 3])), ok,
-                     cast_out(rms, out), cast_out(cov, out), inliers & ok[..., None])
+                     cast_out(rms, out), cast_out(cov, out), inliers & ok[..., None],
+                     ok if converged is None else ok & converged)
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
@@ -292,10 +322,11 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
         refine: run LM after the closed form.
         mask: optional (*, N) bool/0-1 point mask (False = ignore the point).
         loss, loss_scale: robust loss (object or name) and its scale in pixels.
-        max_iters: LM iterations.
+        max_iters: LM iterations (``converged`` says whether they sufficed).
 
     Returns:
-        :class:`PnPResult`. Degenerate problems (too few points, coplanar points for EPnP/DLT,
+        :class:`PnPResult` (``converged`` False where the LM ran out of iterations).
+        Degenerate problems (too few points, coplanar points for EPnP/DLT,
         poses with points behind the camera) get ``ok == False``, the identity pose and no
         inliers; they never affect other problems.
 
@@ -318,8 +349,8 @@ def solve_pnp(points_3d: Any, pixels: Any, camera_or_k: Any, *, method: str = "e
         return _finish(pose, ok, pw, uv, k, w, None, w > 0, out)
     # The closed form is a constant for autodiff (its eigen-decompositions need no VJP).
     pose, ok = initial_pose(*(mx.stop_gradient(a) for a in (pw, uv, k, w)), method)
-    hessian = None
+    hessian, converged = None, None
     if refine or method == "iterative":
         lm = refine_pnp(pose, pw, uv, k, w, loss=loss, loss_scale=loss_scale, max_iters=max_iters)
-        pose, hessian = lm.x, lm.hessian
-    return _finish(pose, ok, pw, uv, k, w, hessian, w > 0, out)
+        pose, hessian, converged = lm.x, lm.hessian, lm.converged
+    return _finish(pose, ok, pw, uv, k, w, hessian, w > 0, out, converged)

@@ -64,7 +64,8 @@ def solve_pnp_ransac(points_3d: Any, pixels: Any, camera_or_k: Any, *, threshold
         key: ``mx.random.key``; default ``mx.random.key(0)`` (deterministic).
 
     Returns:
-        :class:`PnPResult` with ``inliers`` (*, N) (all False where ``ok`` is False).
+        :class:`PnPResult` with ``inliers`` (*, N) (all False where ``ok`` is False) and
+        ``converged`` equal to ``ok``.
 
     Example:
         >>> import mlx.core as mx
