@@ -13,6 +13,8 @@ from mlxgeom.camera import Camera
 from mlxgeom.epipolar import (
     decompose_essential_matrix,
     essential_from_pose,
+    find_essential_matrix,
+    find_fundamental_matrix,
     fundamental_from_cameras,
     fundamental_from_essential,
     recover_pose,
@@ -200,6 +202,37 @@ def test_degenerate_input_gives_not_ok_and_finite_placeholders():
         assert np.all(np.isfinite(np.array(x)))
     np.testing.assert_allclose(np.array(res.pose[0]), np.eye(4))
     assert np.array(res.num_inliers).tolist()[:2] == [0, 0] and int(res.num_inliers[3]) == 0
+
+
+def test_recover_pose_rejects_matrices_far_from_essential_and_keeps_noisy_estimates():
+    rng = np.random.default_rng(12)
+    T, p1, p2 = _scene(rng, 60, noise=3.0)
+    f32 = lambda x: mx.array(x, mx.float32)  # noqa: E731
+    F, _ = cv2.findFundamentalMat(p1, p2, cv2.FM_8POINT)
+    E8 = K.T @ F @ K  # unprojected eight-point estimate: singular values (1, 0.9.., 0.0..)
+    E5, _ = cv2.findEssentialMat(p1, p2, K, cv2.RANSAC, 0.999, 3.0)
+    u, _, vt = np.linalg.svd(_essential(T))
+    rank1 = u[:, :1] @ vt[:1]
+    es = np.stack([E8, E5[:3], np.eye(3), rank1, np.diag([1.0, 0.5, 0.0])])
+    res = recover_pose(f32(es), f32(p1), f32(p2), K)
+    assert np.array(res.ok).tolist() == [True, True, False, False, False]
+    assert np.array(res.num_inliers).tolist()[2:] == [0, 0, 0]
+    for i, e in enumerate(es[:2]):
+        count, R, _, _ = cv2.recoverPose(e, p1, p2, K)
+        assert np.allclose(np.array(res.pose[i], np.float64)[:3, :3], R, atol=1e-3) and count > 50
+
+
+def test_failed_essential_and_fundamental_fits_report_no_inliers():
+    rng = np.random.default_rng(13)
+    a, b = rng.uniform(0, [640, 480], (2, 8, 2))
+    e = find_essential_matrix(mx.array(a, mx.float32), mx.array(b, mx.float32), K)
+    f = find_fundamental_matrix(mx.array(a[:6], mx.float32), mx.array(b[:6], mx.float32))
+    for res in (e, f):
+        assert not bool(res.ok) and int(res.num_inliers) == 0 and not bool(mx.any(res.inliers))
+        assert float(res.residual) == 0.0
+    pose = recover_pose(e.E, mx.array(a, mx.float32), mx.array(b, mx.float32), K, mask=e.inliers)
+    assert not bool(pose.ok)
+    assert not bool(recover_pose(mx.eye(3), mx.array(a, mx.float32), mx.array(b, mx.float32), K).ok)
 
 
 def test_points_behind_every_candidate_are_not_ok():
