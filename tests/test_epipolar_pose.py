@@ -151,6 +151,23 @@ def test_recover_pose_cheirality_limits_agree_with_opencv_away_from_the_limits()
     assert differ_total <= 20  # of 2000
 
 
+@pytest.mark.parametrize("far", [100.0, 900.0])
+def test_recover_pose_float32_counts_far_points_up_to_the_distance_threshold_like_opencv(far):
+    # a parallax of 1 / far rad: the normal-equation determinant lost it below ~1e-2 in float32
+    rng = np.random.default_rng(14)
+    X = np.c_[rng.uniform(-1, 1, (100, 2)) * far / 4, rng.uniform(0.9, 1.0, 100) * far]
+    T = np.eye(4)
+    T[:3, 3] = [1.0, 0.0, 0.0]
+    p1, p2 = (X @ K.T)[:, :2] / X[:, 2:], ((X + T[:3, 3]) @ K.T)[:, :2] / (X[:, 2:])
+    E = _essential(T)
+    count, R, t, _, _ = cv2.recoverPose(E, p1, p2, K, distanceThresh=1000.0)
+    res = recover_pose(mx.array(E, mx.float32), mx.array(p1, mx.float32), mx.array(p2, mx.float32), K,
+                       distance_threshold=1000.0)
+    assert count == 100 and int(res.num_inliers) == count
+    np.testing.assert_allclose(np.array(res.pose, np.float64)[:3], np.c_[R, t], atol=1e-5)
+    np.testing.assert_allclose(np.array(res.points, np.float64), X, rtol=2e-2)
+
+
 def test_recover_pose_honours_camera_distortion_and_two_intrinsics():
     rng = np.random.default_rng(4)
     K2 = np.array([[480.0, 0, 300], [0, 490, 250], [0, 0, 1]])

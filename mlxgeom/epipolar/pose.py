@@ -27,11 +27,14 @@ from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing, eps
 from .._indexing import take_rows
 from ..lie import se3_from_rt
+from ..lie.so3 import cross
 from ..optim.pnp import normalize_pixels, undistorted
 from .correction import correct_matches, matrix_and_matches
 
 # Largest relative Frobenius distance of an accepted E to the essential matrices (module docstring).
 _ESSENTIAL_TOL = 0.2
+# Rays with sin(parallax) below this many eps are parallel (depth error ~1 % at the limit).
+_PARALLEL = 100.0
 
 
 class EssentialDecomposition(NamedTuple):
@@ -139,21 +142,25 @@ def _depths(r: mx.array, t: mx.array, x1: mx.array, x2: mx.array) -> tuple[mx.ar
     """Depths z1, z2 (*, 2, N) of each point along its two rays for the rotations r (*, 2, 3, 3)
     and translation t (*, 3), and the midpoints (*, 2, N, 3) in camera 1.
 
-    ``z1 R f1 + t = z2 f2`` (f = [x, y, 1]) by its 2x2 normal equations and Cramer's rule:
-    exact where the rays meet (corrected matches), the midpoint of the closest ray points
-    otherwise. For ``-t`` both depths and the point change sign, so two solves serve the four
-    candidates. Parallel rays get infinite depth (beyond any distance threshold).
+    ``z1 R f1 + t = z2 f2`` (f = [x, y, 1]) by its 2x2 normal equations, exact where the rays meet
+    (corrected matches), the midpoint of the closest ray points otherwise. With ``a = R f1`` and
+    ``n = a x f2``: ``z1 = (f2 x t) . n / |n|^2``, ``z2 = (a x t) . n / |n|^2`` (Lagrange's identity
+    turns Cramer's rule into cross products): ``|n| = |a| |f2| sin(parallax)`` has no cancellation,
+    so far points keep their depth down to a parallax of ``_PARALLEL`` eps (in float32 ~1e5
+    baselines; ``aa bb - ab^2`` lost it below ~1e-2 rad). Rays closer to parallel get infinite depth
+    (beyond any distance threshold). For ``-t`` both depths and the point change sign, so two
+    solves serve the four candidates.
     """
     f1 = mx.concatenate([x1, mx.ones_like(x1[..., :1])], -1)[..., None, :, :]  # (*, 1, N, 3)
     f2 = mx.concatenate([x2, mx.ones_like(x2[..., :1])], -1)[..., None, :, :]
     a = mx.sum(r[..., :, None, :, :] * f1[..., None, :], axis=-1)  # R f1, (*, 2, N, 3)
     tt = t[..., None, None, :]
-    aa, ab, bb, at, bt = _dot(a, a), _dot(a, f2), _dot(f2, f2), _dot(a, tt), _dot(f2, tt)
-    det = aa * bb - ab * ab
-    solvable = det > 1e3 * eps(det.dtype) * aa * bb
-    inv = mx.where(solvable, 1.0 / mx.where(solvable, det, 1.0), 0.0)
-    z1 = mx.where(solvable, (ab * bt - bb * at) * inv, mx.inf)
-    z2 = mx.where(solvable, (aa * bt - ab * at) * inv, mx.inf)
+    n = cross(a, mx.broadcast_to(f2, a.shape))
+    nn = _dot(n, n)
+    solvable = nn > (_PARALLEL * eps(nn.dtype)) ** 2 * _dot(a, a) * _dot(f2, f2)
+    inv = mx.where(solvable, 1.0 / mx.where(solvable, nn, 1.0), 0.0)
+    z1 = mx.where(solvable, _dot(cross(mx.broadcast_to(f2, a.shape), mx.broadcast_to(tt, a.shape)), n) * inv, mx.inf)
+    z2 = mx.where(solvable, _dot(cross(a, mx.broadcast_to(tt, a.shape)), n) * inv, mx.inf)
     # The midpoint of the two closest ray points, in camera 1: (z1 f1 + R^T (z2 f2 - t)) / 2.
     back = mx.sum(r[..., :, None, :, :] * (z2[..., None] * f2 - tt)[..., :, :, None], axis=-2)
     points = 0.5 * (z1[..., None] * f1 + back)
