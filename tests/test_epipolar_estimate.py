@@ -113,6 +113,32 @@ def test_seven_point_returns_the_candidates_of_opencv_fm_7point():
         assert np.array(res.num_inliers)[np.array(res.ok)].min() == 7
 
 
+def _seven_point_reference(x1: np.ndarray, x2: np.ndarray) -> list[np.ndarray]:
+    """Float64 seven-point candidates: Hartley normalisation, SVD null space, numpy's cubic roots."""
+    def hartley(x):
+        c = x.mean(0)
+        s = np.sqrt(2) / np.linalg.norm(x - c, axis=1).mean()
+        return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+    t1, t2 = hartley(x1), hartley(x2)
+    h1, h2 = np.c_[x1, np.ones(7)] @ t1.T, np.c_[x2, np.ones(7)] @ t2.T
+    f1, f2 = np.linalg.svd((h2[:, :, None] * h1[:, None, :]).reshape(7, 9))[2][7:].reshape(2, 3, 3)
+    cubic = np.polyfit([-1.0, 0.0, 1.0, 2.0], [np.linalg.det(f1 + a * f2) for a in (-1.0, 0.0, 1.0, 2.0)], 3)
+    return [canonical(t2.T @ (f1 + a.real * f2) @ t1) for a in np.roots(cubic) if abs(a.imag) < 1e-9 * max(1, abs(a))]
+
+
+@pytest.mark.float64
+def test_seven_point_float64_matches_a_numpy_reference_to_1e_10():
+    rng = np.random.default_rng(15)
+    x1, x2 = np.array([scene(rng, 7)[:2] for _ in range(100)]).transpose(1, 0, 2, 3)
+    res = find_fundamental_matrix(mx.array(x1, mx.float64), mx.array(x2, mx.float64), method="7point")
+    for f, ok, a, b in zip(np.array(res.F), np.array(res.ok), x1, x2):
+        refs = _seven_point_reference(a, b)
+        assert ok.sum() == len(refs)
+        for g in f[ok]:
+            assert min(min(np.abs(g - r).max(), np.abs(g + r).max()) for r in refs) < 1e-10
+
+
 def test_seven_point_needs_exactly_seven_points():
     with pytest.raises(ValueError, match="7point"):
         find_fundamental_matrix(mx.zeros((8, 2)), mx.zeros((8, 2)), method="7point")
