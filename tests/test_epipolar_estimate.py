@@ -68,6 +68,13 @@ def test_eight_point_float64_recovers_the_true_f_noise_free():
     assert res.residual.item() < 1e-8
 
 
+def _sampson(f: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Sampson distances (N,) of pixels under F, in float64."""
+    h1, h2 = np.c_[x1, np.ones(len(x1))], np.c_[x2, np.ones(len(x2))]
+    g1, g2 = h1 @ f.T, h2 @ f
+    return np.abs(np.sum(h2 * g1, 1)) / np.sqrt(g1[:, 0] ** 2 + g1[:, 1] ** 2 + g2[:, 0] ** 2 + g2[:, 1] ** 2)
+
+
 def _minimal_eight_point_problems(seed: int, count: int, n: int):
     """Noise-free pixels (count, n, 2) of the probe's scenes (small rotation, mostly sideways baseline) and true F."""
     rng = np.random.default_rng(seed)
@@ -137,6 +144,21 @@ def test_seven_point_float64_matches_a_numpy_reference_to_1e_10():
         assert ok.sum() == len(refs)
         for g in f[ok]:
             assert min(min(np.abs(g - r).max(), np.abs(g + r).max()) for r in refs) < 1e-10
+
+
+def test_seven_point_float32_far_from_the_origin_is_at_the_float32_representation_floor():
+    # +1e4 px: F's entries span |x|^2 : |x| : 1, so even the float64 F rounded to float32 keeps the
+    # constraint only to ~eps |x|^2 / spread px; the solver adds no more than a small factor to that
+    rng = np.random.default_rng(16)
+    x1, x2 = np.array([scene(rng, 7)[:2] for _ in range(200)]).transpose(1, 0, 2, 3) + 1e4
+    res = find_fundamental_matrix(mx.array(x1, mx.float32), mx.array(x2, mx.float32), method="7point")
+    ours, floor = [], []
+    for f, ok, a, b in zip(np.array(res.F, np.float64), np.array(res.ok), x1, x2):
+        ours += [_sampson(g, a, b).max() for g in f[ok]]
+        floor += [_sampson(r.astype(np.float32).astype(np.float64), a, b).max() for r in _seven_point_reference(a, b)]
+    assert len(ours) >= 0.98 * len(floor)
+    for q in (0.5, 0.9):
+        assert np.quantile(ours, q) < 3 * np.quantile(floor, q)
 
 
 def test_seven_point_needs_exactly_seven_points():

@@ -87,6 +87,11 @@ def find_fundamental_matrix(
       Sampson distance in the one driver :func:`mlxgeom.solve.ransac`, refit on the inliers by the
       eight-point algorithm (like ``cv2.FM_RANSAC``).
 
+    F is in pixel units, in the input's dtype: far from the origin (|x| ~ 1e4 px) its entries span
+    ``|x|^2 : |x| : 1``, so a float32 F, even the exact one rounded, keeps the epipolar constraint
+    only to about ``eps |x|^2 / spread`` pixels (~0.01-0.3 px there; tests). Shift such coordinates
+    towards the origin or use float64.
+
     Args:
         x1, x2: (*, N, 2) pixels of image 1 and image 2; batch dims broadcast.
         weights: optional (*, N) non-negative weights; 0 (or a non-finite point) drops a match.
