@@ -13,6 +13,8 @@ from mlxgeom.camera import Camera
 from mlxgeom.epipolar import (
     decompose_essential_matrix,
     essential_from_pose,
+    find_essential_matrix,
+    find_fundamental_matrix,
     fundamental_from_cameras,
     fundamental_from_essential,
     recover_pose,
@@ -149,6 +151,23 @@ def test_recover_pose_cheirality_limits_agree_with_opencv_away_from_the_limits()
     assert differ_total <= 20  # of 2000
 
 
+@pytest.mark.parametrize("far", [100.0, 900.0])
+def test_recover_pose_float32_counts_far_points_up_to_the_distance_threshold_like_opencv(far):
+    # a parallax of 1 / far rad: the normal-equation determinant lost it below ~1e-2 in float32
+    rng = np.random.default_rng(14)
+    X = np.c_[rng.uniform(-1, 1, (100, 2)) * far / 4, rng.uniform(0.9, 1.0, 100) * far]
+    T = np.eye(4)
+    T[:3, 3] = [1.0, 0.0, 0.0]
+    p1, p2 = (X @ K.T)[:, :2] / X[:, 2:], ((X + T[:3, 3]) @ K.T)[:, :2] / (X[:, 2:])
+    E = _essential(T)
+    count, R, t, _, _ = cv2.recoverPose(E, p1, p2, K, distanceThresh=1000.0)
+    res = recover_pose(mx.array(E, mx.float32), mx.array(p1, mx.float32), mx.array(p2, mx.float32), K,
+                       distance_threshold=1000.0)
+    assert count == 100 and int(res.num_inliers) == count
+    np.testing.assert_allclose(np.array(res.pose, np.float64)[:3], np.c_[R, t], atol=1e-5)
+    np.testing.assert_allclose(np.array(res.points, np.float64), X, rtol=2e-2)
+
+
 def test_recover_pose_honours_camera_distortion_and_two_intrinsics():
     rng = np.random.default_rng(4)
     K2 = np.array([[480.0, 0, 300], [0, 490, 250], [0, 0, 1]])
@@ -200,6 +219,37 @@ def test_degenerate_input_gives_not_ok_and_finite_placeholders():
         assert np.all(np.isfinite(np.array(x)))
     np.testing.assert_allclose(np.array(res.pose[0]), np.eye(4))
     assert np.array(res.num_inliers).tolist()[:2] == [0, 0] and int(res.num_inliers[3]) == 0
+
+
+def test_recover_pose_rejects_matrices_far_from_essential_and_keeps_noisy_estimates():
+    rng = np.random.default_rng(12)
+    T, p1, p2 = _scene(rng, 60, noise=3.0)
+    f32 = lambda x: mx.array(x, mx.float32)  # noqa: E731
+    F, _ = cv2.findFundamentalMat(p1, p2, cv2.FM_8POINT)
+    E8 = K.T @ F @ K  # unprojected eight-point estimate: singular values (1, 0.9.., 0.0..)
+    E5, _ = cv2.findEssentialMat(p1, p2, K, cv2.RANSAC, 0.999, 3.0)
+    u, _, vt = np.linalg.svd(_essential(T))
+    rank1 = u[:, :1] @ vt[:1]
+    es = np.stack([E8, E5[:3], np.eye(3), rank1, np.diag([1.0, 0.5, 0.0])])
+    res = recover_pose(f32(es), f32(p1), f32(p2), K)
+    assert np.array(res.ok).tolist() == [True, True, False, False, False]
+    assert np.array(res.num_inliers).tolist()[2:] == [0, 0, 0]
+    for i, e in enumerate(es[:2]):
+        count, R, _, _ = cv2.recoverPose(e, p1, p2, K)
+        assert np.allclose(np.array(res.pose[i], np.float64)[:3, :3], R, atol=1e-3) and count > 50
+
+
+def test_failed_essential_and_fundamental_fits_report_no_inliers():
+    rng = np.random.default_rng(13)
+    a, b = rng.uniform(0, [640, 480], (2, 8, 2))
+    e = find_essential_matrix(mx.array(a, mx.float32), mx.array(b, mx.float32), K)
+    f = find_fundamental_matrix(mx.array(a[:6], mx.float32), mx.array(b[:6], mx.float32))
+    for res in (e, f):
+        assert not bool(res.ok) and int(res.num_inliers) == 0 and not bool(mx.any(res.inliers))
+        assert float(res.residual) == 0.0
+    pose = recover_pose(e.E, mx.array(a, mx.float32), mx.array(b, mx.float32), K, mask=e.inliers)
+    assert not bool(pose.ok)
+    assert not bool(recover_pose(mx.eye(3), mx.array(a, mx.float32), mx.array(b, mx.float32), K).ok)
 
 
 def test_points_behind_every_candidate_are_not_ok():

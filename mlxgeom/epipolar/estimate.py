@@ -30,9 +30,10 @@ def _flatten(x1: mx.array, x2: mx.array, w: mx.array):
     return mx.where(valid[..., None], x1, 0), mx.where(valid[..., None], x2, 0), mx.where(valid, w, 0), valid, batch
 
 
-def _score(sq: mx.array, valid: mx.array, thr2: mx.array):
-    """Inliers (*, N), their count (*) and the RMS distance over them (*) from squared distances (*, N)."""
-    inliers = valid & (sq <= thr2[..., None])
+def _score(sq: mx.array, valid: mx.array, thr2: mx.array, ok: mx.array):
+    """Inliers (*, N), their count (*) and the RMS distance over them (*) from squared distances (*, N);
+    none where not ``ok`` (*) (as homography and PnP results)."""
+    inliers = valid & (sq <= thr2[..., None]) & ok[..., None]
     count = mx.sum(inliers.astype(mx.int32), -1)
     rms = mx.sqrt(safe_div(mx.sum(mx.where(inliers, sq, 0), -1), count.astype(sq.dtype), count > 0))
     return inliers, count, rms
@@ -65,7 +66,7 @@ def _minimal(x1: mx.array, x2: mx.array, w: mx.array, valid: mx.array, solver, t
     sq = sampson_sq(models[:, :, None], x1[:, None], x2[:, None])  # (B, K, N)
     if scale is not None:
         sq = sq * (scale * scale)[:, None, None]
-    inliers, count, rms = _score(sq, valid[:, None], thr2[:, None])
+    inliers, count, rms = _score(sq, valid[:, None], thr2[:, None], ok)
     return _placeholder(models, ok), inliers, ok, count, rms
 
 
@@ -85,6 +86,11 @@ def find_fundamental_matrix(
     - ``"ransac"``: seven-point hypotheses drawn with ``mx.random`` from ``key``, MSAC-scored by the
       Sampson distance in the one driver :func:`mlxgeom.solve.ransac`, refit on the inliers by the
       eight-point algorithm (like ``cv2.FM_RANSAC``).
+
+    F is in pixel units, in the input's dtype: far from the origin (|x| ~ 1e4 px) its entries span
+    ``|x|^2 : |x| : 1``, so a float32 F, even the exact one rounded, keeps the epipolar constraint
+    only to about ``eps |x|^2 / spread`` pixels (~0.01-0.3 px there; tests). Shift such coordinates
+    towards the origin or use float64.
 
     Args:
         x1, x2: (*, N, 2) pixels of image 1 and image 2; batch dims broadcast.
@@ -127,7 +133,7 @@ def find_fundamental_matrix(
         else:
             f, ok = eight_point(a, b, w)
             ok = ok & (mx.sum(valid.astype(mx.int32), -1) >= 8)
-        inliers, count, rms = _score(sampson_sq(f[:, None], a, b), valid, thr2)
+        inliers, count, rms = _score(sampson_sq(f[:, None], a, b), valid, thr2, ok)
         f = _placeholder(f, ok)
         k = ()
     trials = trials if method == "ransac" else mx.zeros(count.shape, mx.int32)
@@ -208,7 +214,7 @@ def find_essential_matrix(
     else:
         e, ok, trials = ransac_essential(y1, y2, w, threshold / focal, confidence=confidence, max_trials=max_trials,
                                          key=mx.random.key(0) if key is None else key, min_inliers=min_inliers)
-        inliers, count, rms = _score(sampson_sq(e[:, None], y1, y2) * (focal * focal)[:, None], valid, thr2)
+        inliers, count, rms = _score(sampson_sq(e[:, None], y1, y2) * (focal * focal)[:, None], valid, thr2, ok)
         e = _placeholder(e, ok)
         k = ()
     return EssentialResult(

@@ -71,9 +71,9 @@ def aberth(evaluate: Callable[[Complex], tuple[Complex, Complex]], n: int, shape
         >>> sorted(round(v, 4) + 0.0 for v in zr[0].tolist()), [round(v, 4) + 0.0 for v in zi[0].tolist()]
         ([-0.5, 0.5], [0.0, 0.0])
     """
-    angle = mx.array([2 * math.pi * k / n + 0.4 for k in range(n)], dtype=dtype)
-    zr = mx.broadcast_to(mx.cos(angle), (*shape, n))
-    zi = mx.broadcast_to(mx.sin(angle), (*shape, n))
+    angle = [2 * math.pi * k / n + 0.4 for k in range(n)]
+    zr = mx.broadcast_to(mx.array([math.cos(a) for a in angle], dtype=dtype), (*shape, n))
+    zi = mx.broadcast_to(mx.array([math.sin(a) for a in angle], dtype=dtype), (*shape, n))
     off = ~mx.eye(n, dtype=mx.bool_)
     for _ in range(iterations):
         p, d = evaluate((zr, zi))

@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 
 from ..homography._common import safe_div, safe_sqrt
+from ..lie._scalar import sin_cos
 from ..lie.so3 import cross
 from .nullspace import design_rows, null_space
 
@@ -40,7 +41,7 @@ def cubic_real_roots(c: list[mx.array]) -> tuple[mx.array, mx.array]:
     """Real roots (*, 3) of ``c0 + c1 a + c2 a^2 + c3 a^3`` and their mask (*, 3), branch-free.
 
     One real root: ``t = cbrt(-q/2 + sqrt D) + cbrt(-q/2 - sqrt D)``; three (D <= 0):
-    ``t_k = 2 sqrt(-p/3) cos(phi/3 - 2 pi k / 3)``, with the depressed cubic ``t^3 + p t + q`` of
+    ``t_k = 2 sqrt(-p/3) cos(phi/3 - 2 pi k / 3)`` (a float64-accurate cosine), with the depressed cubic ``t^3 + p t + q`` of
     ``a = t - c2 / (3 c3)`` and ``D = (q/2)^2 + (p/3)^3``. Each root gets two Newton steps on the
     original cubic. A vanishing ``c3`` (a root at infinity) gives no valid root.
     """
@@ -57,7 +58,7 @@ def cubic_real_roots(c: list[mx.array]) -> tuple[mx.array, mx.array]:
     rp = safe_sqrt(-p / 3)
     cos_arg = mx.clip(safe_div(-q / 2, rp**3, rp > 0), -1, 1)
     phi = mx.arccos(cos_arg)
-    t_three = [2 * rp * mx.cos((phi - 2 * math.pi * k) / 3) for k in range(3)]
+    t_three = [2 * rp * sin_cos((phi - 2 * math.pi * k) / 3)[1] for k in range(3)]
     t = mx.stack([mx.where(three, t_three[0], t_one), t_three[1], t_three[2]], axis=-1)
     roots = t - b2[..., None] / 3
     for _ in range(2):
