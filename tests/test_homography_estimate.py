@@ -229,3 +229,20 @@ def test_find_homography_is_device_safe(method):
         return tuple(find_homography(s, d, method=method, max_trials=32, iterations=3, key=mx.random.key(1)))
 
     assert_device_safe(fn, make)
+
+
+def test_four_point_dlt_solves_every_well_posed_set_like_opencv():
+    # 4 points leave A (8 x 9) with a second singular value whose square is often below
+    # float32's resolution of A^T A: the null vector comes from R of A's QR instead
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 640, (200, 4, 2))
+    H = np.eye(3) + rng.normal(0, 0.1, (200, 3, 3)) * [[1, 1, 100], [1, 1, 100], [1e-3, 1e-3, 0]]
+    d = np.einsum("bij,bnj->bni", H, np.concatenate([src, np.ones((200, 4, 1))], axis=-1))
+    dst = d[..., :2] / d[..., 2:]
+    res = find_homography(mx.array(src, dtype=mx.float32), mx.array(dst, dtype=mx.float32), method="dlt")
+    assert np.all(np.array(res.ok))
+    got = np.einsum("bij,bnj->bni", np.array(res.H, dtype=np.float64), np.concatenate([src, np.ones((200, 4, 1))], -1))
+    err = np.abs(got[..., :2] / got[..., 2:] - dst).max()
+    ref = max(np.abs(cv2.perspectiveTransform(s[None], cv2.findHomography(s, t, 0)[0])[0] - t).max()
+              for s, t in zip(src, dst))
+    assert err < 2e-3 and ref < 2e-3

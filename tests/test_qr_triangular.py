@@ -90,3 +90,34 @@ def test_qr_and_solve_triangular_are_device_safe():
     tri = np.tril(np.random.default_rng(4).standard_normal((4, 4))) + 3 * np.eye(4)
     assert_device_safe(linalg.solve_triangular,
                        lambda b: [mx.array(np.broadcast_to(tri, (b, 4, 4)), dtype=mx.float32), mx.ones((b, 4))])
+
+
+@pytest.mark.parametrize("m", [4, 8, 12])
+def test_null_vector_keeps_the_accuracy_the_normal_matrix_loses(m):
+    # rows of rank n - 1 with sigma_{n-1} / sigma_1 = 1e-4: A^T A's gap (1e-8) is below float32's
+    # resolution, R's (1e-4) is not
+    from mlxgeom.linalg.null_vector import null_vector
+
+    rng = np.random.default_rng(m)
+    n = 5 if m == 4 else 9
+    u = np.linalg.qr(rng.normal(size=(40, m, m)))[0]
+    v = np.linalg.qr(rng.normal(size=(40, n, n)))[0]
+    s = np.zeros((40, m, n))
+    sv = np.geomspace(1.0, 1e-4, min(m, n - 1))
+    s[:, np.arange(len(sv)), np.arange(len(sv))] = sv
+    a = u @ s @ v.swapaxes(-1, -2)
+    got, sigma, ok = null_vector(mx.array(a, dtype=mx.float32))
+    assert np.all(np.array(ok))
+    ref = v[:, :, -1]
+    cos = np.abs(np.sum(np.array(got, dtype=np.float64) * ref, axis=-1))
+    assert np.all(1 - cos < 1e-4)
+    np.testing.assert_allclose(np.array(sigma), sv[-1] / np.linalg.norm(sv), rtol=0.05)
+
+
+def test_null_vector_of_a_two_dimensional_null_space_has_a_rounding_size_sigma():
+    from mlxgeom.linalg.null_vector import null_vector
+
+    a = np.random.default_rng(1).normal(size=(7, 9))
+    a[:, 7:] = 0.0
+    _, sigma, ok = null_vector(mx.array(a, dtype=mx.float32))
+    assert ok.item() and sigma.item() < 1e-5

@@ -1,16 +1,17 @@
 """Normalized direct linear transform (Hartley and Zisserman, 2nd ed., Alg. 4.2).
 
-The homography is the null vector of the 9x9 normal matrix ``M = A^T W A`` of the DLT system
-(two rows per correspondence, H&Z eq. 4.3), taken as the eigenvector of the smallest eigenvalue
-from ``linalg.eigh_smallest`` (shifted inverse iteration, GPU-safe; the full ``linalg.eigh``
-Jacobi decomposition gave the same vectors at several times the cost). Why the 9x9 null vector rather than fixing
-``h33 = 1`` and solving the 8x8 normal equations: it is exactly H&Z's estimator (the unit-norm
-minimizer of ``|A h|``) and in float32 it reproduces the float64 SVD solution to within 6e-4 px
-(640 x 480 images, 8 to 1000 points, 0.5-2 px noise), while the 8x8 gauge minimizes a different,
-coordinate-dependent objective (3e-3 px away from it, and ill-posed when the true ``h33`` is
-near 0). Both square the condition number of A, which Hartley normalization keeps small. The
-eigenvalue gap ``w[1] / tr M`` also flags degenerate configurations (collinear or repeated points
-give a null space of dimension > 1) without a host sync.
+The homography is the unit-norm minimizer of ``|A h|`` for the weighted DLT rows (two per
+correspondence, H&Z eq. 4.3), exactly H&Z's estimator. The normal matrix ``M = A^T A`` (built
+from moments, no (*, 2N, 9) intermediate) squares A's condition number: with 4 points its second
+eigenvalue is often below float32's resolution (about 6% of well-posed 4-point sets were refused
+or wrong), so near-minimal sets are solved on their rows by
+:func:`mlxgeom.linalg.null_vector.null_vector` (QR and inverse iteration) and taller ones, such
+as RANSAC's refits on the inliers, by M's smallest eigenvector (``linalg.eigh_smallest``).
+Why the 9-vector rather than fixing ``h33 = 1``: the 8x8 gauge minimizes a different,
+coordinate-dependent objective (3e-3 px away from H&Z's in float32) and is ill-posed when the
+true ``h33`` is near 0. ``sigma_8 <= 100 eps |A|_F``, or M's second eigenvalue below ``1e-6 tr M``,
+flags degenerate configurations (collinear or repeated points give a null space of dimension
+> 1) without a host sync.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
+from .._checks import eps
 from .._indexing import take
+from ..linalg.null_vector import normal_null_vector, null_vector, solve_on_rows
 from ._common import safe_div, safe_sqrt
 
-# A second eigenvalue below this fraction of the trace marks a null space of dimension > 1.
+# sigma_8(A) must exceed this many eps |A|_F (near-minimal sets, solved on their rows): the null
+# vector is then accurate to about 1 / _GAP_EPS; or, for taller sets, the normal matrix's second
+# eigenvalue this fraction of its trace.
+_GAP_EPS = 100.0
 _GAP = 1e-6
-# Inverse-iteration steps of linalg.eigh_smallest (each gains a factor lambda_2 / lambda_3 or more).
-_ITERATIONS = 2
 
 
 def hartley_normalization(points: mx.array, weights: mx.array) -> tuple[mx.array, mx.array]:
@@ -100,6 +104,15 @@ def normal_matrix(xn: mx.array, un: mx.array, w: mx.array) -> mx.array:
     return mx.concatenate(rows, axis=-2)
 
 
+def _design_rows(xn: mx.array, un: mx.array, w: mx.array) -> mx.array:
+    """The DLT rows ``sqrt(w) [p, 0, -u p]`` and ``sqrt(w) [0, p, -v p]``, p = (x, y, 1): (*, 2N, 9)."""
+    p = mx.concatenate([xn, mx.ones_like(xn[..., :1])], axis=-1) * mx.sqrt(mx.maximum(w, 0))[..., None]
+    z = mx.zeros_like(p)
+    r1 = mx.concatenate([p, z, -un[..., :1] * p], axis=-1)
+    r2 = mx.concatenate([z, p, -un[..., 1:] * p], axis=-1)
+    return mx.stack([r1, r2], axis=-2).reshape(*p.shape[:-2], 2 * p.shape[-2], 9)
+
+
 def dlt_normalized(xn: mx.array, un: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """Least-squares algebraic fit in normalized coordinates.
 
@@ -111,14 +124,11 @@ def dlt_normalized(xn: mx.array, un: mx.array, w: mx.array) -> tuple[mx.array, m
         ``(Hn, ok)``: Hn (*, 3, 3) with unit Frobenius norm; ok (*) False where the null space is
         not one-dimensional (fewer than 4 usable points, collinear or repeated points) or not finite.
     """
-    m = normal_matrix(xn, un, w)
-    # Scale to unit trace so the eigen-solver and the gap test see O(1) numbers.
-    tr = mx.sum(mx.diagonal(m, axis1=-2, axis2=-1), axis=-1)
-    m = safe_div(m, tr[..., None, None], (tr > 0)[..., None, None])
-    # The two smallest eigenpairs: the null vector and, for the gap test, the next eigenvalue.
-    evals, evecs, found = linalg.eigh_smallest(m, k=2, iterations=_ITERATIONS)
-    hn = evecs[..., :, 0].reshape(*evecs.shape[:-2], 3, 3)
-    # m has unit trace, which bounds its largest eigenvalue from above (and 9x from below)
-    gap = evals[..., 1] > _GAP
+    if solve_on_rows(2 * xn.shape[-2], 9):
+        v, sigma, ok = null_vector(_design_rows(xn, un, w))
+        ok = ok & (sigma > _GAP_EPS * eps(v.dtype))
+    else:
+        v, ok = normal_null_vector(normal_matrix(xn, un, w), _GAP)
+    hn = v.reshape(*v.shape[:-1], 3, 3)
     finite = mx.all(mx.isfinite(hn), axis=(-2, -1))
-    return mx.where(finite[..., None, None], hn, 0), gap & found & finite & (tr > 0)
+    return mx.where(finite[..., None, None], hn, 0), ok & finite
