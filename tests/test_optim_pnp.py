@@ -214,6 +214,47 @@ def test_points_only_explained_from_behind_the_camera_are_flagged():
         assert np.array(res.ok).tolist() == [True, False], method
 
 
+def test_an_image_only_a_mirrored_object_explains_is_flagged():
+    for noise in (0.0, 0.5):
+        pw, uv, *_ = _scene(4, 20, seed=3, noise=noise)
+        for method in ("epnp", "iterative"):
+            assert not bool(mx.any(solve_pnp(_f32(pw * [-1.0, 1.0, 1.0]), _f32(uv), _f32(K_NP), method=method).ok))
+
+
+def _small_distant_object(batch: int, distance: float, noise: float, seed: int):
+    """A 0.1-unit cube of 20 points at ``distance`` (K: f = 500), random rotations, pixel noise."""
+    rng = np.random.default_rng(seed)
+    rot = Rotation.random(batch, random_state=seed).as_matrix()
+    pw = rng.uniform(-0.05, 0.05, (batch, 20, 3))
+    t = np.array([0.0, 0.0, distance]) + rng.uniform(-0.01, 0.01, (batch, 3))
+    pc = np.einsum("bij,bnj->bni", rot, pw) + t[:, None]
+    uv = pc[..., :2] / pc[..., 2:] * 500.0 + [320.0, 240.0] + rng.normal(0, noise, (batch, 20, 2))
+    return pw, uv, rot, t
+
+
+@pytest.mark.parametrize("distance", [10.0, 30.0])
+def test_noise_mirrored_depths_of_small_distant_objects_give_proper_poses_as_good_as_cv2_epnp(distance):
+    # 0.05 px noise on a 0.1-unit object 100-300 units away can mirror EPnP's recovered depths
+    # (an improper best fit); OpenCV mirrors them back, and so must mlxgeom rather than fail.
+    k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    pw, uv, rot, t = _small_distant_object(24, distance, 0.05, seed=int(distance))
+    closed = solve_pnp(_f32(pw), _f32(uv), _f32(k), refine=False)
+    refined = solve_pnp(_f32(pw), _f32(uv), _f32(k))
+    assert bool(mx.all(closed.ok)) and bool(mx.all(refined.ok))
+    np.testing.assert_allclose(np.linalg.det(np.array(closed.pose[:, :3, :3], np.float64)), 1.0, atol=1e-4)
+    cv_rms, cv_pose = [], np.tile(np.eye(4), (pw.shape[0], 1, 1))
+    for b in range(pw.shape[0]):
+        _, rv, tv = cv2.solvePnP(pw[b], uv[b], k, None, flags=cv2.SOLVEPNP_EPNP)
+        proj, _ = cv2.projectPoints(pw[b], rv, tv, k, None)
+        cv_rms.append(np.sqrt(np.mean(np.sum((proj[:, 0] - uv[b]) ** 2, axis=-1))))
+        cv_pose[b, :3, :3], cv_pose[b, :3, 3] = cv2.Rodrigues(rv)[0], tv[:, 0]
+    cv_rms = np.array(cv_rms)
+    assert np.all(np.array(closed.reprojection_error) <= 1.5 * cv_rms + 0.01)
+    assert np.all(np.array(refined.reprojection_error) <= np.array(closed.reprojection_error) + 1e-3)
+    r_err, cv_r_err = _pose_errors(refined.pose, rot, t)[0], _pose_errors(cv_pose, rot, t)[0]
+    assert np.median(r_err) <= 1.1 * np.median(cv_r_err) and r_err.max() <= 1.1 * cv_r_err.max()
+
+
 def test_fewer_points_than_any_method_needs_gives_flags_not_errors():
     pw, uv, *_ = _scene(2, 3, seed=9)
     for method in ("epnp", "dlt"):
@@ -328,7 +369,7 @@ def test_fused_normal_equations_equal_autodiff_jacobian_products(n_blocks):
     np.testing.assert_allclose(np.array(cost), np.array(0.5 * mx.sum(loss.rho(sq), -1)), rtol=1e-5)
 
 
-def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
+def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points_depth_mirrored_where_a_reflection_fits():
     rng = np.random.default_rng(5)
     pw = rng.normal(size=(4, 30, 3)).astype(np.float32)
     w = (rng.random((4, 30)) > 0.1).astype(np.float32)
@@ -336,7 +377,8 @@ def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
     _, to_alpha, _ = _pnp_init._control_points(c0, moments)
     null = mx.array(rng.normal(size=(4, 4, 4, 3)).astype(np.float32))
     beta = mx.array(rng.normal(size=(2, 4, 4)).astype(np.float32))
-    r, t, proper = _pnp_init._pose_candidates(beta, null, to_alpha, c0, moments)
+    r, t = _pnp_init._pose_candidates(beta, null, to_alpha, c0, moments)
+    assert r.shape == (4, 4, 3, 3) and t.shape == (4, 4, 3)
     h = np.concatenate([pw - np.array(c0)[:, None], np.ones((4, 30, 1), np.float32)], -1)
     alphas = np.einsum("bni,bij->bnj", h, np.array(to_alpha))
     np.testing.assert_allclose(alphas.sum(-1), 1.0, atol=1e-5)  # barycentric
@@ -349,11 +391,12 @@ def test_epnp_pose_candidates_equal_kabsch_on_their_camera_points():
             if (wb[:, 0] * pc[:, 2]).sum() < 0:  # mirrored in front of the camera first
                 pc, mc = -pc, -mc
             h = ((pc - mc) * wb).T @ (pw[b] - mw)
-            u, _, vt = np.linalg.svd(h)
+            flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(h))])  # depths mirrored about mc where det H < 0
+            u, _, vt = np.linalg.svd(flip @ h)
             rot = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
-            np.testing.assert_allclose(np.array(r[kk, b]), rot, atol=2e-4)
-            np.testing.assert_allclose(np.array(t[kk, b]), mc - rot @ mw, atol=2e-3)
-            assert bool(proper[kk, b]) == (np.linalg.det(h) > 0)
+            for pose, expected in ((kk, rot), (kk + 2, np.diag([1.0, 1.0, -1.0]) @ rot)):
+                np.testing.assert_allclose(np.array(r[pose, b]), expected, atol=2e-4)
+                np.testing.assert_allclose(np.array(t[pose, b]), mc - expected @ mw, atol=2e-3)
 
 
 def test_point_moments_equal_float64_sums_over_the_centred_points():

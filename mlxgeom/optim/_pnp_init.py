@@ -28,6 +28,9 @@ _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 _PRODUCTS = ((0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3))
 # Planarity threshold on lambda_min / lambda_max of the point covariance.
 _PLANAR_RATIO = {mx.float32: 1e-5, mx.float64: 1e-10}
+# A reflection is needed where it fits the image with this many times less squared error than
+# the best rotation (an F-test-like margin: noise alone rarely makes one fit 4x better).
+_REFLECTION_EVIDENCE = 4.0
 # Inverse-iteration steps for the null vectors of the normal matrices.
 _ITERATIONS = 2
 
@@ -191,13 +194,21 @@ def _sq_reprojection(r: mx.array, t: mx.array, pw: mx.array, xn: mx.array, w: mx
 
 
 def _pose_candidates(beta: mx.array, null: mx.array, to_alpha: mx.array, c0: mx.array,
-                     moments: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """Pose of each candidate (k, *): the absolute orientation (Kabsch/Horn, JOSA A 4:629, 1987)
+                     moments: mx.array) -> tuple[mx.array, mx.array]:
+    """Poses of the k candidates (k, *): the absolute orientation (Kabsch/Horn, JOSA A 4:629, 1987)
     of the world points onto the camera points ``pc_i = cc^T a_i`` of the camera-frame control
-    points ``cc = sum_v beta_v null_v``, without per-point work. R is the rotation nearest to
-    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``, ``t = mc - R mw``, and the third output,
-    ``det H > 0``, is False where the best fit would be a reflection (image points that only
-    points behind the camera explain).
+    points ``cc = sum_v beta_v null_v``, without per-point work. Returns R (2k, *, 3, 3) and
+    t (2k, *, 3): the k rotations, then their reflections ``R_mirror = diag(1, 1, -1) R``, each
+    with ``t = mc - R mw``.
+
+    ``H = sum_i w_i (pc_i - mc)(pw_i - mw)^T``; where ``det H > 0``, R is its nearest rotation.
+    Where ``det H < 0`` the best orthogonal fit is a reflection: for a small or distant object
+    the perspective cue to the sign of the depths is weak, and noise can mirror the recovered
+    depths about their centroid (the weak-perspective depth reversal). R is then the nearest
+    rotation to ``diag(1, 1, -1) H``, the fit of the points with their depths mirrored back
+    (OpenCV's epnp.cpp negates the reflection's third row: the same matrix), and ``R_mirror``
+    is that reflection; :func:`epnp` compares their reprojection errors to tell the ambiguity
+    (both fit alike) from an image that only a reflection explains.
 
     The camera points are linear in the barycentric weights ``a_i = h_i T`` (``T`` =
     ``to_alpha``, ``h_i = [pw_i - c0, 1]``), so ``H = cc^T S`` with ``S = sum_i w_i (a_i -
@@ -217,19 +228,22 @@ def _pose_candidates(beta: mx.array, null: mx.array, to_alpha: mx.array, c0: mx.
     depth = mx.sum(abar * n * cc[..., 2], axis=-1)
     cc = mx.where((depth < 0)[..., None, None], -cc, cc)
     h = linalg.matmul(cc.swapaxes(-1, -2), s)
-    r = linalg.project_to_so3(h)
+    flip = mx.array([[1.0], [1.0], [-1.0]], dtype=h.dtype)
+    r = linalg.project_to_so3(mx.where((linalg.det(h) < 0)[..., None, None], flip * h, h))
+    r = mx.concatenate([r, flip * r])
     mc = linalg.matmul(cc.swapaxes(-1, -2), abar[..., None])[..., 0]
-    t = mc - linalg.matmul(r, mw[..., None])[..., 0]
-    return r, t, linalg.det(h) > 0
+    t = mx.concatenate([mc, mc]) - linalg.matmul(r, mw[..., None])[..., 0]
+    return r, t
 
 
 def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """EPnP (Lepetit, Moreno-Noguer, Fua, IJCV 81, 2009): 4 control points, the null space
     of the 12x12 ``M^T M`` from ``linalg.eigh``, betas from the N = 1, 2, 3 linearisations
-    refined by Gauss-Newton; the candidate with the least reprojection error wins.
-    Needs >= 4 non-coplanar points (``ok`` is False for coplanar ones, and when the
-    3D-3D alignment of the winner needs a reflection: image points that only points
-    behind the camera explain).
+    refined by Gauss-Newton; the candidate rotation with the least reprojection error wins.
+    Needs >= 4 non-coplanar points (``ok`` is False for coplanar ones, and where a reflection
+    explains the image with ``_REFLECTION_EVIDENCE`` times less squared error than every
+    rotation: image points that only points behind the camera explain). Depths that noise
+    mirrored on a small, distant object are mirrored back (:func:`_pose_candidates`).
     """
     c0, moments = point_moments(pw, xn, w)
     ctrl, to_alpha, spread = _control_points(c0, moments)
@@ -244,15 +258,20 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     rho = mx.stack([mx.sum(mx.square(ctrl[..., a, :] - ctrl[..., b, :]), axis=-1) for a, b in _PAIRS], -1)
     # The three candidates run as one batch along a new leading axis (fewer, larger ops).
     beta = _refine_betas(mx.stack(_beta_guesses(lmat, rho), axis=0), lmat, rho)
-    r, t, proper = _pose_candidates(beta, null, to_alpha, c0, moments)
-    err = _sq_reprojection(r, t, pw, xn, w)
-    err = mx.where(mx.isfinite(err) & mx.all(mx.isfinite(t), axis=-1), err, mx.inf)
-    best = (r[0], t[0], err[0], proper[0])
-    for i in (1, 2):  # the first candidate with the least error wins
-        take = err[i] < best[2]
-        best = (mx.where(take[..., None, None], r[i], best[0]), mx.where(take[..., None], t[i], best[1]),
-                mx.where(take, err[i], best[2]), mx.where(take, proper[i], best[3]))
-    return best[0], best[1], spread & found & best[3] & (mx.sum(w, axis=-1) >= 4)
+    r, t = _pose_candidates(beta, null, to_alpha, c0, moments)
+    k = beta.shape[0]
+    err = _sq_reprojection(r[:k], t[:k], pw, xn, w)
+    err = mx.where(mx.isfinite(err) & mx.all(mx.isfinite(t[:k]), axis=-1), err, mx.inf)
+    best = (err[0], r[0], t[0], r[k], t[k])
+    for i in range(1, k):  # the first candidate with the least error wins
+        take = err[i] < best[0]
+        vec, mat = take[..., None], take[..., None, None]
+        best = (mx.where(take, err[i], best[0]), mx.where(mat, r[i], best[1]), mx.where(vec, t[i], best[2]),
+                mx.where(mat, r[k + i], best[3]), mx.where(vec, t[k + i], best[4]))
+    # Where the winner's reflection fits markedly better, the image needs one.
+    floor = mx.sum(w, axis=-1) * (16.0 * eps(err.dtype)) ** 2
+    proper = best[0] <= _REFLECTION_EVIDENCE * _sq_reprojection(best[3], best[4], pw, xn, w) + floor
+    return best[1], best[2], spread & found & proper & (mx.sum(w, axis=-1) >= 4)
 
 
 def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:

@@ -38,7 +38,9 @@ class PnPResult(NamedTuple):
         rvec: (*, 3) axis-angle of R (as ``cv2.solvePnP``).
         tvec: (*, 3) translation.
         ok: (*) bool: enough non-coplanar points, a finite pose, every used point in
-            front of the camera, and (EPnP) no reflection needed to explain the image.
+            front of the camera, and (EPnP) no reflection that explains the image markedly
+            better than every rotation (depths that noise mirrored on a small, distant object
+            are mirrored back, as OpenCV does).
             Where False, pose is the identity and the errors are inf.
         reprojection_error: (*) RMS pixel distance over the used points.
         covariance: (*, 6, 6) covariance of the right perturbation ``xi = [rho, phi]`` in
