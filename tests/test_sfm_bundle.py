@@ -177,6 +177,26 @@ def test_bad_arguments_raise():
                       camera_index=p.camera_index[:-1])
 
 
+def test_fixed_points_alone_are_the_gauge():
+    # surveyed control points fix the frame: pose 0 and the scale must then move freely
+    p = synthetic_problem(4, 25, noise=0.5, seed=3, rotation_noise=0.01, translation_noise=0.05, point_noise=0.0)
+    kw = dict(point_index=p.point_index, camera_index=p.camera_index, fix_points=np.ones(25, bool))
+    alone = bundle_adjust(p.cameras, p.poses, p.points, p.observations, **kw)
+    explicit = bundle_adjust(p.cameras, p.poses, p.points, p.observations, fix_poses=np.zeros(4, bool), **kw)
+    assert bool(alone.ok) and not np.array_equal(np.array(alone.poses[0]), np.array(p.poses[0]))
+    np.testing.assert_allclose(alone.cost.item(), explicit.cost.item(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad,match", [(dict(chunk=0), "chunk"), (dict(fix_poses=[7]), "fix_poses"),
+                                       (dict(point_index_offset=0.3), "point_index"),
+                                       (dict(point_index_offset=1000), "point_index")])
+def test_bad_chunks_and_indices_raise_naming_them(bad, match):
+    p = synthetic_problem(4, 25, seed=0)
+    kw = dict(point_index=np.asarray(p.point_index) + bad.pop("point_index_offset", 0), camera_index=p.camera_index)
+    with pytest.raises(ValueError, match=match):
+        bundle_adjust(p.cameras, p.poses, p.points, p.observations, **kw, **bad)
+
+
 def test_model_roundtrip_keeps_observations():
     p, model = _synthetic_model(cams=4, points=50)
     prob = model_problem(model)

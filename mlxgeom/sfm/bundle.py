@@ -140,6 +140,18 @@ def _groups(cameras: Camera, num_images: int, intrinsics_index: Any) -> tuple[in
     return g, np.arange(num_images)
 
 
+def _indices(values: Any, n: int, name: str) -> np.ndarray:
+    """Host int64 copy of index values (any shape), each an integer in [0, n)."""
+    v = np.asarray(values)
+    if v.size and not (np.issubdtype(v.dtype, np.integer) or (np.issubdtype(v.dtype, np.floating)
+                                                              and np.all(v == np.round(v)))):
+        raise ValueError(f"{name}: expected integer indices, got {v.dtype} values such as {v.reshape(-1)[0]!r}")
+    v = v.astype(np.int64)
+    if v.size and (v.min() < 0 or v.max() >= n):
+        raise ValueError(f"{name}: indices must lie in [0, {n}), got {v.min()}..{v.max()}")
+    return v
+
+
 def _mask(fix: Any, n: int, name: str) -> mx.array:
     """(n,) float mask of the free entries from None, a bool mask (n,) or an index list."""
     if fix is None:
@@ -150,22 +162,23 @@ def _mask(fix: Any, n: int, name: str) -> mx.array:
             raise ValueError(f"{name}: expected a ({n},) bool mask or indices, got shape {f.shape}")
         return mx.array((~f).astype(np.float32))
     free = np.ones(n, dtype=np.float32)
-    free[f.astype(np.int64).reshape(-1)] = 0.0
+    free[_indices(f, n, name).reshape(-1)] = 0.0
     return mx.array(free)
 
 
-def _gauge(poses: mx.array, fix_poses: Any) -> mx.array:
+def _gauge(poses: mx.array, fix_poses: Any, fix_points: Any) -> mx.array:
     """(C, 6) mask of the free pose coordinates.
 
     Default gauge: pose 0 fixed, and the scale through the pose farthest from it (a long baseline
     keeps the scale well determined; a short one leaves a nearly free mode that LM crawls along).
     With ``T_j <- T_j exp(xi)`` pose j's translation moves by ``R_j rho``, so the rho coordinate
     along the baseline (the largest entry of ``R_j^T t_rel``, ``t_rel`` the translation of pose j
-    relative to pose 0) is held. Chosen on the device (argmax), no host sync.
+    relative to pose 0) is held. Chosen on the device (argmax), no host sync. Where the caller fixes
+    poses or points, those are the gauge.
     """
     c = poses.shape[0]
     free = mx.broadcast_to(_mask(fix_poses, c, "fix_poses")[:, None], (c, 6))
-    if fix_poses is not None or c < 2:
+    if fix_poses is not None or fix_points is not None or c < 2:
         return free
     rel = lie.se3_compose(poses, lie.se3_inverse(poses[0]))[:, :3, 3]  # (C, 3), |t_rel| = centre distance
     far = mx.argmax(mx.sum(rel * rel, axis=-1)).astype(mx.int32)
@@ -269,7 +282,9 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         camera_index: (O,) ints, the image (pose) of each observation.
         intrinsics_index: (C,) ints, the camera of each image when G cameras are shared.
         fix_poses: None, (C,) bool mask or indices of poses held constant.
-        fix_points: None, (P,) bool mask or indices of points held constant.
+        fix_points: None, (P,) bool mask or indices of points held constant. Either argument given
+            is the gauge (e.g. surveyed points): pose 0 and the scale are then free; with neither,
+            pose 0 and one coordinate along the longest baseline are held.
         refine_intrinsics: False, True (focal and distortion, principal point kept, as COLMAP's
             default) or names from ``INTRINSICS`` and ``OPENCV_COEFFS`` (e.g. ``("focal", "k1")``
             for COLMAP's SIMPLE_RADIAL); shared cameras stay shared.
@@ -278,7 +293,7 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         max_iters: LM iteration budget.
         linear_solver: ``"auto"``, ``"dense"`` or ``"pcg"`` for the reduced camera system.
         pcg_iterations: PCG iterations per LM step.
-        chunk: LM iterations per evaluated chunk.
+        chunk: LM iterations per evaluated chunk (>= 1).
         tau: initial damping ``mu_0`` relative to Marquardt's diagonal (Ceres starts at 1e-4, the
             inverse of its initial trust-region radius 1e4).
         min_depth: points at camera depth <= min_depth are invalid.
@@ -296,6 +311,8 @@ def bundle_adjust(cameras: Camera, poses: Any, points: Any, observations: Any, *
         >>> bool(res.ok), float(res.cost) < float(res.initial_cost)
         (True, True)
     """
+    if chunk < 1 or max_iters < 0:
+        raise ValueError(f"chunk: expected >= 1 and max_iters >= 0, got chunk {chunk}, max_iters {max_iters}")
     problem, step, x = _setup(cameras, poses, points, observations, point_index, camera_index, intrinsics_index,
                               fix_poses, fix_points, refine_intrinsics, get_loss(loss, loss_scale), linear_solver,
                               pcg_iterations, min_depth)
@@ -312,7 +329,8 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     observations = as_float(observations, "observations")[0].astype(poses.dtype)
     check_trailing(observations, (2,), "observations")
     c, p = poses.shape[0], points.shape[0]
-    cam_np, pt_np = np.asarray(camera_index).reshape(-1), np.asarray(point_index).reshape(-1)
+    cam_np = _indices(camera_index, c, "camera_index").reshape(-1)
+    pt_np = _indices(point_index, p, "point_index").reshape(-1)
     if cam_np.shape != (observations.shape[0],) or pt_np.shape != cam_np.shape:
         raise ValueError(f"camera_index {cam_np.shape}, point_index {pt_np.shape}: expected ({observations.shape[0]},), "
                          f"one per row of observations {tuple(observations.shape)}")
@@ -322,7 +340,7 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     structure = BlockStructure(cam_np, pt_np, c, p, 6, groups if intr.dof else None, g, intr.dof,
                                with_pairs=solver == "dense")
     with eager():
-        gauge = _gauge(poses, fix_poses)
+        gauge = _gauge(poses, fix_poses, fix_points)
     problem = _Problem(observations, groups, intr, gauge, _mask(fix_points, p, "fix_points"), loss, structure,
                        min_depth)
     x = (poses, points, intr.initial()) if intr.dof else (poses, points)
