@@ -41,7 +41,13 @@ def as_float(x: Any, name: str = "input") -> tuple[mx.array, mx.Dtype]:
             raise TypeError(f"{name}: complex input is not supported (got {getattr(x, 'dtype', 'complex')})")
         if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected a real numeric array, got numpy dtype {x.dtype}")
-        x = mx.array(x)
+        if x is None or isinstance(x, (str, bytes)):
+            raise TypeError(f"{name}: expected a real numeric array, got {x!r}")
+        try:
+            x = mx.array(x)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: expected a real numeric array or nested sequence of numbers, "
+                            f"got {type(x).__name__} ({str(e).splitlines()[0]})") from e
     dtype = x.dtype
     if dtype in _COMPUTE:
         return x, dtype

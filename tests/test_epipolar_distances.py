@@ -102,3 +102,12 @@ def test_distances_are_device_safe():
 
     assert_device_safe(lambda f, a, b: (sampson_distance(f, a, b), symmetric_epipolar_distance(f, a, b),
                                         epipolar_lines(f, a, 1), epipolar_lines(f, b, 2)), make)
+
+
+@pytest.mark.parametrize("scale", [1e-23, 1e-16, 1e20])
+def test_distances_do_not_depend_on_the_scale_of_F_in_float32(scale):
+    f, a, b = _data(3)
+    F = mx.array(f, dtype=mx.float32)
+    x1, x2 = mx.array(a, dtype=mx.float32), mx.array(b, dtype=mx.float32)
+    for fn in (sampson_distance, symmetric_epipolar_distance):
+        np.testing.assert_allclose(np.array(fn(F * scale, x1, x2)), np.array(fn(F, x1, x2)), rtol=1e-5)

@@ -228,3 +228,24 @@ def test_every_multi_array_function_is_walked() -> None:
             own = getattr(fn, "__module__", "").startswith(mod.__name__)
             if inspect.isfunction(fn) and own and len(_array_params(fn)) >= 2:
                 assert f"{name}.{fn_name}" in walked, f"{name}.{fn_name} takes several arrays but is not walked"
+
+
+@pytest.mark.parametrize("name,call", [
+    ("phi", lambda bad: lie.so3_exp(bad)),
+    ("a", lambda bad: linalg.inv(bad)),
+    ("K", lambda bad: camera.project_points(mx.zeros((1, 3)), bad)),
+    ("x1", lambda bad: epipolar.find_fundamental_matrix(bad, mx.zeros((8, 2)))),
+    ("points_world", lambda bad: camera.project_points(bad, mx.eye(3))),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("bad", ["abc", None, [[1.0, 2.0], [3.0]]], ids=["str", "None", "ragged"])
+def test_non_numeric_inputs_raise_type_errors_naming_the_argument(name: str, call: Callable, bad: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^{name}: expected a"):
+        call(bad)
+
+
+def test_nan_threshold_and_fractional_trial_counts_are_refused() -> None:
+    x = mx.zeros((10, 2))
+    with pytest.raises(ValueError, match="threshold"):
+        epipolar.find_fundamental_matrix(x, x, method="ransac", threshold=float("nan"))
+    with pytest.raises(ValueError, match="max_trials"):
+        epipolar.find_fundamental_matrix(x, x, method="ransac", max_trials=10.5)

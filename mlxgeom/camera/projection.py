@@ -55,8 +55,15 @@ def _check_model(model: str, dist: mx.array | None) -> None:
     _LENSES[model][0](dist.shape[-1])
 
 
+_OPTIONAL = frozenset({"pose", "dist", "K_new", "size"})
+
+
 def _inputs(**named: Any) -> tuple[list[mx.array | None], mx.Dtype]:
-    """The inputs in order, the non-None ones converted to one compute dtype."""
+    """The inputs in order, the non-None ones converted to one compute dtype (None only for the
+    optional pose, dist, K_new and size)."""
+    for k, v in named.items():
+        if v is None and k not in _OPTIONAL:
+            raise TypeError(f"{k}: expected a real numeric array, got None")
     keys = [k for k, v in named.items() if v is not None]
     arrays, out = as_floats(*[named[k] for k in keys], names=keys)
     conv = dict(zip(keys, arrays))

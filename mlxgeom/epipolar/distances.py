@@ -27,6 +27,10 @@ def _inputs(F: Any, *points: Any, names: tuple[str, ...]) -> tuple[mx.array, lis
         raise ValueError(f"{names[1]}: expected shape (*, N, 2) with N = {pts[0].shape[-2]} as in {names[0]}, "
                          f"got {tuple(pts[1].shape)}")
     broadcast_batch(f.shape[:-2], *[p.shape[:-2] for p in pts], names=("F",) + names)
+    # The distances do not depend on F's scale; its squares would under- or overflow float32 for
+    # |F| outside ~1e-14..1e18. With m held constant the gradient is unchanged (d(F / m) = d(F)).
+    m = mx.stop_gradient(mx.max(mx.abs(f), axis=(-2, -1), keepdims=True))
+    f = f / mx.where((m > 0) & (m < mx.inf), m, 1.0)
     return f[..., None, :, :], pts, out
 
 

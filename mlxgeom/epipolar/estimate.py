@@ -42,8 +42,8 @@ def _score(sq: mx.array, valid: mx.array, thr2: mx.array, ok: mx.array):
 def _check_options(method: str, methods: tuple[str, ...], threshold: float, confidence: float, max_trials: int) -> None:
     if method not in methods:
         raise ValueError(f"method must be one of {methods}, got {method!r}")
-    if max_trials < 1 or not 0 < confidence < 1 or threshold <= 0:
-        raise ValueError(f"need max_trials >= 1, 0 < confidence < 1 and threshold > 0, got {max_trials}, "
+    if max_trials < 1 or max_trials != int(max_trials) or not 0 < confidence < 1 or not threshold > 0:
+        raise ValueError(f"need an integer max_trials >= 1, 0 < confidence < 1 and threshold > 0, got {max_trials}, "
                          f"{confidence}, {threshold}")
 
 
