@@ -204,6 +204,25 @@ def test_fisheye_model_selects_the_fisheye_class_and_survives_grad():
     assert isinstance(g, FisheyeCamera) and np.all(np.isfinite(np.array(g.dist)))
 
 
+@pytest.mark.parametrize("model", ["opencv", "fisheye"])
+def test_cameras_are_returned_from_compile_as_built_eagerly(model):
+    rng = np.random.default_rng(6)
+    T = mxa(random_pose(rng))
+    cam = Camera(mxa(K0), dist=mx.array([0.05, -0.02, 0.01, -0.003]), size=[640, 480], model=model)
+    built = [
+        lambda K, c: Camera(K, dist=c.dist, size=c.size, model=model),
+        lambda K, c: c,
+        lambda K, c: c.scale(0.5),
+        lambda K, c: c.with_pose(T),
+        lambda K, c: c.select(slice(None)),
+    ]
+    for fn in built:
+        eager, compiled = fn(cam.K, cam), mx.compile(fn)(cam.K, cam)
+        assert type(compiled) is type(eager) is type(cam)
+        for e, c in zip(eager, compiled):
+            np.testing.assert_array_equal(np.array(c), np.array(e))
+
+
 def test_select_indexes_the_camera_batch():
     cams = Camera.from_intrinsics(mx.array([1.0, 2.0, 3.0]), 1.0, 0.0, 0.0)
     assert cams.select(slice(1, 3)).batch_shape == (2,) and float(cams.select(2).fx) == 3.0

@@ -193,3 +193,24 @@ def test_gradients_flow_through_the_refinement():
     g = np.array(mx.grad(loss)(mx.array(x2, mx.float32)))
     assert np.isfinite(g).all() and np.abs(g).max() > 0
     assert canonical_probe.shape == (3, 3)
+
+
+@pytest.mark.float64
+def test_fundamental_ransac_gradient_matches_finite_differences():
+    """Through the refit on a stable inlier set; outliers (points 1 and 2) get none."""
+    x1, x2, *_ = scene(np.random.default_rng(7), 40, 0.5, 0.25)
+    a = mx.array(x1, mx.float64)
+    probe = mx.array(np.random.default_rng(8).standard_normal((3, 3)), mx.float64)
+
+    def loss(b):
+        return mx.sum(find_fundamental_matrix(a, b, method="ransac", max_trials=64).F * probe)
+
+    g = np.array(mx.grad(loss)(mx.array(x2, mx.float64)))[:6]
+    h, num = 1e-6, np.zeros((6, 2))
+    for i in range(6):
+        for j in range(2):
+            d = np.zeros_like(x2)
+            d[i, j] = h
+            num[i, j] = (loss(mx.array(x2 + d, mx.float64)).item() - loss(mx.array(x2 - d, mx.float64)).item()) / (2 * h)
+    assert (num[1:3] == 0).all() and (np.abs(num[[0, 3, 4, 5]]) > 1e-5).all()
+    np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-8)

@@ -1,11 +1,14 @@
-"""The RANSAC/MSAC driver on a line-fitting model: recovery, adaptive trials, masks, compile, keys."""
+"""The RANSAC/MSAC driver on a line-fitting model: recovery, adaptive trials, masks, compile, keys;
+and the gradients of every estimator built on it."""
 
 from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
+from mlxgeom import find_essential_matrix, find_fundamental_matrix, find_homography, solve_pnp_ransac
 from mlxgeom.solve import RansacModel, adaptive_trials, ransac
 from mlxgeom.solve.ransac import sample_indices
 from helpers import assert_device_safe
@@ -149,3 +152,38 @@ def test_bad_shapes_raise():
         ransac(LINE, (mx.zeros((2, 5)),), mx.ones((2, 5)), 0.1, max_trials=4)
     with pytest.raises(ValueError, match=r"weights"):
         ransac(LINE, (mx.zeros((2, 5, 2)),), mx.ones((5,)), 0.1, max_trials=4)
+
+
+_K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+
+
+def _two_views(planar: bool):
+    """Points X (40, 3) and their pixels x1, x2 in two views, 0.3 px noise and a fifth of x2 outliers."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform([-2, -1.5, 4], [2, 1.5, 8], (40, 3))
+    if planar:
+        X[:, 2] = 6 + 0.3 * X[:, 0] - 0.2 * X[:, 1]
+    X2 = X @ Rotation.from_rotvec(rng.normal(0, 0.15, 3)).as_matrix().T + rng.normal(0, 0.5, 3)
+    x1 = (X / X[:, 2:] @ _K.T)[:, :2]
+    x2 = (X2 / X2[:, 2:] @ _K.T)[:, :2] + rng.normal(0, 0.3, (40, 2))
+    out = rng.random(40) < 0.2
+    x2[out] = rng.uniform(0, [640, 480], (out.sum(), 2))
+    return (mx.array(v, mx.float32) for v in (X, x1, x2))
+
+
+_ESTIMATORS = {
+    "homography": (True, lambda X, x1, x2, k: find_homography(x1, x2, method="ransac", max_trials=64).H),
+    "fundamental": (False, lambda X, x1, x2, k: find_fundamental_matrix(x1, x2, method="ransac", max_trials=64).F),
+    "essential": (False, lambda X, x1, x2, k: find_essential_matrix(x1, x2, k, max_trials=64).E),
+    "pnp": (False, lambda X, x1, x2, k: solve_pnp_ransac(X, x2, k, num_hypotheses=64).pose),
+}
+
+
+@pytest.mark.parametrize("name", list(_ESTIMATORS))
+def test_every_ransac_estimator_has_finite_nonzero_gradients(name):
+    planar, estimate = _ESTIMATORS[name]
+    X, x1, x2 = _two_views(planar)
+    k = mx.array(_K, mx.float32)
+    probe = mx.array(np.random.default_rng(4).standard_normal(estimate(X, x1, x2, k).shape), mx.float32)
+    g = np.array(mx.grad(lambda v: mx.sum(estimate(X, x1, v, k) * probe))(x2))
+    assert np.isfinite(g).all() and np.abs(g).max() > 0

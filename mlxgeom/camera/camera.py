@@ -61,6 +61,14 @@ def _entry(field: str, *index: int, doc: str) -> property:
     return property(lambda self: getattr(self, field)[(..., *index)], doc=doc)
 
 
+def _tree_structure(*fields: Any) -> bool:
+    """Whether MLX is building a tree's structure: ``mx.compile``, ``mx.vmap`` and custom functions
+    rebuild a NamedTuple as ``type(x)(*fields)`` with a bare ``object()`` for every array
+    (``tree_flatten_with_structure``, ``python/src/trees.cpp``); the structure holds no arrays to check.
+    """
+    return all(type(f) is object for f in fields)
+
+
 def _nan_where_invalid(x: mx.array, valid: mx.array) -> mx.array:
     """(*, N, 3) with the entries of invalid elements replaced by NaN (no mask goes out with them)."""
     return mx.where(valid[..., None], x, mx.array(mx.nan, dtype=x.dtype))
@@ -96,6 +104,8 @@ class Camera(_CameraArrays):
     model: ClassVar[str] = "opencv"
 
     def __new__(cls, K: Any, pose: Any = None, dist: Any = None, size: Any = None, model: str | None = None):
+        if _tree_structure(K, pose, dist, size):
+            return super().__new__(cls, K, pose, dist, size)
         if model is not None:
             P._check_model(model, None)
             cls = FisheyeCamera if model == "fisheye" else Camera

@@ -248,8 +248,9 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
             the threshold either way.
 
     Returns:
-        :class:`RansacResult`. Model search runs on ``mx.stop_gradient`` of the data; gradients
-        reach the result only through ``refit``.
+        :class:`RansacResult`. Model search runs on ``mx.stop_gradient`` of the data and its winner
+        is a constant of the gradient (whatever arrays the model's functions close over); gradients
+        reach the result only through ``sq_error`` and ``refit`` on the data.
 
     Example:
         >>> import mlx.core as mx
@@ -280,7 +281,10 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
         raise ValueError(f"need preemptive_points >= 1 and refit_widen >= 1, got {preemptive_points}, {refit_widen}")
     preempt = min(preemptive_points, n) if preemptive and n >= 4 * _SUBSET and max_trials > 2 * _KEEP else 0
     fixed = tuple(mx.stop_gradient(d) for d in data)
-    best, score = _best(model, fixed, mx.stop_gradient(w), mx.stop_gradient(thr2), key, max_trials, preempt)
+    # The solver and error may close over differentiated arrays (F's Hartley transforms): the stop
+    # keeps the discrete search, whose argmax indices MLX cannot differentiate, out of the VJP.
+    best, score = (mx.stop_gradient(a) for a in
+                   _best(model, fixed, mx.stop_gradient(w), mx.stop_gradient(thr2), key, max_trials, preempt))
     found = score >= 0
 
     def verify(m: mx.array) -> tuple[mx.array, mx.array, mx.array]:
