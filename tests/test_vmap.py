@@ -7,9 +7,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxgeom import linalg
+from mlxgeom import epipolar, linalg, optim
 
 B0, B1 = 3, 4  # two leading batch axes; vmap maps one of them
+_K = mx.array([[500.0, 0.0, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
 
 
 def _normal(*shape: int, seed: int = 0) -> mx.array:
@@ -23,6 +24,26 @@ def _spd(n: int, seed: int = 0) -> mx.array:
 
 def _well_conditioned(n: int, seed: int = 0) -> mx.array:
     return mx.eye(n) + 0.3 * _normal(n, n, seed=seed)
+
+
+def _pnp_scene() -> tuple[mx.array, mx.array]:
+    rng = np.random.default_rng(3)
+    pw = rng.uniform(-1, 1, size=(B0, B1, 12, 3)) * [2.0, 1.5, 1.5]
+    t = rng.normal(size=(B0, B1, 1, 3)) * 0.3 + [0.0, 0.0, 6.0]
+    pc = pw @ np.linalg.qr(rng.normal(size=(B0, B1, 3, 3)))[0] + t
+    pc[..., 2] = np.abs(pc[..., 2])
+    uv = pc[..., :2] / pc[..., 2:] * [500.0, 480.0] + [320.0, 240.0] + rng.normal(0, 0.5, size=(B0, B1, 12, 2))
+    return mx.array(pw.astype(np.float32)), mx.array(uv.astype(np.float32))
+
+
+def _two_views() -> tuple[mx.array, mx.array]:
+    rng = np.random.default_rng(4)
+    x = rng.uniform([-2, -1.5, 4], [2, 1.5, 8], size=(B0, B1, 20, 3))
+    x2 = x + rng.normal(0, 0.5, size=(B0, B1, 1, 3)) + [0.3, 0.0, 0.0]
+    k = np.array(_K)
+    p1, p2 = (x / x[..., 2:]) @ k.T, (x2 / x2[..., 2:]) @ k.T
+    return (mx.array(p1[..., :2].astype(np.float32)),
+            mx.array((p2[..., :2] + rng.normal(0, 0.3, size=p2[..., :2].shape)).astype(np.float32)))
 
 
 def _outputs(result) -> tuple[mx.array, ...]:
@@ -54,6 +75,10 @@ CASES = {
     "gauss_newton_system": (lambda j0, j1, r, w: linalg.gauss_newton_system([[j0, j1]], [r], w),
                             lambda: (_normal(7), _normal(7, seed=1), _normal(7, seed=2), mx.abs(_normal(7, seed=3))),
                             (True, True, True, True)),
+    "solve_pnp": (lambda pw, uv, k: optim.solve_pnp(pw, uv, k), lambda: (*_pnp_scene(), _K), (True, True, False)),
+    "solve_pnp_dlt": (lambda pw, uv, k: optim.solve_pnp(pw, uv, k, method="dlt"), lambda: (*_pnp_scene(), _K),
+                      (True, True, False)),
+    "find_fundamental_matrix": (epipolar.find_fundamental_matrix, _two_views, (True, True)),
 }
 # Cores with hand-written derivative rules, differentiated through vmap and vmapped through mx.grad.
 DIFFERENTIABLE = ["det", "inv", "solve_spd", "solve_spd_shared_matrix", "eigh", "eigh_n6", "eigh_smallest", "svd3",
@@ -91,7 +116,7 @@ def test_vmap_equals_the_batched_call(name, in_axis, out_axis):
         _assert_same(_vmapped(name, in_axis, out_axis)(*args), want, in_axis, out_axis)
 
 
-@pytest.mark.parametrize("name", ["eigh", "svd3", "solve_spd_shared_matrix"])
+@pytest.mark.parametrize("name", ["eigh", "svd3", "solve_spd_shared_matrix", "solve_pnp"])
 def test_vmap_under_compile_equals_the_batched_call_at_two_batch_sizes(name):
     fn, make, mapped = CASES[name]
     compiled = mx.compile(_vmapped(name, 1, 1))
