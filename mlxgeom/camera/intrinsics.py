@@ -19,6 +19,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_float, as_floats, cast_out, check_batch, check_trailing
+from .._vmap import all_of
 
 
 def check_K(K: mx.array, name: str = "K") -> None:
@@ -81,7 +82,7 @@ def focal_ok(K: mx.array) -> mx.array:
     """(*) bool: True where fx > 0, fy > 0 and the five parameters are finite (no sync)."""
     fx, fy = K[..., 0, 0], K[..., 1, 1]
     params = mx.stack([fx, fy, K[..., 0, 2], K[..., 1, 2], K[..., 0, 1]], axis=-1)
-    return (fx > 0) & (fy > 0) & mx.all(mx.isfinite(params), axis=-1)
+    return all_of(fx > 0, fy > 0, mx.all(mx.isfinite(params), axis=-1))
 
 
 def scale_intrinsics(K: Any, sx: Any, sy: Any | None = None) -> mx.array:

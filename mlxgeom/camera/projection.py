@@ -32,6 +32,7 @@ import mlx.core as mx
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._compiled import compiled
 from .._cuda import fast_path
+from .._vmap import all_of
 from . import projection_cuda
 from .distortion import (
     Distorted, check_newton, check_opencv_coeffs, distort_opencv, newton_tol, undistort_opencv,
@@ -227,7 +228,7 @@ def _forward(points, K, pose, dist, model, min_depth, jacobian) -> _Forward:
     fx, fy, cx, cy, s, fok = _intrinsics(K)
     u = fx * d.x + s * d.y + cx
     v = fy * d.y + cy
-    valid = front & d.ok & fok & mx.isfinite(u) & mx.isfinite(v)
+    valid = all_of(front, d.ok, fok, mx.isfinite(u), mx.isfinite(v))
     pixels = mx.broadcast_to(mx.stack([u, v], axis=-1), (*valid.shape, 2))
     depth = mx.broadcast_to(zc, valid.shape)
     return _Forward(pixels, depth, valid, (x, y), iz, d, (fx, fy, s), (X, Y, Z))

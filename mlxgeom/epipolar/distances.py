@@ -13,6 +13,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, cast_out, check_square, check_trailing
+from .._vmap import any_of
 from ..homography._common import safe_div
 
 
@@ -54,7 +55,7 @@ def sampson_sq(f: mx.array, x1: mx.array, x2: mx.array) -> mx.array:
     e, n2, n1 = epipolar_terms(f, x1, x2)
     den = n1 + n2
     d = safe_div(e * e, den, den > 0)
-    return mx.where((den > 0) | (e == 0), d, mx.inf)
+    return mx.where(any_of(den > 0, e == 0), d, mx.inf)
 
 
 def sampson_distance(F: Any, x1: Any, x2: Any) -> mx.array:

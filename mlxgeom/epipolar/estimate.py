@@ -8,6 +8,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, cast_out
+from .._vmap import all_of
 from ..homography._common import check_correspondences, safe_div
 from .distances import sampson_sq
 from .five_point import five_point
@@ -26,14 +27,14 @@ def _flatten(x1: mx.array, x2: mx.array, w: mx.array):
     batch, n = x1.shape[:-2], x1.shape[-2]
     b = math.prod(batch)  # explicit: MLX cannot infer -1 when N = 0
     x1, x2, w = x1.reshape(b, n, 2), x2.reshape(b, n, 2), w.reshape(b, n)
-    valid = (w > 0) & mx.all(mx.isfinite(x1), -1) & mx.all(mx.isfinite(x2), -1)
+    valid = all_of(w > 0, mx.all(mx.isfinite(x1), -1), mx.all(mx.isfinite(x2), -1))
     return mx.where(valid[..., None], x1, 0), mx.where(valid[..., None], x2, 0), mx.where(valid, w, 0), valid, batch
 
 
 def _score(sq: mx.array, valid: mx.array, thr2: mx.array, ok: mx.array):
     """Inliers (*, N), their count (*) and the RMS distance over them (*) from squared distances (*, N);
     none where not ``ok`` (*) (as homography and PnP results)."""
-    inliers = valid & (sq <= thr2[..., None]) & ok[..., None]
+    inliers = all_of(valid, sq <= thr2[..., None], ok[..., None])
     count = mx.sum(inliers.astype(mx.int32), -1)
     rms = mx.sqrt(safe_div(mx.sum(mx.where(inliers, sq, 0), -1), count.astype(sq.dtype), count > 0))
     return inliers, count, rms
@@ -132,7 +133,7 @@ def find_fundamental_matrix(
                                                key=mx.random.key(0) if key is None else key, min_inliers=min_inliers)
         else:
             f, ok = eight_point(a, b, w)
-            ok = ok & (mx.sum(valid.astype(mx.int32), -1) >= 8)
+            ok = all_of(ok, mx.sum(valid.astype(mx.int32), -1) >= 8)
         inliers, count, rms = _score(sampson_sq(f[:, None], a, b), valid, thr2, ok)
         f = _placeholder(f, ok)
         k = ()

@@ -22,6 +22,7 @@ import numpy as np
 from .. import linalg
 from .._checks import eps
 from .._indexing import take, take_rows
+from .._vmap import all_of
 from ..linalg.null_vector import normal_null_vector, null_vector, solve_on_rows
 from ..homography._common import safe_div
 from ..homography.dlt import hartley_normalization, normalize_points
@@ -103,13 +104,13 @@ def eight_point_normalized(xn1: mx.array, xn2: mx.array, w: mx.array) -> tuple[m
     """Rank-2 least-squares Fn (*, 3, 3) of unit norm from normalised points (*, N, 2), weights (*, N); ok (*)."""
     if solve_on_rows(xn1.shape[-2], 9):
         v, sigma, ok = null_vector(design_rows(xn1, xn2) * mx.sqrt(mx.maximum(w, 0))[..., None])
-        ok = ok & (sigma > _GAP_EPS * eps(v.dtype))
+        ok = all_of(ok, sigma > _GAP_EPS * eps(v.dtype))
     else:
         v, ok = normal_null_vector(normal_matrix(xn1, xn2, w), _GAP)
     fn = v.reshape(*v.shape[:-1], 3, 3)
     finite = mx.all(mx.isfinite(fn), axis=(-2, -1))
     fn = rank2(mx.where(finite[..., None, None], fn, mx.eye(3, dtype=fn.dtype)))
-    return fn, ok & finite
+    return fn, all_of(ok, finite)
 
 
 def eight_point(x1: mx.array, x2: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:

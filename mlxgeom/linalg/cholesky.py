@@ -15,6 +15,7 @@ import numpy as np
 
 from .._checks import as_floats, cast_out, check_square, rhs_as_matrix
 from .._compiled import compiled
+from .._vmap import all_of, batched_vmap
 from .triangular import substitute
 
 
@@ -38,7 +39,7 @@ def _factor(a: mx.array) -> tuple[mx.array, mx.array]:
             v = v - cols[k] * cols[k][..., j : j + 1]
         d = v[..., j]
         good = d > 0
-        ok = ok & good
+        ok = all_of(ok, good)
         root = mx.sqrt(mx.where(good, d, 1.0))
         col = mx.where(mx.array(rows > j), v / root[..., None], 0.0)
         cols.append(mx.where(mx.array(rows == j), root[..., None], col))
@@ -69,6 +70,7 @@ def _solve_spd_pullback(a: mx.array, b: mx.array, g: mx.array, x: mx.array, ok: 
     return -0.5 * (outer + outer.swapaxes(-1, -2)), gb
 
 
+@batched_vmap
 @mx.custom_function
 def _solve_spd_core(a: mx.array, b: mx.array) -> tuple[mx.array, mx.array]:
     return _solve_masked(a, b)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .._checks import as_float, cast_out, check_square, eps
 from .._indexing import take
+from .._vmap import all_of, any_of, batched_vmap
 from .products import matmul
 
 
@@ -74,7 +75,7 @@ def _rotation(app: mx.array, aqq: mx.array, apq: mx.array) -> tuple[mx.array, mx
 def _scale(a: mx.array) -> mx.array:
     """Per-matrix max |a_ij| (1 where it is 0 or not finite), to keep Jacobi in range."""
     m = mx.max(mx.abs(a), axis=(-2, -1), keepdims=True)
-    return mx.where((m > 0) & (m < mx.inf), m, 1.0).astype(a.dtype)
+    return mx.where(all_of(m > 0, m < mx.inf), m, 1.0).astype(a.dtype)
 
 
 # ---------------------------------------------------------------- n <= 3, scalar entries
@@ -122,7 +123,7 @@ def _sort_ascending(w: mx.array, v: mx.array) -> tuple[mx.array, mx.array]:
     n = w.shape[0]
     wi, wj = w[:, None], w[None, :]
     j_before_i = mx.array(np.tril(np.ones((n, n), dtype=bool), -1)[..., None])
-    rank = mx.sum((wj < wi) | ((wj == wi) & j_before_i), axis=1)
+    rank = mx.sum(any_of(wj < wi, all_of(wj == wi, j_before_i)), axis=1)
     onehot = (rank[:, None] == mx.arange(n)[:, None]).astype(w.dtype)  # (i, k, B)
     return mx.sum(onehot * w[:, None], axis=0), mx.sum(v[:, :, None] * onehot[None], axis=1)
 
@@ -231,6 +232,7 @@ def _sym(x: mx.array) -> mx.array:
 
 @functools.cache
 def _make_core(sweeps: int):
+    @batched_vmap
     @mx.custom_function
     def core(a: mx.array) -> tuple[mx.array, mx.array]:
         return _decompose(_sym(a), sweeps)

@@ -35,6 +35,7 @@ import numpy as np
 
 from .._checks import argmax, as_float, cast_out, check_square, eps
 from .._indexing import take_rows
+from .._vmap import all_of, any_of, batched_vmap
 from .eigh import _gap_inverse, default_sweeps, eigh
 from .products import matmul
 from .qr import qr_columns
@@ -56,13 +57,13 @@ def sweep_inverse(b: mx.array) -> tuple[mx.array, mx.array]:
         c = s[..., j, :]
         d = c[..., j : j + 1]
         good = d > 0
-        ok = ok & good[..., 0]
+        ok = all_of(ok, good[..., 0])
         inv_d = 1.0 / mx.where(good, d, 1.0)
         u = c * inv_d
         # row and column j are written, not updated: the update would leave rounding there
         uj = mx.where(e, -inv_d, u)
         on_cross = mx.where(e[:, None], uj[..., None, :], uj[..., :, None])
-        s = mx.where(e[:, None] | e[None, :], on_cross, s - c[..., :, None] * u[..., None, :])
+        s = mx.where(any_of(e[:, None], e[None, :]), on_cross, s - c[..., :, None] * u[..., None, :])
     return -s, ok
 
 
@@ -77,7 +78,7 @@ def _smallest(a: mx.array, k: int, iterations: int, oversample: int) -> tuple[mx
     p = min(n, k + oversample)
     a = 0.5 * (a + a.swapaxes(-1, -2))
     tr = mx.sum(mx.diagonal(a, axis1=-2, axis2=-1), axis=-1)[..., None, None]
-    scale = mx.where((tr > 0) & (tr < mx.inf), tr, 1.0)
+    scale = mx.where(all_of(tr > 0, tr < mx.inf), tr, 1.0)
     a = a / scale
     c, ok = sweep_inverse(a + 10.0 * n * eps(a.dtype) * mx.eye(n, dtype=a.dtype))
     j = mx.stop_gradient(argmax(mx.diagonal(c, axis1=-2, axis2=-1), axis=-1))  # an index: no gradient
@@ -132,6 +133,7 @@ def _earlier_gaps(w: mx.array) -> mx.array:
 
 @functools.cache
 def _make_core(k: int, iterations: int, oversample: int):
+    @batched_vmap
     @mx.custom_function
     def core(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         return _smallest(a, k, iterations, oversample)

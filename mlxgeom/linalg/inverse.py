@@ -16,6 +16,7 @@ import mlx.core as mx
 from .._checks import as_float, as_floats, cast_out, check_square, rhs_as_matrix
 from .._compiled import compiled, on_cpu
 from .._cuda import fast_path
+from .._vmap import all_of, batched_vmap
 from . import inverse_cuda
 from .products import matmul
 
@@ -58,7 +59,7 @@ def _scaled_entries(a: mx.array) -> tuple[list[list[mx.array]], mx.array]:
     # the bit view, which has none in MLX).
     int_dtype, mask = _EXPONENT[a.dtype]
     s = (mx.stop_gradient(largest).view(int_dtype) & mask).view(a.dtype)
-    s = mx.where((s > 0) & mx.isfinite(s), s, 1.0)
+    s = mx.where(all_of(s > 0, mx.isfinite(s)), s, 1.0)
     r = 1.0 / s  # exact (a power of two; a subnormal one for s = 2^127), and cheaper than n^2 divisions
     return [[x * r for x in row] for row in m], s
 
@@ -128,6 +129,7 @@ def _det_scaled(a: mx.array) -> mx.array:
     return _times_power(_det_unscaled(b), s, a.shape[-1])
 
 
+@batched_vmap
 @mx.custom_function
 def _det(a: mx.array) -> mx.array:
     return _det_scaled(a)
@@ -182,6 +184,7 @@ def _inverse_adjugate(a: mx.array) -> mx.array:
 _inverse_any = fast_path(inverse_cuda.inverse, _inverse_adjugate, inverse_cuda.enabled)
 
 
+@batched_vmap
 @mx.custom_function
 def _inverse(a: mx.array) -> mx.array:
     return _inverse_any(a)

@@ -52,6 +52,7 @@ import numpy as np
 from .._checks import as_float, cast_out, check_square
 from .._cuda import fast_path
 from .._indexing import take
+from .._vmap import batched_vmap
 from . import matrix_exp_cuda
 from .products import matmul
 
@@ -281,6 +282,7 @@ def _differentiable_expm(max_squarings: int) -> Any:
                                                         _SHIFT_LIMIT),
                          lambda a: _expm(a, max_squarings), matrix_exp_cuda.enabled)
 
+    @batched_vmap
     @mx.custom_function
     def expm(a: mx.array) -> mx.array:
         return expm_any(a)
@@ -293,11 +295,6 @@ def _differentiable_expm(max_squarings: int) -> Any:
     @expm.jvp
     def expm_jvp(primals: mx.array, tangents: mx.array) -> mx.array:
         return _frechet(primals, tangents, max_squarings)
-
-    @expm.vmap
-    def expm_vmap(a: mx.array, axis: int) -> tuple[mx.array, int]:
-        # Every matrix is independent: the mapped axis is one more batch axis.
-        return expm(mx.moveaxis(a, axis, 0)), 0
 
     return expm
 

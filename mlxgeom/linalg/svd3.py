@@ -15,6 +15,7 @@ import math
 import mlx.core as mx
 
 from .._checks import as_float, cast_out, check_square, eps
+from .._vmap import all_of, batched_vmap
 from .eigh import _jacobi_scalar, _rotation, _scale, _sort_ascending, default_sweeps
 from .products import matmul
 
@@ -98,7 +99,7 @@ def _svd(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
 
 def _safe_inverse(d: mx.array, tol: mx.array) -> mx.array:
     """1 / d off the diagonal where |d| > tol, else 0 (double where: no inf in gradients)."""
-    big = (mx.abs(d) > tol) & ~mx.eye(3, dtype=mx.bool_)
+    big = all_of(mx.abs(d) > tol, ~mx.eye(3, dtype=mx.bool_))
     return mx.where(big, 1.0 / mx.where(big, d, 1.0), 0.0)
 
 
@@ -106,6 +107,7 @@ def _tolerance(s: mx.array) -> mx.array:
     return mx.maximum(8.0 * eps(s.dtype) * s[..., :1, None], mx.array(1e-30, s.dtype))
 
 
+@batched_vmap
 @mx.custom_function
 def _svd_core(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     u, s, v = _svd(a)
@@ -174,6 +176,7 @@ def _polar_factors(m: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     return u * flip[..., None, :], s * flip, v
 
 
+@batched_vmap
 @mx.custom_function
 def _project_core(m: mx.array) -> mx.array:
     u, _, v = _polar_factors(m)

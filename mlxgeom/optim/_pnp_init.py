@@ -16,6 +16,7 @@ import numpy as np
 from .. import linalg
 from .._checks import eps
 from .._cuda import fast_path
+from .._vmap import all_of
 from ..camera import projection
 from ..solve.normal_equations import normal_equations
 from ..linalg.products import _unpack_symmetric
@@ -181,7 +182,7 @@ def _refine_betas(beta: mx.array, lmat: mx.array, rho: mx.array, iters: int = 5)
         res = 0.5 * mx.sum(jac * beta[..., None, :], axis=-1) - rho
         a, g = normal_equations(res, jac, mx.ones_like(res))
         step, ok = _damped_solve(a, -g, 1e-6)
-        beta = beta + mx.where(ok[..., None] & mx.all(mx.isfinite(step), -1, keepdims=True), step, 0.0)
+        beta = beta + mx.where(all_of(ok[..., None], mx.all(mx.isfinite(step), -1, keepdims=True)), step, 0.0)
     return beta
 
 
@@ -261,7 +262,7 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     r, t = _pose_candidates(beta, null, to_alpha, c0, moments)
     k = beta.shape[0]
     err = _sq_reprojection(r[:k], t[:k], pw, xn, w)
-    err = mx.where(mx.isfinite(err) & mx.all(mx.isfinite(t[:k]), axis=-1), err, mx.inf)
+    err = mx.where(all_of(mx.isfinite(err), mx.all(mx.isfinite(t[:k]), axis=-1)), err, mx.inf)
     best = (err[0], r[0], t[0], r[k], t[k])
     for i in range(1, k):  # the first candidate with the least error wins
         take = err[i] < best[0]
@@ -271,7 +272,7 @@ def epnp(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, m
     # Where the winner's reflection fits markedly better, the image needs one.
     floor = mx.sum(w, axis=-1) * (16.0 * eps(err.dtype)) ** 2
     proper = best[0] <= _REFLECTION_EVIDENCE * _sq_reprojection(best[3], best[4], pw, xn, w) + floor
-    return best[1], best[2], spread & found & proper & (mx.sum(w, axis=-1) >= 4)
+    return best[1], best[2], all_of(spread, found, proper, mx.sum(w, axis=-1) >= 4)
 
 
 def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -300,4 +301,4 @@ def dlt(pw: mx.array, xn: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx
     r = linalg.project_to_so3(m / lam[..., None, None])
     t = p4 / lam[..., None]
     _, _, spread = _control_points(c, moments)
-    return r, t, spread & found & (mx.abs(det) > 0) & (mx.sum(w, axis=-1) >= 6)
+    return r, t, all_of(spread, found, mx.abs(det) > 0, mx.sum(w, axis=-1) >= 6)

@@ -21,6 +21,7 @@ from .. import lie, linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from .._compiled import eager
 from .._cuda import fast_path
+from .._vmap import all_of, any_of
 from ..linalg.products import _unpack_symmetric
 from ..camera import projection
 from ..homography._common import safe_sqrt
@@ -227,7 +228,7 @@ def _length_scale(pose: mx.array, pw: mx.array, w: mx.array) -> mx.array:
     size for LM's damping ``mu I`` and its step test ``|h| <= xtol |x|`` at any distance."""
     pc = linalg.matmul(pw, pose[..., :3, :3].swapaxes(-1, -2)) + pose[..., None, :3, 3]
     ms = mx.sum(w * mx.sum(pc * pc, axis=-1), axis=-1) / mx.maximum(mx.sum(w, axis=-1), 1.0)
-    good = mx.isfinite(ms) & (ms > 0)
+    good = all_of(mx.isfinite(ms), ms > 0)
     return mx.stop_gradient(mx.sqrt(mx.where(good, ms, 1.0)))
 
 
@@ -237,7 +238,7 @@ def _covariance(hessian: mx.array, sq_sum: mx.array, n_used: mx.array) -> mx.arr
     h_safe = mx.where(finite[..., None, None], hessian, eye)
     inv, ok = linalg.solve_spd_ex(h_safe, eye)
     sigma2 = sq_sum / mx.maximum(2.0 * n_used - 6.0, 1.0)
-    ok = ok & finite & mx.all(mx.isfinite(inv), axis=(-2, -1))
+    ok = all_of(ok, finite, mx.all(mx.isfinite(inv), axis=(-2, -1)))
     return mx.where(ok[..., None, None], sigma2[..., None, None] * inv, mx.inf)
 
 
@@ -246,9 +247,9 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
             hessian: mx.array | None, inliers: mx.array, out: mx.Dtype, converged: mx.array | None = None) -> PnPResult:
     """Cheirality and finiteness checks, identity on failure, errors, rvec/tvec, covariance. Once per
     call, so its cores run eagerly (the rotation log alone was ~18 fused kernels to compile)."""
-    in_front = mx.all((projection._project_values(pw, k, pose).depth > 0) | (w == 0),
+    in_front = mx.all(any_of(projection._project_values(pw, k, pose).depth > 0, w == 0),
                       axis=-1)
-    ok = ok & in_front & mx.all(mx.isfinite(pose), axis=(-2, -1))
+    ok = all_of(ok, in_front, mx.all(mx.isfinite(pose), axis=(-2, -1)))
     eye4 = mx.eye(4, dtype=pose.dtype)
     pose = mx.where(ok[..., None, None], pose, eye4)
     res = reprojection_residuals(pose, pw, pixels, k)
@@ -261,11 +262,11 @@ def _finish(pose: mx.array, ok: mx.array, pw: mx.array, pixels: mx.array, k: mx.
     # The LM's system is for the left step h = Ad(T) xi: Cov(xi) = Ad(T^-1) Cov(h) Ad(T^-1)^T.
     ad = lie.se3_adjoint(lie.se3_inverse(pose))
     cov = linalg.matmul(linalg.matmul(ad, _covariance(hessian, sq, n_used)), ad.swapaxes(-1, -2))
-    cov = mx.where(ok[..., None, None] & mx.all(mx.isfinite(cov), axis=(-2, -1), keepdims=True), cov, mx.inf)
+    cov = mx.where(all_of(ok[..., None, None], mx.all(mx.isfinite(cov), axis=(-2, -1), keepdims=True)), cov, mx.inf)
     rvec = lie.so3_log(pose[..., :3, :3])
     return PnPResult(*(cast_out(a, out) for a in (pose, rvec, pose[..., :3, 3])), ok,
-                     cast_out(rms, out), cast_out(cov, out), inliers & ok[..., None],
-                     ok if converged is None else ok & converged)
+                     cast_out(rms, out), cast_out(cov, out), all_of(inliers, ok[..., None]),
+                     ok if converged is None else all_of(ok, converged))
 
 
 def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
@@ -285,7 +286,7 @@ def _prepare(points_3d: Any, pixels: Any, camera_or_k: Any, mask: Any):
     pw, uv = mx.broadcast_to(pw, (*batch, n, 3)), mx.broadcast_to(uv, (*batch, n, 2))
     k, w = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(w, (*batch, n))
     # Ignored points may hold anything (NaN included): zero them so they cannot leak.
-    finite = mx.all(mx.isfinite(pw), axis=-1) & mx.all(mx.isfinite(uv), axis=-1)
+    finite = all_of(mx.all(mx.isfinite(pw), axis=-1), mx.all(mx.isfinite(uv), axis=-1))
     w = mx.where(finite, w, 0.0)
     used = (w > 0)[..., None]
     return mx.where(used, pw, 0.0), mx.where(used, uv, 0.0), k, w, out
@@ -297,7 +298,7 @@ def initial_pose(pw: mx.array, uv: mx.array, k: mx.array, w: mx.array, method: s
     xn = mx.where((w > 0)[..., None], xn, 0.0)
     r, t, ok = (_pnp_init.dlt if method == "dlt" else _pnp_init.epnp)(pw, xn, w)
     pose = lie.se3_from_rt(r, t)
-    ok = ok & mx.all(mx.isfinite(pose), axis=(-2, -1))
+    ok = all_of(ok, mx.all(mx.isfinite(pose), axis=(-2, -1)))
     return mx.where(ok[..., None, None], pose, mx.eye(4, dtype=pose.dtype)), ok
 
 

@@ -32,6 +32,7 @@ from mlx.utils import tree_map
 
 from .. import linalg
 from .._checks import as_float, cast_out
+from .._vmap import all_of
 from .losses import RobustLoss, get_loss
 from .normal_equations import normal_equations, weighted_cost
 
@@ -170,13 +171,13 @@ class DenseStep:
 
     def __call__(self, system: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         a, n = system, system.shape[-1]
-        finite = mx.all(mx.isfinite(a), axis=(-2, -1)) & mx.all(mx.isfinite(g), axis=-1) & mx.isfinite(mu)
+        finite = all_of(mx.all(mx.isfinite(a), axis=(-2, -1)), mx.all(mx.isfinite(g), axis=-1), mx.isfinite(mu))
         # Double where: non-finite systems are replaced by I h = 0 before the solve.
         eye = mx.eye(n, dtype=a.dtype)
         a_s = mx.where(finite[..., None, None], a + mu[..., None, None] * eye, eye)
         g_s = mx.where(finite[..., None], g, 0.0)
         h, ok = linalg.solve_spd_ex(a_s, -g_s)
-        ok = ok & finite & mx.all(mx.isfinite(h), axis=-1)
+        ok = all_of(ok, finite, mx.all(mx.isfinite(h), axis=-1))
         h = mx.where(ok[..., None], h, 0.0)
         hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
         return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)
@@ -252,7 +253,7 @@ def lm_loop(linearize: LinearizeFn, x0: Any, retract: Retract, batch_shape: tupl
     cost = mx.stop_gradient(_finite_cost(cost_out))
     failed = ~mx.isfinite(cost)
     diag_max = step.max_diagonal(system)
-    mu = mx.stop_gradient(tau * mx.where(mx.isfinite(diag_max) & (diag_max > 0), diag_max, 1.0))
+    mu = mx.stop_gradient(tau * mx.where(all_of(mx.isfinite(diag_max), diag_max > 0), diag_max, 1.0))
     nu = mx.full(batch_shape, 2.0, dtype=dtype)
     status = mx.where(failed, int(LMStatus.FAILED), int(LMStatus.MAX_ITERS)).astype(mx.int32)
     iterations = mx.zeros(batch_shape, dtype=mx.int32)
@@ -264,8 +265,8 @@ def lm_loop(linearize: LinearizeFn, x0: Any, retract: Retract, batch_shape: tupl
             cost_out, system, g = linearize(x)
         g_small = mx.max(mx.abs(mx.stop_gradient(g)), axis=-1) <= gtol
         h, h_ok, predicted = step(system, g, mu)
-        h_small = h_ok & (mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
-                          <= xtol * (_param_norm(x, bnd) + xtol))
+        h_small = all_of(h_ok, mx.sqrt(mx.sum(mx.stop_gradient(h) ** 2, axis=-1))
+                         <= xtol * (_param_norm(x, bnd) + xtol))
         x_new = retract(x, h)
         if cost_fn is None:
             cost_out_new, system_new, g_new = linearize(x_new)
@@ -274,14 +275,14 @@ def lm_loop(linearize: LinearizeFn, x0: Any, retract: Retract, batch_shape: tupl
             cost_new = _finite_cost(mx.stop_gradient(cost_fn(x_new)))
         actual = cost - cost_new
         gain = actual / mx.where(predicted > 0, predicted, 1.0)
-        accept = active & h_ok & ~h_small & ~g_small & (predicted > 0) & (gain > 0) & mx.isfinite(cost_new)
-        cost_small = accept & (actual <= ftol * cost + eps * eps)
+        accept = all_of(active, h_ok, ~h_small, ~g_small, predicted > 0, gain > 0, mx.isfinite(cost_new))
+        cost_small = all_of(accept, actual <= ftol * cost + eps * eps)
         x = _select(accept, x_new, x)
         cost = mx.where(accept, cost_new, cost)
         if cost_fn is None:
             cost_out, system, g = _select(accept, (cost_out_new, system_new, g_new), (cost_out, system, g))
         shrink = mx.maximum(1.0 / 3.0, 1.0 - (2.0 * mx.minimum(gain, 1.0) - 1.0) ** 3)
-        reject = active & ~accept
+        reject = all_of(active, ~accept)
         mu = mx.where(accept, mu * shrink, mx.where(reject, mx.minimum(mu * nu, 1e30), mu))
         nu = mx.where(accept, 2.0, mx.where(reject, mx.minimum(2.0 * nu, 2.0**20), nu))
         iterations = iterations + active.astype(mx.int32)
