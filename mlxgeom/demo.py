@@ -37,6 +37,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import camera, lie, optim
+from ._vmap import all_of
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "scene")
 DEFAULT_OUT = os.path.join("mlxgeom-out", "demo")
@@ -117,7 +118,7 @@ def unproject_view(cam: camera.Camera, depth: mx.array, grid: mx.array) -> camer
     """World points (h, w, 3) of the grid pixels at their depth (0 = no surface -> invalid)."""
     z = depth[grid[..., 1].astype(mx.int32), grid[..., 0].astype(mx.int32)]
     un = cam.unproject(grid, z, return_valid=True)
-    return camera.Unprojection(un.points, un.points_cam, un.valid & (z > 0))
+    return camera.Unprojection(un.points, un.points_cam, all_of(un.valid, z > 0))
 
 
 def reproject(cams: camera.Camera, points: mx.array) -> camera.Projection:
@@ -129,10 +130,10 @@ def reproject(cams: camera.Camera, points: mx.array) -> camera.Projection:
     flat = points.reshape(h * w, 3)
     proj = cams.project(flat)
     px = proj.pixels
-    inside = mx.all((px >= 0) & (px <= cams.size[..., None, :] - 1), axis=-1)
+    inside = mx.all(all_of(px >= 0, px <= cams.size[..., None, :] - 1), axis=-1)
     v = cams.batch_shape[0]
     return camera.Projection(px.reshape(v, h, w, 2), proj.depth.reshape(v, h, w),
-                             (proj.valid & inside).reshape(v, h, w))
+                             all_of(proj.valid, inside).reshape(v, h, w))
 
 
 def zbuffer_visible(proj: camera.Projection, valid_src: mx.array, size: tuple[int, int], radius: int = 1,
@@ -147,7 +148,7 @@ def zbuffer_visible(proj: camera.Projection, valid_src: mx.array, size: tuple[in
     """
     width, height = size
     views = proj.pixels.shape[0]
-    ok = proj.valid & valid_src[None]
+    ok = all_of(proj.valid, valid_src[None])
     ui = mx.round(proj.pixels[..., 0]).astype(mx.int32)
     vi = mx.round(proj.pixels[..., 1]).astype(mx.int32)
     base = mx.arange(views, dtype=mx.int32)[:, None, None] * (width * height)
@@ -156,7 +157,7 @@ def zbuffer_visible(proj: camera.Projection, valid_src: mx.array, size: tuple[in
 
     def cells(du: int, dv: int) -> mx.array:
         u, v = ui + du, vi + dv
-        inside = ok & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        inside = all_of(ok, u >= 0, u < width, v >= 0, v < height)
         return mx.where(inside, base + v * width + u, dump).reshape(-1)
 
     zbuf = mx.full((dump + 1,), mx.inf, dtype=z.dtype)
@@ -164,7 +165,7 @@ def zbuffer_visible(proj: camera.Projection, valid_src: mx.array, size: tuple[in
         for du in range(-radius, radius + 1):
             zbuf = zbuf.at[cells(du, dv)].minimum(z)
     nearest = zbuf[cells(0, 0)].reshape(proj.depth.shape)
-    return ok & (proj.depth <= nearest * (1 + rel_tol) + abs_tol)
+    return all_of(ok, proj.depth <= nearest * (1 + rel_tol) + abs_tol)
 
 
 def photometric_error(images_dst: mx.array, proj: camera.Projection, colours_src: mx.array) -> mx.array:
@@ -210,7 +211,7 @@ def refine_poses(cams: camera.Camera, pose0: mx.array, points: mx.array, pixels:
         points, pixels, mask: (V, M, 3), (V, M, 2), (V, M) padded matches per view.
     """
     und, converged = cams.undistort_points(pixels, K_new=cams.K)
-    w = (mask & converged).astype(mx.float32)
+    w = all_of(mask, converged).astype(mx.float32)
     res = optim.refine_pnp(pose0, points, und, cams.K, w, loss=loss, loss_scale=scale, max_iters=iterations)
     good = mask.astype(mx.float32) * (1.0 if inlier is None else inlier.astype(mx.float32))
 
@@ -511,7 +512,7 @@ def run_demo(data_dir: str = DEFAULT_DATA, out_dir: str = DEFAULT_OUT, small: bo
 
     _step(bar, 2)
     proj = reproject(dst, un.points)
-    valid = proj.valid & un.valid[None]
+    valid = all_of(proj.valid, un.valid[None])
     mx.eval(proj, valid)
 
     _step(bar, 3)
@@ -561,7 +562,7 @@ def run_demo(data_dir: str = DEFAULT_DATA, out_dir: str = DEFAULT_OUT, small: bo
         # Same source points for every pose: those visible (z-test) at the true poses.
         pr = reproject(dst.with_pose(pose), un.points)
         e = photometric_error(images[1:], pr, colours)
-        m = pr.valid & visible
+        m = all_of(pr.valid, visible)
         photo[key] = float(mx.sum(mx.where(m, e, 0)) / mx.maximum(mx.sum(m), 1))
     stats["refine"] = {"rot_before": rot0, "pos_before": pos0, "rot_after": rot1, "pos_after": pos1,
                        "rot_l2": rot2, "pos_l2": pos2, "seconds": t_refine, "photometric_mean": photo,

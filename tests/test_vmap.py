@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxgeom import epipolar, linalg, optim
+from mlxgeom import camera, epipolar, homography, lie, linalg, optim
 
 B0, B1 = 3, 4  # two leading batch axes; vmap maps one of them
 _K = mx.array([[500.0, 0.0, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
@@ -46,8 +46,56 @@ def _two_views() -> tuple[mx.array, mx.array]:
             mx.array((p2[..., :2] + rng.normal(0, 0.3, size=p2[..., :2].shape)).astype(np.float32)))
 
 
+def _rotations(seed: int = 0) -> mx.array:
+    return lie.so3_exp(_normal(3, seed=seed))
+
+
+def _poses(seed: int = 0) -> mx.array:
+    return lie.se3_exp(0.5 * _normal(6, seed=seed))
+
+
+def _homography_pair() -> tuple[mx.array, mx.array]:
+    """A shared (one problem's) 3x3 grid of plane points and its images under per-problem homographies."""
+    rng = np.random.default_rng(5)
+    src = np.stack(np.meshgrid(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)), -1).reshape(9, 2) * 100 + 300
+    h = np.eye(3) + rng.normal(0, [[0.05, 0.05, 5], [0.05, 0.05, 5], [1e-4, 1e-4, 0]], size=(B0, B1, 3, 3))
+    dst = np.concatenate([src, np.ones((9, 1))], -1) @ h.swapaxes(-1, -2)
+    dst = dst[..., :2] / dst[..., 2:] + rng.normal(0, 0.3, size=dst[..., :2].shape)
+    return mx.array(src.astype(np.float32)), mx.array(dst.astype(np.float32))
+
+
+def _views_of_points() -> tuple[mx.array, mx.array]:
+    """Per-problem pixels of one point in three shared views (identity and two translated cameras)."""
+    rng = np.random.default_rng(6)
+    x = rng.uniform([-1, -1, 4], [1, 1, 8], size=(B0, B1, 1, 3))
+    poses = np.tile(np.eye(4), (3, 1, 1))
+    poses[1, :3, 3], poses[2, :3, 3] = [-0.5, 0.0, 0.0], [0.0, -0.4, 0.1]
+    pc = x + poses[:, :3, 3]
+    uv = (pc[..., :2] / pc[..., 2:]) @ np.diag([500.0, 480.0]) + [320.0, 240.0] + rng.normal(0, 0.3, size=pc[..., :2].shape)
+    return mx.array(uv.astype(np.float32)), mx.array(poses.astype(np.float32))
+
+
+_DIST = mx.array([-0.2, 0.05, 1e-3, -1e-3, 0.01])  # one shared OpenCV distortion
+_FISHEYE = mx.array([0.05, -0.01, 2e-3, -1e-3])
+
+
+def _pixels(*shape: int, seed: int = 0) -> mx.array:
+    return mx.array(np.random.default_rng(seed).uniform([20, 20], [620, 460], size=(B0, B1, *shape, 2)).astype(np.float32))
+
+
+def _essential() -> mx.array:
+    """The essential matrices of :func:`_two_views` (camera 2 is camera 1 translated by t)."""
+    rng = np.random.default_rng(4)
+    rng.uniform([-2, -1.5, 4], [2, 1.5, 8], size=(B0, B1, 20, 3))
+    t = rng.normal(0, 0.5, size=(B0, B1, 3)) + [0.3, 0.0, 0.0]
+    pose = np.tile(np.eye(4), (B0, B1, 1, 1))
+    pose[..., :3, 3] = t
+    return epipolar.essential_from_pose(mx.array(pose.astype(np.float32)))
+
+
 def _outputs(result) -> tuple[mx.array, ...]:
-    return (result,) if isinstance(result, mx.array) else tuple(result)
+    """The array outputs of a result (an array, a tuple or a NamedTuple)."""
+    return (result,) if isinstance(result, mx.array) else tuple(o for o in result if isinstance(o, mx.array))
 
 
 # name: (function of arrays returning an array or a tuple of arrays, its arguments with batch (B0, B1),
@@ -79,6 +127,52 @@ CASES = {
     "solve_pnp_dlt": (lambda pw, uv, k: optim.solve_pnp(pw, uv, k, method="dlt"), lambda: (*_pnp_scene(), _K),
                       (True, True, False)),
     "find_fundamental_matrix": (epipolar.find_fundamental_matrix, _two_views, (True, True)),
+    "find_fundamental_matrix_7point": (lambda a, b: epipolar.find_fundamental_matrix(a[..., :7, :], b[..., :7, :],
+                                                                                      method="7point"),
+                                       _two_views, (True, True)),
+    "find_essential_matrix_5point": (lambda a, b, k: epipolar.find_essential_matrix(a[..., :5, :], b[..., :5, :], k,
+                                                                                    method="5point"),
+                                     lambda: (*_two_views(), _K), (True, True, False)),
+    "recover_pose": (lambda e, a, b, k: epipolar.recover_pose(e, a, b, k),
+                     lambda: (_essential(), *_two_views(), _K), (True, True, True, False)),
+    "correct_matches": (lambda f, a, b: epipolar.correct_matches(f, a, b),
+                        lambda: (epipolar.find_fundamental_matrix(*_two_views()).F, *_two_views()), (True, True, True)),
+    "find_homography_shared_src": (lambda s, d: homography.find_homography(s, d), _homography_pair, (False, True)),
+    "find_homography_lm_shared_src": (lambda s, d: homography.find_homography(s, d, method="lm"), _homography_pair,
+                                      (False, True)),
+    "triangulate_points_shared_views": (lambda uv, poses, k: optim.triangulate_points(k, uv, poses),
+                                        lambda: (*_views_of_points(), _K), (True, False, False)),
+    "so3_exp": (lie.so3_exp, lambda: (2.0 * _normal(3),), (True,)),
+    "so3_log": (lie.so3_log, lambda: (_rotations(),), (True,)),
+    "so3_act_shared_rotation": (lie.so3_act, lambda: (_rotations()[0, 0], _normal(5, 3, seed=1)), (False, True)),
+    "se3_exp": (lie.se3_exp, lambda: (_normal(6),), (True,)),
+    "se3_log": (lie.se3_log, lambda: (_poses(),), (True,)),
+    "se3_act_shared_points": (lie.se3_act, lambda: (_poses(), _normal(3, seed=1)[0, 0]), (True, False)),
+    "sl3_exp": (lie.sl3_exp, lambda: (0.3 * _normal(8),), (True,)),
+    "sl3_log": (lie.sl3_log, lambda: (lie.sl3_exp(0.3 * _normal(8)),), (True,)),
+    "sl3_act_shared_points": (lie.sl3_act, lambda: (lie.sl3_exp(0.3 * _normal(8)), _normal(3, seed=1)[0, 0]),
+                              (True, False)),
+    "project_points_shared_camera": (lambda x, k, d: camera.project_points(x, k, dist=d),
+                                     lambda: (_normal(6, 3) + mx.array([0.0, 0.0, 3.0]), _K, _DIST),
+                                     (True, False, False)),
+    "project_points_fisheye": (lambda x, k, d: camera.project_points(x, k, dist=d, model="fisheye"),
+                               lambda: (_normal(6, 3) + mx.array([0.0, 0.0, 3.0]), _K, _FISHEYE),
+                               (True, False, False)),
+    "project_points_shared_points": (lambda x, pose, k: camera.project_points(x, k, pose),
+                                     lambda: (_normal(6, 3)[0, 0] + mx.array([0.0, 0.0, 3.0]), _poses(), _K),
+                                     (False, True, False)),
+    # with a pose: without one, points and points_cam are one array, and MLX's vmap moves the mapped axis of
+    # only the first of two identical outputs (0.32.4: mx.vmap(lambda x: (x, x), in_axes=1)(a)[1] is a)
+    "unproject_points_shared_camera": (lambda uv, z, k, pose, d: camera.unproject_points(uv, z, k, pose, d,
+                                                                                         return_valid=True),
+                                       lambda: (_pixels(6), mx.abs(_normal(6)) + 1.0, _K, _poses()[0, 0], _DIST),
+                                       (True, True, False, False, False)),
+    "undistort_points_shared_camera": (lambda uv, k, d: camera.undistort_points(uv, k, d),
+                                       lambda: (_pixels(6), _K, _DIST), (True, False, False)),
+    "undistort_points_fisheye": (lambda uv, k, d: camera.undistort_points(uv, k, d, model="fisheye"),
+                                 lambda: (_pixels(6), _K, _FISHEYE), (True, False, False)),
+    "distort_points_shared_camera": (lambda x, k, d: camera.distort_points(x, k, d),
+                                     lambda: (0.5 * _normal(6, 2), _K, _DIST), (True, False, False)),
 }
 # Cores with hand-written derivative rules, differentiated through vmap and vmapped through mx.grad.
 DIFFERENTIABLE = ["det", "inv", "solve_spd", "solve_spd_shared_matrix", "eigh", "eigh_n6", "eigh_smallest", "svd3",
@@ -116,7 +210,8 @@ def test_vmap_equals_the_batched_call(name, in_axis, out_axis):
         _assert_same(_vmapped(name, in_axis, out_axis)(*args), want, in_axis, out_axis)
 
 
-@pytest.mark.parametrize("name", ["eigh", "svd3", "solve_spd_shared_matrix", "solve_pnp"])
+@pytest.mark.parametrize("name", ["eigh", "svd3", "solve_spd_shared_matrix", "solve_pnp", "find_homography_shared_src",
+                                  "undistort_points_shared_camera", "triangulate_points_shared_views"])
 def test_vmap_under_compile_equals_the_batched_call_at_two_batch_sizes(name):
     fn, make, mapped = CASES[name]
     compiled = mx.compile(_vmapped(name, 1, 1))
@@ -145,3 +240,41 @@ def test_gradient_through_vmap_and_vmap_of_gradient_equal_the_batched_gradient(n
         # an unmapped argument's per-problem gradients come back stacked along the mapped axis
         v = v if m else mx.sum(v, axis=in_axis)
         np.testing.assert_allclose(np.array(v), np.array(w), rtol=1e-4, atol=1e-4)
+
+
+# Where library code may use & / | / ^: on numpy arrays, Python ints or integer bit patterns, never on mx boolean masks.
+_BITWISE_ALLOWED = {
+    ("camera/_colmap_files.py", "_replace_all"),  # file-mode bits
+    ("camera/_colmap_records.py", "_ints"), ("camera/_colmap_records.py", "_check_points"),  # numpy
+    ("camera/colmap.py", "*"),  # numpy
+    ("camera/distortion.py", "_zero_unless"),  # float bits as ints
+    ("linalg/inverse.py", "_scaled_entries"),  # exponent bits as ints
+    ("demo.py", "save_overlays"), ("demo.py", "save_heatmaps"),  # numpy (image drawing)
+}
+
+
+def test_library_masks_are_combined_without_bitwise_operators():
+    """MLX's vmap of & / | / ^ does not broadcast (mlxgeom/_vmap.py): boolean masks use all_of / any_of."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "mlxgeom"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text())
+        annotations = {id(m) for n in ast.walk(tree) for a in ("annotation", "returns")
+                       if getattr(n, a, None) is not None for m in ast.walk(getattr(n, a))}
+
+        def visit(node, func):
+            for child in ast.iter_child_nodes(node):
+                name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else func
+                op = getattr(child, "op", None)
+                if (isinstance(child, (ast.BinOp, ast.AugAssign)) and isinstance(op, (ast.BitAnd, ast.BitOr, ast.BitXor))
+                        and id(child) not in annotations and (rel, name) not in _BITWISE_ALLOWED
+                        and (rel, "*") not in _BITWISE_ALLOWED):
+                    found.append(f"{rel}:{child.lineno} ({name})")
+                visit(child, name)
+
+        visit(tree, "<module>")
+    assert not found, found

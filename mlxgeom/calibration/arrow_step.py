@@ -22,6 +22,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._compiled import compiled
+from .._vmap import all_of
 
 
 class ArrowSystem(NamedTuple):
@@ -40,7 +41,7 @@ def _finite(*arrays: mx.array, batch_ndim: int) -> mx.array:
     out = None
     for a in arrays:
         f = mx.all(mx.isfinite(a), axis=tuple(range(batch_ndim, a.ndim)))
-        out = f if out is None else out & f
+        out = f if out is None else all_of(out, f)
     return out
 
 
@@ -91,7 +92,7 @@ class ArrowStep:
 def _step(U: mx.array, W: mx.array, P: mx.array, g: mx.array, mu: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """:meth:`ArrowStep.__call__` as one compiled core: eager, the guards, the two eliminations and
     the back-substitution were ~760 small ops in each LM iteration."""
-    finite = _finite(U, W, P, g, batch_ndim=mu.ndim) & mx.isfinite(mu)
+    finite = all_of(_finite(U, W, P, g, batch_ndim=mu.ndim), mx.isfinite(mu))
     # Double where: non-finite problems solve the identity system with a zero right-hand side.
     U = mx.where(finite[..., None, None], U, _eye(U.shape[-1], U.dtype))
     W = mx.where(finite[..., None, None, None], W, 0.0)
@@ -102,7 +103,7 @@ def _step(U: mx.array, W: mx.array, P: mx.array, g: mx.array, mu: mx.array) -> t
     h_i, ok_i = linalg.solve_spd_ex(S, r)
     h_p = -pg - linalg.matmul(pw, h_i[..., None, :, None])[..., 0]
     h = mx.concatenate([h_i, h_p.reshape(*h_p.shape[:-2], -1)], axis=-1)
-    ok = finite & ok_p & ok_i & mx.all(mx.isfinite(h), axis=-1)
+    ok = all_of(finite, ok_p, ok_i, mx.all(mx.isfinite(h), axis=-1))
     h = mx.where(ok[..., None], h, 0.0)
     hs, gs = mx.stop_gradient(h), mx.stop_gradient(g)
     return h, ok, 0.5 * mx.sum(hs * (mu[..., None] * hs - gs), axis=-1)

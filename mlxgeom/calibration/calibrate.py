@@ -34,6 +34,7 @@ from ..linalg.qr import qr_columns
 from ..linalg.triangular import substitute
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
 from .._compiled import compiled
+from .._vmap import all_of, any_of
 from ..camera import Camera, project_points_jacobian
 from ..lie import se3_compose, se3_exp
 from ..solve import RobustLoss, get_loss, lm_loop, normal_equations, weighted_cost
@@ -110,7 +111,7 @@ def _jacobi_scale(system: ArrowSystem) -> _Scale:
     and lens coefficients alike (the weak k3 column would otherwise be damped ~1e6x harder)."""
 
     def inv_sqrt(d: mx.array) -> mx.array:
-        good = mx.isfinite(d) & (d > 0)
+        good = all_of(mx.isfinite(d), d > 0)
         return mx.where(good, 1.0 / mx.sqrt(mx.where(good, d, 1.0)), 1.0)
 
     return _Scale(inv_sqrt(mx.diagonal(system.U, axis1=-2, axis2=-1)),
@@ -150,7 +151,7 @@ def _linearize_core(lens: str, loss: RobustLoss | None):
         # (J T the tangent's Jacobian) is applied to these small matrices, not to every point's row.
         A, g = normal_equations(r, J, w * mx.repeat(weight, 2, axis=-1))
         # An observed point that left the image model (behind the camera, diverged lens) rejects the step.
-        lost = mx.any(observed & ~pj.valid, axis=(-2, -1))
+        lost = mx.any(all_of(observed, ~pj.valid), axis=(-2, -1))
         cost = mx.where(lost, mx.inf, mx.sum(cost, axis=-1))
         MD = M * scale_intrinsics[:, None, :]  # (*, n, n)
         MDt = MD.swapaxes(-1, -2)
@@ -229,7 +230,7 @@ def _std_intrinsics(pj, weight, M: mx.array, scale: mx.array, sq_sum: mx.array,
     live = mx.any(M != 0, axis=0)
     pivot = mx.diagonal(R, axis1=-2, axis2=-1)
     norm = mx.sqrt(mx.sum(R_int * R_int, axis=-2))
-    ok = mx.all(~live | (pivot > 1e-6 * norm), axis=-1) & mx.all(mx.isfinite(R), axis=(-2, -1))
+    ok = all_of(mx.all(any_of(~live, pivot > 1e-6 * norm), axis=-1), mx.all(mx.isfinite(R), axis=(-2, -1)))
     R = R + mx.diag((~live).astype(R.dtype))
     # diag(M' S^-1 M'^T) with M' = M diag(live * scale): the column sums of Z * Z, Z = R^-T M'^T.
     Mt = (M * (live * scale)[:, None, :]).swapaxes(-1, -2)
@@ -248,7 +249,7 @@ def _summary(board, image, weight, M, scale_intrinsics, theta, poses, cost, init
     pj = project_points_jacobian(board, _K(theta)[..., None, :, :], poses, _dist(theta), lens)
     sq_sum, per_view, count = _errors(pj.pixels, image, weight)
     points = mx.sum(count, axis=-1)
-    reason = mx.where(init_ok & ~mx.isfinite(cost), int(CalibrationReason.NOT_FINITE), init_reason)
+    reason = mx.where(all_of(init_ok, ~mx.isfinite(cost)), int(CalibrationReason.NOT_FINITE), init_reason)
     ok = reason == int(CalibrationReason.OK)
     std, std_ok = _std_intrinsics(pj, weight, M, scale_intrinsics, sq_sum, points)
     std = mx.where(std_ok[..., None], std, 0.0)
@@ -280,7 +281,7 @@ def _inputs(object_points: Any, image_points: Any, image_size: Any) -> tuple[_Pr
     obj = mx.broadcast_to(obj, (*batch, views, n, 3))
     img = mx.broadcast_to(img, (*batch, views, n, 2))
     size = mx.broadcast_to(size, (*batch, 2))
-    observed = mx.all(mx.isfinite(img), axis=-1) & mx.all(mx.isfinite(obj), axis=-1)
+    observed = all_of(mx.all(mx.isfinite(img), axis=-1), mx.all(mx.isfinite(obj), axis=-1))
     prob = _Problem(mx.where(observed[..., None], obj, 0.0), mx.where(observed[..., None], img, 0.0),
                     observed.astype(obj.dtype))
     return prob, size, out

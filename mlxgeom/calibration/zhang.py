@@ -27,6 +27,7 @@ from typing import NamedTuple
 import mlx.core as mx
 
 from .. import linalg
+from .._vmap import all_of
 from ..homography import find_homography
 from ..homography._common import safe_div
 from ..lie import se3_from_rt
@@ -100,17 +101,17 @@ def _intrinsics_from_iac(b: mx.array) -> tuple[mx.array, mx.array]:
     b = b * mx.where(b[..., 0] < 0, -1.0, 1.0)[..., None]
     b11, b12, b22, b13, b23, b33 = (b[..., i] for i in range(6))
     den = b11 * b22 - b12 * b12
-    good = (b11 > 0) & (den > 0)
+    good = all_of(b11 > 0, den > 0)
     v0 = safe_div(b12 * b13 - b11 * b23, den, good)
     lam = b33 - safe_div(b13 * b13 + v0 * (b12 * b13 - b11 * b23), b11, good)
-    good = good & (lam > 0)
+    good = all_of(good, lam > 0)
     alpha = mx.sqrt(safe_div(lam, b11, good))
     beta = mx.sqrt(safe_div(lam * b11, den, good))
     gamma = safe_div(-b12 * alpha * alpha * beta, lam, good)
     u0 = safe_div(gamma * v0, beta, good) - safe_div(b13 * alpha * alpha, lam, good)
     zero, one = mx.zeros_like(alpha), mx.ones_like(alpha)
     K = mx.stack([alpha, gamma, u0, zero, beta, v0, zero, zero, one], axis=-1).reshape(*alpha.shape, 3, 3)
-    good = good & mx.all(mx.isfinite(K), axis=(-2, -1))
+    good = all_of(good, mx.all(mx.isfinite(K), axis=(-2, -1)))
     eye = mx.broadcast_to(mx.eye(3, dtype=K.dtype), K.shape)
     return mx.where(good[..., None, None], K, eye), good
 
@@ -143,7 +144,7 @@ def intrinsics_from_homographies(H: mx.array, view_ok: mx.array, fix_skew: bool 
     gap = mx.maximum(_GAP, _NOISE_FACTOR * mx.array(noise, dtype=H.dtype))
     w, v, found = linalg.eigh_smallest(_iac_system(H, view_ok, fix_skew), k=2, iterations=3)
     K, positive = _intrinsics_from_iac(v[..., :, 0])
-    determined = found & (w[..., 1] > gap)
+    determined = all_of(found, w[..., 1] > gap)
     views = mx.sum(view_ok.astype(mx.int32), axis=-1)
     reason = mx.where(views < _MIN_VIEWS, int(CalibrationReason.TOO_FEW_VIEWS),
                       mx.where(~determined, int(CalibrationReason.PARALLEL_VIEWS),
@@ -164,7 +165,7 @@ def homography_noise(image_points: mx.array, weights: mx.array, residual: mx.arr
     centre = safe_div(mx.sum(weights[..., None] * image_points, axis=-2), n[..., None], (n > 0)[..., None])
     d2 = mx.sum((image_points - centre[..., None, :]) ** 2, axis=-1)
     spread2 = safe_div(mx.sum(weights * d2, axis=-1), n, n > 0)
-    usable = view_ok & (spread2 > 0)
+    usable = all_of(view_ok, spread2 > 0)
     rel = safe_div(residual * residual, spread2 * n, usable)
     count = mx.sum(usable.astype(rel.dtype), axis=-1)
     return safe_div(mx.sum(mx.where(usable, rel, 0.0), axis=-1), count, count > 0)
@@ -218,7 +219,7 @@ def radial_from_residuals(board: mx.array, image_points: mx.array, weights: mx.a
            [(dv * r2).reshape(flat), (dv * r2 * r2).reshape(flat)]]
     A, g = linalg.gauss_newton_system(jac, [res_u.reshape(flat), res_v.reshape(flat)], w.reshape(flat))
     k, ok = linalg.solve_spd_ex(A, g)
-    return mx.where(ok[..., None] & mx.all(mx.isfinite(k), axis=-1, keepdims=True), k, 0.0)
+    return mx.where(all_of(ok[..., None], mx.all(mx.isfinite(k), axis=-1, keepdims=True)), k, 0.0)
 
 
 def zhang_init(object_points: mx.array, image_points: mx.array, image_size: mx.array,

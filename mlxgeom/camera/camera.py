@@ -31,6 +31,7 @@ import numpy as np
 from .. import lie
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing
 from . import projection as P
+from .._vmap import all_of
 from .intrinsics import crop_intrinsics, focal_ok, intrinsics_inverse, intrinsics_matrix, scale_intrinsics
 
 
@@ -323,7 +324,7 @@ class Camera(_CameraArrays):
         z = depth.reshape(*depth.shape[:-2], h * w)
         src = self.unproject(grid, z, return_valid=True, iterations=iterations)
         proj = cam_dst.project(src.points, min_depth)
-        ok = proj.valid & src.valid & (z > min_depth)
+        ok = all_of(proj.valid, src.valid, z > min_depth)
         shape = (*ok.shape[:-1], h, w)
         return P.Projection(proj.pixels.reshape(*shape, 2), proj.depth.reshape(shape), ok.reshape(shape))
 

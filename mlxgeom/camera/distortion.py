@@ -27,6 +27,7 @@ from .._checks import as_floats, cast_out, check_batch, eps
 from .._compiled import compiled
 from ..lie._scalar import sin_cos
 from . import distortion_cuda
+from .._vmap import all_of
 
 OPENCV_NUM_COEFFS = (0, 4, 5, 8, 12, 14)
 
@@ -162,7 +163,7 @@ def _apply_tilt(xd, yd, tau_x, tau_y, ok, jac, jac_c) -> Distorted:
     ok_v = v2 != 0
     inv = _div_nonzero(1.0, v2)
     px, py = v0 * inv, v1 * inv
-    ok = ok & ok_v
+    ok = all_of(ok, ok_v)
     if jac is None:
         return Distorted(px, py, ok, None, None)
 
@@ -232,7 +233,7 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     invertible, as a real lens) and everything finite.
     """
     if len(c) == 0:
-        return Undistorted(xd, yd, mx.isfinite(xd) & mx.isfinite(yd))
+        return Undistorted(xd, yd, all_of(mx.isfinite(xd), mx.isfinite(yd)))
     tol = newton_tol(xd.dtype, tol)
     c = _as_scalars(c, max(xd.ndim, yd.ndim))
     tx, ty = mx.stop_gradient(xd), mx.stop_gradient(yd)
@@ -246,9 +247,9 @@ def undistort_opencv(xd: mx.array, yd: mx.array, c: list[mx.array], iterations: 
     # |r| <= tol (1 + |t|) compared squared: one square root instead of two.
     bound = tol * (1 + mx.sqrt(tx * tx + ty * ty))
     res2 = mx.stop_gradient(rx * rx + ry * ry)
-    conv = (res2 <= bound * bound) & (det > 0) & _finite(xs, ys)
+    conv = all_of(res2 <= bound * bound, det > 0, _finite(xs, ys))
     if len(c) >= 8:  # a denominator or the tilt can fail; a bool & costs ~5 multiplies on the CPU
-        conv = conv & d.ok
+        conv = all_of(conv, d.ok)
     return Undistorted(xs, ys, conv)
 
 

@@ -17,6 +17,7 @@ import math
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from .distortion import Distorted, Undistorted, _div_nonzero, _finite, _zero_unless, newton_tol
 
 _SMALL_R2 = 1e-24
@@ -94,6 +95,6 @@ def undistort_fisheye(xd: mx.array, yd: mx.array, c: list[mx.array], iterations:
     # scale = tan(theta) / theta_d, with tan(theta)/theta_d -> 1 / p(0) = 1 as theta_d -> 0.
     safe_t = mx.where(big, target, 1.0)
     scale = mx.where(big, mx.tan(theta) / safe_t, 1.0)
-    conv = (mx.abs(mx.stop_gradient(res)) <= tol * (1 + t_sg)) & (theta >= 0) & (theta < math.pi / 2)
-    conv = conv & (dp_sg > 0) & mx.isfinite(scale * xd) & mx.isfinite(scale * yd)
+    conv = all_of(mx.abs(mx.stop_gradient(res)) <= tol * (1 + t_sg), theta >= 0, theta < math.pi / 2)
+    conv = all_of(conv, dp_sg > 0, mx.isfinite(scale * xd), mx.isfinite(scale * yd))
     return Undistorted(xd * scale, yd * scale, conv)

@@ -16,6 +16,7 @@ import mlx.core as mx
 
 from .._checks import as_checked, as_float, as_floats, broadcast_batch, cast_out
 from .._indexing import take_rows
+from .._vmap import all_of
 from .camera import Camera
 from .projection import distort_points, pixel_grid
 
@@ -77,14 +78,14 @@ def remap(image: Any, map_uv: Any, fill: float = 0.0) -> mx.array:
     flat = mx.broadcast_to(img, (*batch, h, w, c)).reshape(*batch, h * w, c)
     uv = mx.broadcast_to(uv, (*batch, ho, wo, 2)).reshape(*batch, ho * wo, 2)
     u, v = uv[..., 0], uv[..., 1]
-    finite = mx.isfinite(u) & mx.isfinite(v)
+    finite = all_of(mx.isfinite(u), mx.isfinite(v))
     u, v = mx.where(finite, u, -2.0), mx.where(finite, v, -2.0)
     u0, v0 = mx.floor(u), mx.floor(v)
     fu, fv = u - u0, v - v0
     acc = mx.zeros((*batch, ho * wo, c), dtype=img.dtype)
     for du, dv, wgt in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
         ui, vi = u0 + du, v0 + dv
-        inside = (ui >= 0) & (ui <= w - 1) & (vi >= 0) & (vi <= h - 1)
+        inside = all_of(ui >= 0, ui <= w - 1, vi >= 0, vi <= h - 1)
         # The tap index is piecewise constant in the map: the gradient flows through the weights.
         idx = mx.stop_gradient((mx.clip(vi, 0, h - 1) * w + mx.clip(ui, 0, w - 1)).astype(mx.int32))
         tap = take_rows(flat, idx, axis=-2)

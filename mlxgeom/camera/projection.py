@@ -383,7 +383,7 @@ def _unproject_values(px, z, K, pose, dist, model, iterations, tol):
         world = mx.stack(_rotate(pose, *rel, transpose=True), axis=-1)
     else:
         world = cam
-    valid = und.converged & fok & mx.all(mx.isfinite(world), axis=-1)
+    valid = all_of(und.converged, fok, mx.all(mx.isfinite(world), axis=-1))
     return world, cam, valid
 
 
@@ -446,10 +446,10 @@ def _undistorted(px, K, dist, model, K_new, iterations, tol):
     repeated Newton step is compiled: the rest, compiled, costs more g++ on the first call than it saves)."""
     xd, yd, fok = normalize_pixels(px[..., 0], px[..., 1], K)
     und = _undistort(xd, yd, dist, model, iterations, tol)
-    x, y, ok = und.x, und.y, und.converged & fok
+    x, y, ok = und.x, und.y, all_of(und.converged, fok)
     if K_new is not None:
         fx, fy, cx, cy, s, nok = _intrinsics(K_new)
-        x, y, ok = fx * x + s * y + cx, fy * y + cy, ok & nok
+        x, y, ok = fx * x + s * y + cx, fy * y + cy, all_of(ok, nok)
     pts = mx.stack([x, y], axis=-1)
     return pts, mx.broadcast_to(ok, pts.shape[:-1])
 
@@ -486,7 +486,7 @@ def distort_points(points: Any, K: Any, dist: Any = None, model: str = "opencv",
     d = _distort(x, y, dist, model, False)
     fx, fy, cx, cy, s, fok = _intrinsics(K)
     u, v = fx * d.x + s * d.y + cx, fy * d.y + cy
-    ok = d.ok & fok & nok & mx.isfinite(u) & mx.isfinite(v)
+    ok = all_of(d.ok, fok, nok, mx.isfinite(u), mx.isfinite(v))
     px = mx.stack([u, v], axis=-1)
     px, ok = cast_out(px, out), mx.broadcast_to(ok, px.shape[:-1])
     return (px[..., 0, :], ok[..., 0]) if single else (px, ok)
@@ -543,7 +543,7 @@ def pixel_rays(pixels: Any, K: Any, pose: Any = None, dist: Any = None, model: s
     else:
         origins = mx.zeros((1, 3), dtype=dirs.dtype)
     origins = mx.broadcast_to(origins, dirs.shape)
-    valid = un.valid & mx.all(mx.isfinite(dirs), axis=-1)
+    valid = all_of(un.valid, mx.all(mx.isfinite(dirs), axis=-1))
     if single:
         origins, dirs, valid = origins[..., 0, :], dirs[..., 0, :], valid[..., 0]
     res = Rays(cast_out(origins, out), cast_out(dirs, out), valid)

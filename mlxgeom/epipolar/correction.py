@@ -19,6 +19,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._vmap import all_of
 
 
 class CorrectedMatches(NamedTuple):
@@ -46,7 +47,7 @@ def matrix_and_matches(m: Any, x1: Any, x2: Any, name: str) -> tuple[mx.array, m
 def _normalise(f: mx.array, p1: mx.array, p2: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
     """Shift each image's points by their mean and scale both by one factor s (the problem is
     invariant under that), so float32 sees O(1) numbers; returns F', points, and s."""
-    finite = mx.all(mx.isfinite(p1) & mx.isfinite(p2), axis=-1, keepdims=True)
+    finite = mx.all(all_of(mx.isfinite(p1), mx.isfinite(p2)), axis=-1, keepdims=True)
     cnt = mx.maximum(mx.sum(finite, axis=-2, keepdims=True), 1)
     m1 = mx.sum(mx.where(finite, p1, 0.0), axis=-2, keepdims=True) / cnt
     m2 = mx.sum(mx.where(finite, p2, 0.0), axis=-2, keepdims=True) / cnt
@@ -81,7 +82,7 @@ def _step(f: mx.array, q1: mx.array, q2: mx.array, p1: mx.array, p2: mx.array, c
     lam = mx.where(nz, c / mx.where(nz, den, 1.0), 0.0)
     q1 = p1 - lam[..., None] * mx.stack(n1, -1)
     q2 = p2 - lam[..., None] * mx.stack(n2, -1)
-    return q1, q2, real & nz
+    return q1, q2, all_of(real, nz)
 
 
 def correct_matches(F: Any, x1: Any, x2: Any, iterations: int = 3) -> CorrectedMatches:
@@ -122,8 +123,9 @@ def correct_matches(F: Any, x1: Any, x2: Any, iterations: int = 3) -> CorrectedM
     q1, q2 = u1, u2
     for _ in range(iterations):
         q1, q2, real = _step(fn, q1, q2, u1, u2, c)
-    finite = mx.all(mx.isfinite(q1) & mx.isfinite(q2), axis=-1) & mx.all(mx.isfinite(fn), axis=(-2, -1))[..., None]
-    valid = real & finite
+    finite = all_of(mx.all(all_of(mx.isfinite(q1), mx.isfinite(q2)), axis=-1),
+                    mx.all(mx.isfinite(fn), axis=(-2, -1))[..., None])
+    valid = all_of(real, finite)
     c1 = mx.where(valid[..., None], q1 * s + m1, p1)
     c2 = mx.where(valid[..., None], q2 * s + m2, p2)
     return CorrectedMatches(cast_out(c1, out), cast_out(c2, out), valid)

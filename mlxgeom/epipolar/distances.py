@@ -13,7 +13,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, cast_out, check_square, check_trailing
-from .._vmap import any_of
+from .._vmap import all_of, any_of
 from ..homography._common import safe_div
 
 
@@ -31,7 +31,7 @@ def _inputs(F: Any, *points: Any, names: tuple[str, ...]) -> tuple[mx.array, lis
     # The distances do not depend on F's scale; its squares would under- or overflow float32 for
     # |F| outside ~1e-14..1e18. With m held constant the gradient is unchanged (d(F / m) = d(F)).
     m = mx.stop_gradient(mx.max(mx.abs(f), axis=(-2, -1), keepdims=True))
-    f = f / mx.where((m > 0) & (m < mx.inf), m, 1.0)
+    f = f / mx.where(all_of(m > 0, m < mx.inf), m, 1.0)
     return f[..., None, :, :], pts, out
 
 
@@ -105,7 +105,7 @@ def symmetric_epipolar_distance(F: Any, x1: Any, x2: Any) -> mx.array:
     e, n2, n1 = epipolar_terms(f, a, b)
     e2 = e * e
     d = safe_div(e2, n1, n1 > 0) + safe_div(e2, n2, n2 > 0)
-    return cast_out(mx.where(((n1 > 0) & (n2 > 0)) | (e == 0), d, mx.inf), out)
+    return cast_out(mx.where(any_of(all_of(n1 > 0, n2 > 0), e == 0), d, mx.inf), out)
 
 
 def epipolar_lines(F: Any, x: Any, image: int = 1) -> mx.array:

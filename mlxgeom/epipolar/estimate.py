@@ -63,7 +63,7 @@ def _minimal(x1: mx.array, x2: mx.array, w: mx.array, valid: mx.array, solver, t
     models, ok = solver(xn1, xn2)  # (B, K, 3, 3), (B, K)
     if norm is not None:
         models = unit_frobenius(denormalize_f(models, norm))
-    ok = ok & mx.all(valid, -1, keepdims=True)
+    ok = all_of(ok, mx.all(valid, -1, keepdims=True))
     sq = sampson_sq(models[:, :, None], x1[:, None], x2[:, None])  # (B, K, N)
     if scale is not None:
         sq = sq * (scale * scale)[:, None, None]
@@ -204,7 +204,7 @@ def find_essential_matrix(
     n = a.shape[-2]
     full = broadcast_batch(y1.shape[:-2], y2.shape[:-2], w.shape[:-1], names=("x1 / camera1", "x2 / camera2", "weights"))
     y1, y2 = mx.broadcast_to(y1, full + (n, 2)), mx.broadcast_to(y2, full + (n, 2))
-    w = mx.where(mx.broadcast_to(conv1 & conv2, full + (n,)), mx.broadcast_to(w, full + (n,)), 0)
+    w = mx.where(mx.broadcast_to(all_of(conv1, conv2), full + (n,)), mx.broadcast_to(w, full + (n,)), 0)
     focal = mx.broadcast_to(0.5 * (f1 + f2), full).reshape(-1)
     y1, y2, w, valid, batch = _flatten(y1, y2, w)
     thr2 = mx.full((y1.shape[0],), threshold * threshold, dtype=y1.dtype)

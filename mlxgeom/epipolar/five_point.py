@@ -23,6 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._indexing import take, take_rows
+from .._vmap import all_of
 from ..homography._common import safe_div
 from ..lie.so3 import cross
 from ..linalg import gauss_newton_system, matmul, solve_spd_ex
@@ -99,7 +100,7 @@ def gauss_jordan(m: mx.array) -> tuple[mx.array, mx.array]:
     r = m.shape[-2]
     rows = mx.arange(r)
     scale = mx.max(mx.abs(m), axis=(-2, -1))
-    ok = mx.isfinite(scale) & (scale > 0)
+    ok = all_of(mx.isfinite(scale), scale > 0)
     for c in range(r):
         cand = mx.where(rows >= c, mx.abs(m[..., :, c]), -1)
         p = mx.stop_gradient(mx.argmax(cand, axis=-1))[..., None]  # (*, 1)
@@ -107,7 +108,7 @@ def gauss_jordan(m: mx.array) -> tuple[mx.array, mx.array]:
         m = take_rows(m, perm, axis=-2)
         piv = m[..., c, c]
         good = mx.abs(piv) > _PIVOT_TOL * scale
-        ok = ok & good
+        ok = all_of(ok, good)
         prow = safe_div(m[..., c, :], piv[..., None], good[..., None])
         m = mx.where((rows == c)[:, None], prow[..., None, :], m - m[..., :, c : c + 1] * prow[..., None, :])
     return m, ok
@@ -220,7 +221,7 @@ def polish(m: mx.array, v: list[mx.array], steps: int = _POLISH) -> tuple[list[m
         jac = [_apply(m, g) for g in grads]
         a, g = gauss_newton_system([jac], [r], mx.ones_like(r))
         step, ok = solve_spd_ex(a, -g)
-        step = mx.where(ok[..., None] & mx.all(mx.isfinite(step), axis=-1, keepdims=True), step, 0)
+        step = mx.where(all_of(ok[..., None], mx.all(mx.isfinite(step), axis=-1, keepdims=True)), step, 0)
         v = [v[i] + step[..., i] for i in range(3)]
     mono, _ = _monomials(v)
     r = _apply(m, list(enumerate(mono)))
@@ -248,9 +249,9 @@ def five_point(y1: mx.array, y2: mx.array, *, fast: bool = False) -> tuple[mx.ar
                                     (x[..., 0, :], x[..., 1, :]) for x in (e, m, r))
     # a solution found in both charts is kept once, from the chart where the polish ended lower
     cos = mx.abs(mx.sum(e1[..., :, None, :, :] * e2[..., None, :, :, :], axis=(-2, -1)))
-    same = m1[..., :, None] & m2[..., None, :] & (cos > 1 - _SAME)
-    m1 = m1 & ~mx.any(same & (r2[..., None, :] < r1[..., :, None]), axis=-1)
-    m2 = m2 & ~mx.any(same & (r1[..., :, None] <= r2[..., None, :]), axis=-2)
+    same = all_of(m1[..., :, None], m2[..., None, :], cos > 1 - _SAME)
+    m1 = all_of(m1, ~mx.any(all_of(same, r2[..., None, :] < r1[..., :, None]), axis=-1))
+    m2 = all_of(m2, ~mx.any(all_of(same, r1[..., :, None] <= r2[..., None, :]), axis=-2))
     e, m, r = (mx.concatenate(pair, axis=-3 if pair[0].ndim > m1.ndim else -1) for pair in ((e1, e2), (m1, m2), (r1, r2)))
     order = mx.stop_gradient(mx.argsort(mx.where(m, r, mx.inf), axis=-1))[..., :10]
     return take_rows(e, order, axis=-3), take_rows(m, order, axis=-1)
@@ -270,16 +271,16 @@ def _solve(basis: mx.array, full: mx.array, iterations: int = ITERATIONS,
     rows = [mx.stack([_evaluate(b[..., i, j, :], ur) for j in range(3)], axis=-1) for i in range(3)]  # (*, K, 3)
     crosses = [cross(rows[0], rows[1]), cross(rows[0], rows[2]), cross(rows[1], rows[2])]
     norms = [mx.sum(c * c, axis=-1, keepdims=True) for c in crosses]
-    best = mx.where((norms[0] >= norms[1]) & (norms[0] >= norms[2]), crosses[0],
+    best = mx.where(all_of(norms[0] >= norms[1], norms[0] >= norms[2]), crosses[0],
                     mx.where(norms[1] >= norms[2], crosses[1], crosses[2]))
     best = [best[..., i] for i in range(3)]
     good = mx.abs(best[2]) > 0
     x, y = safe_div(best[0], best[2], good), safe_div(best[1], best[2], good)
     (x, y, z), res = polish(unit[..., None, :, :], [x, y, z], polish_steps)
-    good = good & (res < _RESIDUAL_TOL)
+    good = all_of(good, res < _RESIDUAL_TOL)
     coef = mx.stack([x, y, z, mx.ones_like(z)], axis=-1)  # (*, K, 4)
     e = mx.sum(basis[..., None, :, :] * coef[..., :, None, :], axis=-1).reshape(*coef.shape[:-1], 3, 3)
     norm = mx.sqrt(mx.sum(e * e, axis=(-2, -1), keepdims=True))
     e = safe_div(e, norm, norm > 0)
-    mask = real & good & (full & ok)[..., None] & mx.all(mx.isfinite(e), axis=(-2, -1))
+    mask = all_of(real, good, all_of(full, ok)[..., None], mx.all(mx.isfinite(e), axis=(-2, -1)))
     return mx.where(mask[..., None, None], e, 0), mask, mx.where(mask, res, mx.inf)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from ..linalg import matmul, svd3
 from ..solve import RansacModel, ransac
 from .distances import sampson_sq
@@ -69,7 +70,7 @@ def essential_projection(e: mx.array) -> mx.array:
 def _better(fit: mx.array, ok: mx.array, model: mx.array, data, w: mx.array) -> mx.array:
     """The eight-point fit where it is ok and has the lower weighted Sampson cost on the inliers, else the model."""
     cost = [mx.sum(mx.where(w > 0, w * _sq_error(m[:, None], data)[:, 0], 0), axis=-1) for m in (fit, model)]
-    return mx.where((ok & (cost[0] < cost[1]))[:, None, None], fit, model)
+    return mx.where(all_of(ok, cost[0] < cost[1])[:, None, None], fit, model)
 
 
 def _essential_refit(model, data, w):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from ..homography._common import safe_div, safe_sqrt
 
 # |R_kk| below this fraction of the largest row norm of A marks a rank-deficient (degenerate) sample.
@@ -45,7 +46,7 @@ def null_space(a: mx.array) -> tuple[mx.array, mx.array]:
     """
     m, n = a.shape[-2], a.shape[-1]
     scale = mx.sqrt(mx.max(mx.sum(a * a, axis=-1), axis=-1))
-    ok = mx.all(mx.isfinite(a), axis=(-2, -1)) & (scale > 0)
+    ok = all_of(mx.all(mx.isfinite(a), axis=(-2, -1)), scale > 0)
     # columns of A^T (its QR gives Q whose trailing columns span null(a)), each a list of n entries
     cols = [[a[..., j, i] for i in range(n)] for j in range(m)]
     q = [[1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]  # rows of Q
@@ -66,7 +67,7 @@ def null_space(a: mx.array) -> tuple[mx.array, mx.array]:
             if not isinstance(qv, float):
                 bqv = beta * qv
                 q[i] = q[i][:k] + [c - bqv * vj for c, vj in zip(q[i][k:], v)]
-        ok = ok & (mx.abs(alpha) > _RANK_TOL * scale)
+        ok = all_of(ok, mx.abs(alpha) > _RANK_TOL * scale)
     basis = mx.stack([mx.stack([mx.broadcast_to(mx.array(e, dtype=a.dtype), scale.shape) if isinstance(e, float) else e
                                 for e in q[i][m:]], axis=-1) for i in range(n)], axis=-2)
-    return basis, ok & mx.all(mx.isfinite(basis), axis=(-2, -1))
+    return basis, all_of(ok, mx.all(mx.isfinite(basis), axis=(-2, -1)))

@@ -19,6 +19,7 @@ from typing import Callable
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from ..homography._common import safe_div
 
 # Fixed Aberth iterations: 16 find 99.7 % of the five-point solutions in float32 (24: no more).
@@ -84,6 +85,6 @@ def aberth(evaluate: Callable[[Complex], tuple[Complex, Complex]], n: int, shape
         s = (mx.sum(mx.where(off, sr, 0), axis=-1), mx.sum(mx.where(off, si, 0), axis=-1))
         t = cmul(newton, s)
         wr, wi = cdiv(newton, (1 - t[0], -t[1]))
-        good = mx.isfinite(wr) & mx.isfinite(wi)
+        good = all_of(mx.isfinite(wr), mx.isfinite(wi))
         zr, zi = zr - mx.where(good, wr, 0), zi - mx.where(good, wi, 0)
     return zr, zi

@@ -26,6 +26,7 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_batch, check_trailing, eps
 from .._indexing import take_rows
+from .._vmap import all_of
 from ..lie import se3_from_rt
 from ..lie.so3 import cross
 from ..optim.pnp import normalize_pixels, undistorted
@@ -131,7 +132,7 @@ def _normalised(camera: Any, pixels: mx.array,
     check_trailing(k, (3, 3), "camera (K)")
     xn = normalize_pixels(px.astype(pixels.dtype), k.astype(pixels.dtype))
     ok = mx.all(mx.isfinite(xn), axis=-1)
-    return xn, ok if converged is None else ok & converged
+    return xn, ok if converged is None else all_of(ok, converged)
 
 
 def _dot(a: mx.array, b: mx.array) -> mx.array:
@@ -173,7 +174,7 @@ def _cheirality(dec: EssentialDecomposition, x1: mx.array, x2: mx.array, used: m
     translations (*, 4, 3), points (*, 4, N, 3) in camera 1, in front of both cameras (*, 4, N)."""
     z1, z2, points = _depths(mx.stack([dec.R1, dec.R2], axis=-3), dec.t, x1, x2)
     z1, z2 = mx.concatenate([z1, -z1], axis=-2), mx.concatenate([z2, -z2], axis=-2)
-    front = (z1 > 0) & (z2 > 0) & (z1 < distance_threshold) & (z2 < distance_threshold) & used[..., None, :]
+    front = all_of(z1 > 0, z2 > 0, z1 < distance_threshold, z2 < distance_threshold, used[..., None, :])
     r = mx.stack([dec.R1, dec.R2, dec.R1, dec.R2], axis=-3)
     t = mx.stack([dec.t, dec.t, -dec.t, -dec.t], axis=-2)
     return r, t, mx.concatenate([points, -points], axis=-3), front
@@ -234,17 +235,17 @@ def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, ma
     n2, ok2 = _normalised(camera1 if camera2 is None else camera2, p2,
                           ("x2", "camera1" if camera2 is None else "camera2"))
     batch = broadcast_batch(batch, n1.shape[:-2], n2.shape[:-2], names=("E", "x1 (camera1)", "x2 (camera2)"))
-    used = mx.broadcast_to(ok1 & ok2, (*batch, n))
+    used = mx.broadcast_to(all_of(ok1, ok2), (*batch, n))
     if mask is not None:
         m = mx.array(mask).astype(mx.bool_)
         broadcast_batch((*batch, n), m.shape, names=("E, x1, x2 (*, N)", "mask"))
-        used = used & mx.broadcast_to(m, (*batch, n))
+        used = all_of(used, mx.broadcast_to(m, (*batch, n)))
     e = mx.broadcast_to(e, (*batch, 3, 3))
     finite = mx.all(mx.isfinite(e), axis=(-2, -1))
     e = mx.where(finite[..., None, None], e, 0.0)
     dec, s = _decompose_svd(e)
     off2 = 0.5 * (s[..., 0] - s[..., 1]) ** 2 + s[..., 2] ** 2
-    essential = finite & (off2 <= _ESSENTIAL_TOL**2 * mx.sum(s * s, axis=-1)) & (s[..., 0] > 0)
+    essential = all_of(finite, off2 <= _ESSENTIAL_TOL**2 * mx.sum(s * s, axis=-1), s[..., 0] > 0)
     n1 = mx.where(used[..., None], mx.broadcast_to(n1, (*batch, n, 2)), 0.0)
     n2 = mx.where(used[..., None], mx.broadcast_to(n2, (*batch, n, 2)), 0.0)
     # The rays of the optimally corrected matches intersect, so the depths are those of the
@@ -254,8 +255,8 @@ def recover_pose(E: Any, x1: Any, x2: Any, camera1: Any, camera2: Any = None, ma
     best = mx.stop_gradient(_first_max(mx.sum(front, axis=-1)))
     inliers = _take(front, best, -2)
     count = mx.sum(inliers, axis=-1).astype(mx.int32)
-    ok = essential & (count > 0)
+    ok = all_of(essential, count > 0)
     pose = mx.where(ok[..., None, None], se3_from_rt(_take(r, best, -3), _take(t, best, -2)), mx.eye(4, dtype=e.dtype))
-    inliers = inliers & ok[..., None]
+    inliers = all_of(inliers, ok[..., None])
     points = mx.where(inliers[..., None], _take(points, best, -3), 0.0)
     return RelativePose(cast_out(pose, out), inliers, ok, mx.where(ok, count, 0), cast_out(points, out))

@@ -24,6 +24,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._vmap import all_of, any_of
 from ..lie import so3_exp, so3_log
 from ..lie.so3 import cross
 from .pose import _normalised
@@ -192,7 +193,8 @@ def stereo_rectify(camera1: Any, camera2: Any, pose: Any = None, *, image_size: 
     if zero_disparity:
         cc = [mean, mean]
     else:  # only the coordinate across the baseline is shared
-        keep_x = horizontal[..., None] & (mx.arange(2) == 0) | ~horizontal[..., None] & (mx.arange(2) == 1)
+        keep_x = any_of(all_of(horizontal[..., None], mx.arange(2) == 0),
+                        all_of(~horizontal[..., None], mx.arange(2) == 1))
         cc = [mx.where(keep_x, c, mean) for c in cc]
     scaled = [new_size * c / size for c in cc]
     if alpha >= 0:

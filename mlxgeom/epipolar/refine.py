@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from ..homography._common import safe_div
 from ..lie import so3_exp, so3_hat
 from ..lie.so3 import cross
@@ -58,7 +59,7 @@ def sampson_system(e: mx.array, d: mx.array, y1: mx.array, y2: mx.array, w: mx.a
     """
     num, n2, n1 = epipolar_terms(e[..., None, :, :], y1, y2)
     den = n1 + n2
-    good = (den > 0) & (w > 0)
+    good = all_of(den > 0, w > 0)
     inv = mx.rsqrt(mx.where(good, den, 1))
     s = mx.where(good, mx.sqrt(mx.where(good, w, 1)), 0)
     res = s * num * inv

@@ -12,6 +12,7 @@ import math
 
 import mlx.core as mx
 
+from .._vmap import all_of
 from ..homography._common import safe_div, safe_sqrt
 from ..lie._scalar import sin_cos
 from ..lie.so3 import cross
@@ -65,7 +66,7 @@ def cubic_real_roots(c: list[mx.array]) -> tuple[mx.array, mx.array]:
         f = ((c3[..., None] * roots + c2[..., None]) * roots + c1[..., None]) * roots + c0[..., None]
         df = (3 * c3[..., None] * roots + 2 * c2[..., None]) * roots + c1[..., None]
         roots = roots - safe_div(f, df, df != 0)
-    mask = mx.stack([mx.ones_like(three), three, three], axis=-1) & lead[..., None] & mx.isfinite(roots)
+    mask = all_of(mx.stack([mx.ones_like(three), three, three], axis=-1), lead[..., None], mx.isfinite(roots))
     return mx.where(mask, roots, 0), mask
 
 
@@ -83,4 +84,4 @@ def seven_point(x1: mx.array, x2: mx.array) -> tuple[mx.array, mx.array]:
     f = f1[..., None, :, :] + roots[..., None, None] * f2[..., None, :, :]
     norm = mx.sqrt(mx.sum(f * f, axis=(-2, -1), keepdims=True))
     f = safe_div(f, norm, norm > 0)
-    return f, mask & full[..., None]
+    return f, all_of(mask, full[..., None])

@@ -7,6 +7,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import as_floats, broadcast_batch, check_trailing
+from .._vmap import all_of
 
 
 def safe_sqrt(x: mx.array) -> mx.array:
@@ -39,7 +40,7 @@ def spread_ok(points: mx.array, w: mx.array, ratio: float = 1e-5) -> mx.array:
 def drop_invalid(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
     """``(src, dst, w, valid)``: correspondences (*, N, 2) with zero weight or a non-finite point are
     zeroed (weight and points, so nothing non-finite reaches a sum); valid (*, N) marks the others."""
-    valid = (w > 0) & mx.all(mx.isfinite(src), -1) & mx.all(mx.isfinite(dst), -1)
+    valid = all_of(w > 0, mx.all(mx.isfinite(src), -1), mx.all(mx.isfinite(dst), -1))
     keep = valid[..., None]
     return mx.where(keep, src, 0), mx.where(keep, dst, 0), mx.where(valid, w, 0), valid
 

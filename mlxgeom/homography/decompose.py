@@ -14,6 +14,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._vmap import all_of
 from ._common import safe_div, safe_sqrt
 
 # OpenCV's threshold on max |H^T H - I| below which H is a pure rotation.
@@ -108,7 +109,7 @@ def decompose_homography(H: Any, K: Any) -> HomographyDecomposition:
     gram = linalg.matmul(mx.swapaxes(hn, -1, -2), hn)
     evals, _ = linalg.eigh(gram)
     sigma2 = safe_sqrt(evals[..., 1])
-    ok = k_ok & (sigma2 > 0) & mx.all(mx.isfinite(hn), axis=(-2, -1))
+    ok = all_of(k_ok, sigma2 > 0, mx.all(mx.isfinite(hn), axis=(-2, -1)))
     hn = safe_div(hn, sigma2[..., None, None], ok[..., None, None])
     s = linalg.matmul(mx.swapaxes(hn, -1, -2), hn) - mx.eye(3, dtype=hn.dtype)
     rotation = mx.max(mx.abs(s), axis=(-2, -1)) < _ROTATION_EPS
@@ -131,7 +132,7 @@ def decompose_homography(H: Any, K: Any) -> HomographyDecomposition:
     R = mx.where(rot, mx.broadcast_to(hn[..., None, :, :], R.shape), R)
     t, n = (mx.where(rotation[..., None, None], 0, a) for a in (t, n))
     slot0 = mx.array([True, False, False, False])
-    finite = mx.all(mx.isfinite(R), axis=(-2, -1)) & mx.all(mx.isfinite(t), -1) & mx.all(mx.isfinite(n), -1)
-    valid = ok[..., None] & finite & mx.where(rotation[..., None], slot0, (v > 0)[..., None])
+    finite = all_of(mx.all(mx.isfinite(R), axis=(-2, -1)), mx.all(mx.isfinite(t), -1), mx.all(mx.isfinite(n), -1))
+    valid = all_of(ok[..., None], finite, mx.where(rotation[..., None], slot0, (v > 0)[..., None]))
     zero = lambda a, extra: mx.where(valid.reshape(valid.shape + (1,) * extra), a, 0)  # noqa: E731
     return HomographyDecomposition(*(cast_out(zero(a, k), out_dtype) for a, k in ((R, 2), (t, 1), (n, 1))), valid)

@@ -21,6 +21,7 @@ import mlx.core as mx
 from .. import linalg
 from .._checks import eps
 from .._indexing import take
+from .._vmap import all_of
 from ..linalg.null_vector import normal_null_vector, null_vector, solve_on_rows
 from ._common import safe_div, safe_sqrt
 
@@ -126,9 +127,9 @@ def dlt_normalized(xn: mx.array, un: mx.array, w: mx.array) -> tuple[mx.array, m
     """
     if solve_on_rows(2 * xn.shape[-2], 9):
         v, sigma, ok = null_vector(_design_rows(xn, un, w))
-        ok = ok & (sigma > _GAP_EPS * eps(v.dtype))
+        ok = all_of(ok, sigma > _GAP_EPS * eps(v.dtype))
     else:
         v, ok = normal_null_vector(normal_matrix(xn, un, w), _GAP)
     hn = v.reshape(*v.shape[:-1], 3, 3)
     finite = mx.all(mx.isfinite(hn), axis=(-2, -1))
-    return mx.where(finite[..., None, None], hn, 0), ok & finite
+    return mx.where(finite[..., None, None], hn, 0), all_of(ok, finite)

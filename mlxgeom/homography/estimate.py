@@ -9,6 +9,7 @@ from typing import Any
 import mlx.core as mx
 
 from .._checks import cast_out
+from .._vmap import all_of
 from ._common import check_correspondences, drop_invalid, safe_div
 from ..solve import ransac
 from .dlt import denormalize, normalize_pair
@@ -91,14 +92,14 @@ def find_homography(src: Any, dst: Any, weights: Any | None = None, *, method: s
             h_lm, hn_lm, cost = lm_refine(h, s, d, w, iterations, symmetric)
             better = mx.isfinite(cost)[:, None, None]
             h, hn = mx.where(better, h_lm, h), mx.where(better, hn_lm, hn)
-    h, ok = finish(h, hn, ok & (num_valid >= 4))
+    h, ok = finish(h, hn, all_of(ok, num_valid >= 4))
     e2 = transfer_sq_error(h[:, None], s, d)[:, 0]
-    inliers = valid & (e2 <= threshold * threshold)
+    inliers = all_of(valid, e2 <= threshold * threshold)
     num_inliers = mx.sum(inliers.astype(mx.int32), -1)
     if method == "ransac":
-        ok = ok & (num_inliers >= max(min_inliers, 4))
+        ok = all_of(ok, num_inliers >= max(min_inliers, 4))
     # The masks agree with ok: a pair that failed has no inliers.
-    inliers = inliers & ok[:, None]
+    inliers = all_of(inliers, ok[:, None])
     num_inliers = mx.where(ok, num_inliers, 0)
     residual = mx.sqrt(safe_div(mx.sum(mx.where(inliers, e2, 0), -1), num_inliers.astype(e2.dtype), num_inliers > 0))
     eye = mx.broadcast_to(mx.eye(3, dtype=h.dtype), h.shape)

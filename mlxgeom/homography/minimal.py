@@ -17,6 +17,7 @@ import mlx.core as mx
 
 from .. import linalg
 from .._checks import cast_out, check_trailing
+from .._vmap import all_of, any_of
 from ..lie.so3 import cross
 from ._common import check_correspondences, safe_div
 from .dlt import denormalize, normalize_pair
@@ -61,7 +62,7 @@ def four_point_normalized(xs: mx.array, us: mx.array) -> tuple[mx.array, mx.arra
     small_q = mx.stack([mx.abs(d) for d in lq], axis=-1).min(axis=-1) < _COLLINEAR
     flips = sum(((a * b) < 0).astype(mx.int32) for a, b in zip(lp, lq))
     finite = mx.all(mx.isfinite(h), axis=(-2, -1))
-    return h, ~small_p & ~small_q & finite, (flips == 0) | (flips == 4)
+    return h, all_of(~small_p, ~small_q, finite), any_of(flips == 0, flips == 4)
 
 
 def homography_from_4_points(src: Any, dst: Any) -> ExactHomography:
@@ -100,9 +101,9 @@ def finish(h: mx.array, hn: mx.array, ok: mx.array) -> tuple[mx.array, mx.array]
     eps = mx.finfo(h.dtype).eps
     scale = mx.max(mx.abs(h), axis=(-2, -1))
     h33 = h[..., 2, 2]
-    good = ok & (mx.abs(h33) > eps * scale)
+    good = all_of(ok, mx.abs(h33) > eps * scale)
     hs = safe_div(h, h33[..., None, None], good[..., None, None])
     fro2 = mx.sum(hn * hn, axis=(-2, -1))
-    good = good & mx.all(mx.isfinite(hs), axis=(-2, -1)) & (linalg.det(hn) ** 2 > 1e-12 * fro2**3)
+    good = all_of(good, mx.all(mx.isfinite(hs), axis=(-2, -1)), linalg.det(hn) ** 2 > 1e-12 * fro2**3)
     eye = mx.broadcast_to(mx.eye(3, dtype=h.dtype), h.shape)
     return mx.where(good[..., None, None], hs, eye), good

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .._compiled import eager
+from .._vmap import all_of
 from ..solve import RansacModel
 from .dlt import denormalize, dlt_normalized, normalize_h, normalize_pair
 from .minimal import four_point_normalized
@@ -30,7 +31,7 @@ def transfer_sq_error(h: mx.array, x: mx.array, u: mx.array) -> mx.array:
     good = mx.abs(W) > 1e-12
     Ws = mx.where(good, W, 1)
     e2 = (X / Ws - u[:, None, :, 0]) ** 2 + (Y / Ws - u[:, None, :, 1]) ** 2
-    return mx.where(good & ~mx.isnan(e2), e2, mx.inf)
+    return mx.where(all_of(good, ~mx.isnan(e2)), e2, mx.inf)
 
 
 def fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.array, mx.array]:
@@ -42,7 +43,7 @@ def fit_dlt(src: mx.array, dst: mx.array, w: mx.array) -> tuple[mx.array, mx.arr
 
 def _minimal(samples: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
     hn, nondegenerate, oriented = four_point_normalized(*samples)
-    return hn[:, :, None], (nondegenerate & oriented)[:, :, None]
+    return hn[:, :, None], all_of(nondegenerate, oriented)[:, :, None]
 
 
 def homography_model(src: mx.array, dst: mx.array, norm: tuple[mx.array, ...], iterations: int,

@@ -20,6 +20,7 @@ import mlx.core as mx
 
 from .. import lie, linalg
 from .._checks import broadcast_batch, cast_out, check_trailing
+from .._vmap import all_of
 from ..solve import lm_loop
 from ._common import check_correspondences, drop_invalid, safe_div, spread_ok
 from .dlt import denormalize, normalize_h, normalize_pair
@@ -79,7 +80,7 @@ def _linearize(h: mx.array, xn: mx.array, un: mx.array, w: mx.array, ks: mx.arra
         # (H exp(d))^-1 = exp(-d) H^-1, so dz/dd_k = -G_k z.
         minus_eye = [[-1.0 if a == c else 0.0 for c in range(3)] for a in range(3)]
         res_b, jac_b, good_b = _residual_rows(z, minus_eye, (z[..., 0], z[..., 1], z[..., 2]), xn, ks)
-        res, jac, good = res + res_b, jac + jac_b, good & good_b
+        res, jac, good = res + res_b, jac + jac_b, all_of(good, good_b)
     e2 = mx.where(good, w * sum(r * r for r in res), mx.inf)
     return (0.5 * mx.sum(mx.where(w > 0, e2, 0), axis=-1), *linalg.gauss_newton_system(jac, res, w))
 
@@ -143,9 +144,9 @@ def refine_homography(H: Any, src: Any, dst: Any, weights: Any | None = None, *,
     h0 = mx.broadcast_to(h0.astype(s.dtype), batch + (3, 3)).reshape(b, 3, 3)
     s, d, w, valid = drop_invalid(s, d, w)
     h, hn, cost = lm_refine(h0, s, d, w, iterations, error == "symmetric")
-    enough = (mx.sum(valid.astype(mx.int32), -1) >= 4) & spread_ok(s, w) & spread_ok(d, w)
-    h, ok = finish(h, hn, enough & mx.isfinite(cost))
+    enough = all_of(mx.sum(valid.astype(mx.int32), -1) >= 4, spread_ok(s, w), spread_ok(d, w))
+    h, ok = finish(h, hn, all_of(enough, mx.isfinite(cost)))
     terms = mx.sum(w, -1) * (2 if error == "symmetric" else 1)
-    rms = mx.sqrt(safe_div(cost, terms, enough & mx.isfinite(cost)))
+    rms = mx.sqrt(safe_div(cost, terms, all_of(enough, mx.isfinite(cost))))
     return RefinedHomography(cast_out(h.reshape(batch + (3, 3)), out_dtype), ok.reshape(batch),
                              cast_out(rms.reshape(batch), out_dtype))

@@ -9,6 +9,7 @@ import mlx.core as mx
 
 from .._checks import as_checked, as_float, broadcast_batch, cast_out
 from .._indexing import take
+from .._vmap import all_of
 from ..linalg.inverse import _adjugate_transposed
 
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -112,7 +113,7 @@ def warp_perspective(images: Any, H: Any, out_size: Sequence[int], *, interpolat
     sy = mx.where(good, mx.clip(sy, -2, in_h + 1), -2)
 
     def tap(xi: mx.array, yi: mx.array) -> mx.array:
-        inside = (xi >= 0) & (xi < in_w) & (yi >= 0) & (yi < in_h)
+        inside = all_of(xi >= 0, xi < in_w, yi >= 0, yi < in_h)
         xc, yc = mx.clip(xi, 0, in_w - 1), mx.clip(yi, 0, in_h - 1)
         # Gradients flow through the interpolation weights, not the integer tap positions.
         lin = mx.stop_gradient((which * (in_h * in_w) + yc * in_w + xc).astype(mx.int32))

@@ -16,6 +16,7 @@ from .. import linalg
 from .._checks import as_checked, cast_out
 from . import _scalar as sc
 from . import so3
+from .._vmap import any_of
 from .so3 import so3_exp as rotvec_to_matrix
 from .so3 import so3_log as matrix_to_rotvec
 
@@ -157,7 +158,7 @@ def _euler_from_quaternion(q: mx.array, axes: list[int], intrinsic: bool) -> mx.
     half_diff = _safe_atan2(d, c, near0)
     # Slots as scipy fills them: in gimbal lock slot 0 holds the lock angle, the rest 0.
     slots = [mx.where(near0, 2.0 * half_sum, 2.0 * half_diff * (1.0 if intrinsic else -1.0)), middle, mx.zeros_like(middle)]
-    regular = ~(near0 | near_pi)
+    regular = ~any_of(near0, near_pi)
     first_idx, third_idx = (2, 0) if intrinsic else (0, 2)
     slots[first_idx] = mx.where(regular, half_sum - half_diff, slots[first_idx])
     third = mx.where(regular, half_sum + half_diff, slots[third_idx])

@@ -19,6 +19,7 @@ from .. import linalg
 from .._checks import as_checked, cast_out
 from .._compiled import compiled
 from . import so3
+from .._vmap import all_of, any_of
 from .se3 import _blocks
 
 # Inverse scaling and squaring (Higham, "Functions of Matrices", SIAM 2008, sec. 11.5):
@@ -88,10 +89,10 @@ def _log_ex(h: mx.array) -> tuple[mx.array, mx.array]:
         # Masks compare squared norms of stopped values: a sqrt at 0 would put 0 * inf = NaN into gradients.
         r, xs = mx.stop_gradient(root), mx.stop_gradient(x)
         miss = _frob_sq(linalg.matmul(r, r) - xs) > tol**2 * _frob_sq(xs)
-        ok = ok & (done | ~miss)
+        ok = all_of(ok, any_of(done, ~miss))
         x = mx.where(done[..., None, None], x, root)
         roots = roots + mx.where(done, 0.0, 1.0)
-    ok = ok & _near_eye(x)
+    ok = all_of(ok, _near_eye(x))
     log = mx.power(2.0, roots)[..., None, None] * _gregory(x)
     return _vee(log), ok
 

@@ -152,7 +152,7 @@ def _make_core(k: int, iterations: int, oversample: int):
         inner = _earlier_gaps(w) * matmul(v.swapaxes(-1, -2), gv) + gw[..., :, None] * mx.eye(k, dtype=w.dtype)
         ga = matmul(matmul(v, inner), v.swapaxes(-1, -2)) + matmul(_complement_solve(a, w, v, gv), v.swapaxes(-1, -2))
         ga = 0.5 * (ga + ga.swapaxes(-1, -2))
-        return (mx.where(okm & mx.all(mx.isfinite(ga), axis=(-2, -1), keepdims=True), ga, 0.0),)
+        return (mx.where(all_of(okm, mx.all(mx.isfinite(ga), axis=(-2, -1), keepdims=True)), ga, 0.0),)
 
     @core.jvp
     def core_jvp(primals, tangents):

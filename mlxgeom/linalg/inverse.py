@@ -210,7 +210,7 @@ def _invertible(a: mx.array) -> mx.array:
     eps = 2.220446049250313e-16 if a.dtype == mx.float64 else 1.1920929e-07
     b, _ = _scaled_entries(a)
     hadamard = functools.reduce(mx.multiply, [mx.sqrt(sum(x * x for x in row)) for row in b])
-    return mx.all(mx.isfinite(a), axis=(-2, -1)) & (mx.abs(_det_unscaled(b)) > a.shape[-1] * eps * hadamard)
+    return all_of(mx.all(mx.isfinite(a), axis=(-2, -1)), mx.abs(_det_unscaled(b)) > a.shape[-1] * eps * hadamard)
 
 
 def det(a) -> mx.array:

@@ -52,7 +52,7 @@ import numpy as np
 from .._checks import as_float, cast_out, check_square
 from .._cuda import fast_path
 from .._indexing import take
-from .._vmap import batched_vmap
+from .._vmap import all_of, batched_vmap
 from . import matrix_exp_cuda
 from .products import matmul
 
@@ -242,7 +242,7 @@ def _trace_shift(p: Block) -> tuple[Block, mx.array, mx.array]:
     mean = mx.sum(mx.diagonal(x, 0, -2, -1), axis=-1) / n
     mu = mx.clip(mean, -_SHIFT_LIMIT, 0.0)[..., None, None]
     norm, shifted_norm = _one_norm(p), _one_norm((x - mu * eye,) + p[1:])
-    useful = (mean <= -1.0) & (shifted_norm <= norm)
+    useful = all_of(mean <= -1.0, shifted_norm <= norm)
     mu = mx.where(useful[..., None, None], mu, 0.0)
     return (x - mu * eye,) + p[1:], mu, mx.where(useful, shifted_norm, norm)
 

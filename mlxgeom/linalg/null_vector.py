@@ -22,6 +22,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .._checks import eps
+from .._vmap import all_of
 from .eigh_smallest import eigh_smallest
 from .products import matmul
 from .qr import qr_columns
@@ -119,4 +120,4 @@ def normal_null_vector(m: mx.array, gap: float) -> tuple[mx.array, mx.array]:
     tr = mx.sum(mx.diagonal(m, axis1=-2, axis2=-1), axis=-1)
     m = m / mx.where(tr > 0, tr, 1.0)[..., None, None]
     evals, evecs, found = eigh_smallest(m, k=2, iterations=2)
-    return evecs[..., :, 0], found & (tr > 0) & (evals[..., 1] > gap)
+    return evecs[..., :, 0], all_of(found, tr > 0, evals[..., 1] > gap)

@@ -79,7 +79,7 @@ def undistorted(camera_or_k: Any, pixels: Any, mask: Any = None) -> tuple[Any, A
 
     model = getattr(camera_or_k, "model", "opencv")
     und, conv = camera.undistort_points(pixels, camera_or_k.K, dist, model, K_new=camera_or_k.K)
-    return camera_or_k.K, und, conv if mask is None else mx.array(mask).astype(mx.bool_) & conv
+    return camera_or_k.K, und, conv if mask is None else all_of(mx.array(mask).astype(mx.bool_), conv)
 
 
 def normalize_pixels(pixels: mx.array, k: mx.array) -> mx.array:
@@ -115,7 +115,7 @@ def reprojection_errors(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.ar
     does not see (behind it, or not finite)."""
     proj = projection._project_values(pw, k, pose)
     e2 = mx.sum(mx.square(proj.pixels - pixels), axis=-1)
-    return mx.where(proj.valid & ~mx.isnan(e2), e2, mx.inf)
+    return mx.where(all_of(proj.valid, ~mx.isnan(e2)), e2, mx.inf)
 
 
 def pnp_blocks(pw: mx.array, pixels: mx.array, w: mx.array, blocks: int | None = None) -> mx.array:

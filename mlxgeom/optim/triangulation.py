@@ -11,6 +11,7 @@ from ..camera import projection
 from ..camera.projection import MIN_DEPTH
 from ..homography._common import safe_sqrt
 from .._checks import as_floats, broadcast_batch, cast_out, check_trailing
+from .._vmap import all_of, any_of
 from ..solve import levenberg_marquardt
 from .pnp import normalize_pixels, undistorted
 
@@ -124,7 +125,8 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
     w = mx.ones(batch, dtype=uv.dtype) if mask is None else mx.broadcast_to(mx.array(mask).astype(uv.dtype), batch)
     k, pose = mx.broadcast_to(k, (*batch, 3, 3)), mx.broadcast_to(pose, (*batch, 4, 4))
     uv = mx.broadcast_to(uv, (*batch, 2))
-    finite = mx.all(mx.isfinite(uv), axis=-1) & mx.all(mx.isfinite(pose), axis=(-2, -1)) & mx.all(mx.isfinite(k), axis=(-2, -1))
+    finite = all_of(mx.all(mx.isfinite(uv), axis=-1), mx.all(mx.isfinite(pose), axis=(-2, -1)),
+                    mx.all(mx.isfinite(k), axis=(-2, -1)))
     w = mx.where(finite, w, 0.0)
     used = (w > 0)
     uv = mx.where(used[..., None], uv, 0.0)
@@ -141,7 +143,8 @@ def triangulate_points(camera_or_k: Any, pixels: Any, poses: Any = None, *, mask
 
         x = levenberg_marquardt(residual, mx.stop_gradient(x), max_iters=max_iters, tau=1e-4).x
     res, depth = _view_residuals(x, k, pose, uv)
-    ok = ok & mx.all((depth > MIN_DEPTH) | ~used, axis=-1) & (mx.sum(w, axis=-1) >= 2) & mx.all(mx.isfinite(x), axis=-1)
+    ok = all_of(ok, mx.all(any_of(depth > MIN_DEPTH, ~used), axis=-1), mx.sum(w, axis=-1) >= 2,
+                mx.all(mx.isfinite(x), axis=-1))
     x = mx.where(ok[..., None], x, 0.0)
     # Double where (safe_sqrt): an exact fit has RMS 0 and gradient 0 (sqrt's derivative is infinite there).
     rms = safe_sqrt(mx.sum(w * mx.sum(res * res, -1), -1) / mx.maximum(mx.sum(w, -1), 1.0))

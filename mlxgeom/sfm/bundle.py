@@ -24,6 +24,7 @@ from .. import lie
 from .._checks import as_float, check_trailing
 from .._compiled import eager
 from .._indexing import take, take_index_values
+from .._vmap import all_of, any_of
 from ..camera import Camera, project_points_jacobian
 from ..linalg import matmul
 from ..solve.lm import lm_loop
@@ -183,9 +184,9 @@ def _gauge(poses: mx.array, fix_poses: Any, fix_points: Any) -> mx.array:
     rel = lie.se3_compose(poses, lie.se3_inverse(poses[0]))[:, :3, 3]  # (C, 3), |t_rel| = centre distance
     far = mx.argmax(mx.sum(rel * rel, axis=-1)).astype(mx.int32)
     baseline = mx.sum(poses[far, :3, :3] * rel[far][:, None], axis=0)  # R_j^T t_rel
-    held = (mx.arange(c) == far)[:, None] & (mx.arange(6) == mx.argmax(mx.abs(baseline)))[None, :]
+    held = all_of((mx.arange(c) == far)[:, None], (mx.arange(6) == mx.argmax(mx.abs(baseline)))[None, :])
     first = (mx.arange(c) == 0)[:, None]
-    return mx.where(held | first, 0.0, free)
+    return mx.where(any_of(held, first), 0.0, free)
 
 
 class _Problem:
@@ -201,7 +202,7 @@ class _Problem:
         self.min_depth = min_depth
         self.group_of_obs = take_index_values(mx.array(groups.astype(np.int32)), self.cam, 0, bound=groups.size)
         obs = observations[rows.source]
-        self.finite_obs = rows.real & mx.all(mx.isfinite(obs), axis=-1)
+        self.finite_obs = all_of(rows.real, mx.all(mx.isfinite(obs), axis=-1))
         self.active = self.finite_obs  # narrowed to the observations valid at the start
         # Per-observation constants, gathered once rather than in every linearisation.
         self.clean_obs = mx.where(self.finite_obs[:, None], obs, 0.0)
@@ -224,12 +225,12 @@ class _Problem:
 
     def linearize(self, x):
         pj, g = self.project(x)
-        valid = pj.valid[:, 0] & self.active
+        valid = all_of(pj.valid[:, 0], self.active)
         r = mx.where(valid[:, None], pj.pixels[:, 0] - self.clean_obs, 0.0)
         cost, w = weighted_cost(r.reshape(-1), 2, self.loss)
         # An observation that was valid at the start and is not any more (behind the camera) makes the
         # point unusable: the trial is rejected instead of dropping the residual.
-        cost = cost + mx.where(mx.any(self.active & ~pj.valid[:, 0]), mx.inf, 0.0)
+        cost = cost + mx.where(mx.any(all_of(self.active, ~pj.valid[:, 0])), mx.inf, 0.0)
         weight = mx.where(valid, w[::2], 0.0)
         jp = mx.where(valid[:, None, None], pj.d_points[:, 0], 0.0) * self.point_free_obs
         jc = pj.d_pose[:, 0] * self.pose_free_obs
@@ -344,7 +345,7 @@ def _setup(cameras, poses, points, observations, point_index, camera_index, intr
     problem = _Problem(observations, groups, intr, gauge, _mask(fix_points, p, "fix_points"), loss, structure,
                        min_depth)
     x = (poses, points, intr.initial()) if intr.dof else (poses, points)
-    problem.active = problem.project(x)[0].valid[:, 0] & problem.finite_obs
+    problem.active = all_of(problem.project(x)[0].valid[:, 0], problem.finite_obs)
     return problem, SchurStep(structure, solver, pcg_iterations), x
 
 
@@ -371,6 +372,6 @@ def _run(problem: _Problem, step: SchurStep, x, max_iters: int, chunk: int, prog
     K, dist = problem.intr.values(x[2]) if problem.intr.dof else (problem.intr.K0, problem.intr.dist0)
     shape = cameras.batch_shape
     out_cams = type(cameras)(K.reshape(*shape, 3, 3), cameras.pose, dist.reshape(*shape, dist.shape[-1]), cameras.size)
-    ok = mx.isfinite(res.cost) & (res.status >= 0)
+    ok = all_of(mx.isfinite(res.cost), res.status >= 0)
     return BundleResult(x[0], x[1], out_cams, res.cost, initial_cost, mx.array(done, dtype=mx.int32), ok,
                         res.status, residual, valid)

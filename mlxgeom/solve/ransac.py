@@ -31,6 +31,7 @@ import mlx.core as mx
 from .._checks import argmax
 from .._compiled import compiled
 from .._indexing import take_rows
+from .._vmap import all_of, any_of
 
 # Elements of the (problems, candidates, points) error tensor evaluated per round (bounds peak memory).
 _ROUND_ELEMENTS = 1 << 25
@@ -145,7 +146,7 @@ def adaptive_trials(num_inliers: mx.array, num_valid: mx.array, sample_size: int
     q = 1 - w**sample_size
     easy = q <= 1e-7
     hopeless = q >= 1 - 1e-12
-    qs = mx.where(easy | hopeless, 0.5, q)
+    qs = mx.where(any_of(easy, hopeless), 0.5, q)
     need = mx.ceil(mx.log(mx.array(1 - confidence, mx.float32)) / mx.log(qs))
     need = mx.where(easy, 1, mx.where(hopeless, max_trials, need))
     return mx.minimum(need, max_trials).astype(mx.int32)
@@ -168,7 +169,7 @@ def _candidates(model: RansacModel, data: Data, idx: mx.array, enough: mx.array)
     """Candidate models (B, T K, *model_shape) and their ok mask (B, T K) from samples idx (B, T, s)."""
     hyps, ok = model.minimal_solver(tuple(gather_points(d, idx) for d in data))
     b, t, k = ok.shape
-    ok = ok & enough[:, None, None]
+    ok = all_of(ok, enough[:, None, None])
     return hyps.reshape(b, t * k, *hyps.shape[3:]), ok.reshape(b, t * k)
 
 
@@ -289,7 +290,7 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
 
     def verify(m: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         e2 = model.sq_error(m[:, None], data)[:, 0]
-        return e2, valid & (e2 <= thr2[:, None]), _msac(e2[:, None], valid, thr2)[:, 0]
+        return e2, all_of(valid, e2 <= thr2[:, None]), _msac(e2[:, None], valid, thr2)[:, 0]
 
     e2, inliers, score = verify(best)
     rounds = refit_rounds if model.refit is not None else 0
@@ -297,17 +298,17 @@ def ransac(model: RansacModel, data: Any, weights: mx.array, threshold: Any, *, 
         # a wider selection first (Lebeda, Matas, Chum, BMVC 2012): refit_widen x the threshold in
         # round 0, shrinking geometrically to the threshold in the last round
         widen = refit_widen ** ((rounds - 1 - r) / max(rounds - 1, 1))
-        sel = valid & (e2 <= (widen * widen) * thr2[:, None]) if widen > 1 else inliers
+        sel = all_of(valid, e2 <= (widen * widen) * thr2[:, None]) if widen > 1 else inliers
         cand, ok = model.refit(best, data, mx.where(sel, w, 0))
         cand_e2, cand_inliers, cand_score = verify(cand)
-        take = found & ok & (cand_score >= score)
+        take = all_of(found, ok, cand_score >= score)
         best = mx.where(take.reshape(b, *([1] * (cand.ndim - 1))), cand, best)
         e2 = mx.where(take[:, None], cand_e2, e2)
         inliers, score = mx.where(take[:, None], cand_inliers, inliers), mx.where(take, cand_score, score)
     count = mx.sum(inliers.astype(mx.int32), axis=-1)
     need = model.sample_size if min_inliers is None else max(min_inliers, model.sample_size)
-    ok = found & (num_valid >= model.sample_size) & (count >= need)
-    inliers = inliers & ok[:, None]
+    ok = all_of(found, num_valid >= model.sample_size, count >= need)
+    inliers = all_of(inliers, ok[:, None])
     count = mx.where(ok, count, 0)
     trials = adaptive_trials(count, num_valid, model.sample_size, confidence, max_trials)
     return RansacResult(best, inliers, ok, count, trials, score)

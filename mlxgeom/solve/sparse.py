@@ -42,6 +42,7 @@ import mlx.core as mx
 import numpy as np
 
 from .._compiled import compiled, eager
+from .._vmap import all_of
 from ..linalg import inv_ex, matmul, solve_spd_ex
 
 #: Marquardt's diagonal is clamped to [DIAGONAL_MIN, DIAGONAL_MAX] (Ceres' min/max_lm_diagonal).
@@ -496,7 +497,7 @@ def _inverse_factor(a: mx.array, below: mx.array, pivot_row: mx.array) -> tuple[
     for j in range(b):
         d = m[j, j]
         good = d > 0
-        ok = ok & good
+        ok = all_of(ok, good)
         root = mx.sqrt(mx.where(good, d, 1.0))
         row = m[j:j + 1] / root
         m = mx.where(pivot_row[:, j:j + 1], row, m - (m[:, j:j + 1] / root * below[:, j:j + 1]) * row)
@@ -538,7 +539,7 @@ def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx
     below, pivot_row = mx.tri(block, k=-1, dtype=a.dtype), mx.eye(block, dtype=mx.bool_)
     for k in range(nb):
         linv, ok_k = _inverse_factor(trailing[:block, :block], below, pivot_row)
-        ok = ok & ok_k
+        ok = all_of(ok, ok_k)
         inv_diag.append(linv)
         if k + 1 < nb:
             panel = matmul(trailing[block:, :block], linv.T)  # L21 = A21 L11^-T
@@ -558,7 +559,7 @@ def cholesky_solve_blocked(a: mx.array, b: mx.array, block: int = 8) -> tuple[mx
             rk = rk - _mtv(panels[k], mx.concatenate(x[k + 1:]))
         x[k] = _mtv(inv_diag[k], rk)
     sol = mx.concatenate(x)[:n]
-    return sol, ok & mx.all(mx.isfinite(sol))
+    return sol, all_of(ok, mx.all(mx.isfinite(sol)))
 
 
 def pcg(apply: Any, rhs: mx.array, precondition: Any, iterations: int) -> mx.array:
@@ -597,7 +598,7 @@ def pcg(apply: Any, rhs: mx.array, precondition: Any, iterations: int) -> mx.arr
 @compiled
 def _cg_advance(x: mx.array, r: mx.array, d: mx.array, q: mx.array, rz: mx.array) -> tuple[mx.array, ...]:
     curv = mx.sum(d * q)
-    go = (curv > 0) & (rz > 0) & mx.isfinite(curv)
+    go = all_of(curv > 0, rz > 0, mx.isfinite(curv))
     alpha = mx.where(go, rz / mx.where(go, curv, 1.0), 0.0)
     return x + alpha * d, r - alpha * q, go
 
@@ -670,7 +671,7 @@ class SchurStep:
         p = st.rows.point
         back = mx.zeros_like(system.g_p).at[p].add(_coupling_t(st, system, h_c))
         h = mx.concatenate([h_c, _small_mv(red.v_inv, -system.g_p - back).reshape(-1)])
-        ok = ok & red.ok & finite & mx.all(mx.isfinite(h))
+        ok = all_of(ok, red.ok, finite, mx.all(mx.isfinite(h)))
         h = mx.where(ok, h, 0.0)
         return h, ok, predicted_decrease(st, system, g, h)
 
