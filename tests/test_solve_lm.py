@@ -36,12 +36,12 @@ def _exp_residual(t: mx.array, y: mx.array):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_matches_scipy_least_squares_per_problem(dtype):
+def test_matches_scipy_least_squares_per_problem_in_the_input_dtype(dtype):
     t, y, truth = _exp_fit_data(6)
     x0 = np.tile([1.0, 1.0, 0.0], (6, 1))
     res = levenberg_marquardt(_exp_residual(mx.array(t, dtype=dtype), mx.array(y, dtype=dtype)),
                               mx.array(x0, dtype=dtype), max_iters=40)
-    assert res.x.dtype == dtype
+    assert all(getattr(res, k).dtype == dtype for k in ("x", "cost", "initial_cost", "damping", "hessian"))
     for b in range(6):
         ref = least_squares(lambda p: p[0] / (1 + p[1] * t) + p[2] - y[b], x0[b], method="lm", xtol=1e-15, ftol=1e-15)
         np.testing.assert_allclose(to_np(res.x[b]), ref.x, atol=2e-4 if dtype == mx.float32 else 1e-8)
@@ -309,3 +309,9 @@ def test_lm_loop_compiles_at_two_batch_sizes_with_tuple_parameters():
 
 def test_vector_retract_adds():
     assert vector_retract(mx.array([1.0]), mx.array([2.0])).item() == 3.0
+
+
+def test_half_precision_start_returns_every_float_field_in_its_dtype():
+    res = levenberg_marquardt(lambda x: x * x - 2.0, mx.array([[1.0], [3.0]], dtype=mx.float16))
+    assert all(getattr(res, k).dtype == mx.float16 for k in ("x", "cost", "initial_cost", "damping", "hessian"))
+    np.testing.assert_allclose(np.array(res.x, dtype=np.float32), np.sqrt(2.0), rtol=1e-3)

@@ -377,4 +377,5 @@ def levenberg_marquardt(residual_fn: Callable[[mx.array], mx.array], x0: Any, *,
     # User residuals may be non-finite at a rejected trial point: score trials without gradient.
     res = lm_loop(linearize, x, retract, batch_shape, cost_fn=cost_fn, max_iters=max_iters,
                   tau=tau, gtol=gtol, xtol=xtol, ftol=ftol)
-    return res._replace(x=cast_out(res.x, out_dtype))
+    return res._replace(**{k: cast_out(getattr(res, k), out_dtype)
+                           for k in ("x", "cost", "initial_cost", "damping", "hessian")})
