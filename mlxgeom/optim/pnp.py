@@ -204,8 +204,6 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
     _check_problem_batch(pose, pw, pixels, k, w)
     loss_obj = get_loss(loss, loss_scale)
     length = _length_scale(pose, pw, w)
-    to_unit = mx.concatenate([mx.ones((*length.shape, 3, 3), dtype=pose.dtype),
-                              mx.broadcast_to((1.0 / length)[..., None, None], (*length.shape, 3, 1))], axis=-1)
     # Loop-invariant: cut into blocks once, every per-point row contiguous.
     points = pnp_blocks(pw / length[..., None, None], pixels, w)
 
@@ -213,13 +211,17 @@ def refine_pnp(pose: mx.array, pw: mx.array, pixels: mx.array, k: mx.array, w: m
         return _pnp_normal_equations(p, points, k, loss_obj)
 
     left_retract = lambda p, h: lie.se3_compose(lie.se3_exp(h), p)  # noqa: E731
-    unit_pose = mx.concatenate([pose[..., :3, :] * to_unit, pose[..., 3:, :]], axis=-2)
-    res = lm_loop(linearize, unit_pose, left_retract, tuple(pose.shape[:-2]), max_iters=max_iters, tau=1e-4)
+    res = lm_loop(linearize, _scaled_translation(pose, 1.0 / length), left_retract, tuple(pose.shape[:-2]),
+                  max_iters=max_iters, tau=1e-4)
     # Back to the caller's units: t = L t_unit, and J's translation columns are 1 / L of the unit problem's.
-    x = mx.concatenate([res.x[..., :3, :] / to_unit, res.x[..., 3:, :]], axis=-2)
-    inv = mx.concatenate([mx.broadcast_to((1.0 / length)[..., None], (*length.shape, 3)),
-                          mx.ones((*length.shape, 3), dtype=pose.dtype)], axis=-1)
-    return res._replace(x=x, hessian=res.hessian * inv[..., :, None] * inv[..., None, :])
+    inv = mx.where(mx.arange(6) < 3, (1.0 / length)[..., None], 1.0)
+    return res._replace(x=_scaled_translation(res.x, length), hessian=res.hessian * inv[..., :, None] * inv[..., None, :])
+
+
+def _scaled_translation(pose: mx.array, s: mx.array) -> mx.array:
+    """The (*, 4, 4) pose with its translation times s (*)."""
+    col = mx.where(mx.arange(4) == 3, s[..., None], 1.0)  # (*, 4): [1, 1, 1, s]
+    return pose * mx.where((mx.arange(4) < 3)[:, None], col[..., None, :], 1.0)
 
 
 def _length_scale(pose: mx.array, pw: mx.array, w: mx.array) -> mx.array:
