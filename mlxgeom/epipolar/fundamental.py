@@ -20,18 +20,14 @@ import mlx.core as mx
 import numpy as np
 
 from .. import linalg
-from .._checks import eps
 from .._indexing import take, take_rows
 from .._vmap import all_of
-from ..linalg.null_vector import normal_null_vector, null_vector, solve_on_rows
+from ..linalg.null_vector import determined_null_vector
 from ..homography._common import safe_div
 from ..homography.dlt import hartley_normalization, normalize_points
 from .nullspace import design_rows
 
-# sigma_8(A) must exceed this many eps |A|_F (near-minimal sets, solved on their rows): the null
-# vector is then accurate to about 1 / _GAP_EPS; or, for taller sets, the normal matrix's second
-# eigenvalue this fraction of its trace.
-_GAP_EPS = 100.0
+# Taller sets (normal matrix): its second eigenvalue must exceed this fraction of its trace.
 _GAP = 1e-7
 
 
@@ -102,11 +98,8 @@ def denormalize_f(fn: mx.array, norm) -> mx.array:
 
 def eight_point_normalized(xn1: mx.array, xn2: mx.array, w: mx.array) -> tuple[mx.array, mx.array]:
     """Rank-2 least-squares Fn (*, 3, 3) of unit norm from normalised points (*, N, 2), weights (*, N); ok (*)."""
-    if solve_on_rows(xn1.shape[-2], 9):
-        v, sigma, ok = null_vector(design_rows(xn1, xn2) * mx.sqrt(mx.maximum(w, 0))[..., None])
-        ok = all_of(ok, sigma > _GAP_EPS * eps(v.dtype))
-    else:
-        v, ok = normal_null_vector(normal_matrix(xn1, xn2, w), _GAP)
+    v, ok = determined_null_vector(lambda: design_rows(xn1, xn2) * mx.sqrt(mx.maximum(w, 0))[..., None],
+                                   lambda: normal_matrix(xn1, xn2, w), (xn1.shape[-2], 9), _GAP)
     fn = v.reshape(*v.shape[:-1], 3, 3)
     finite = mx.all(mx.isfinite(fn), axis=(-2, -1))
     fn = rank2(mx.where(finite[..., None, None], fn, mx.eye(3, dtype=fn.dtype)))

@@ -19,16 +19,12 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import linalg
-from .._checks import eps
 from .._indexing import take
 from .._vmap import all_of
-from ..linalg.null_vector import normal_null_vector, null_vector, solve_on_rows
+from ..linalg.null_vector import determined_null_vector
 from ._common import safe_div, safe_sqrt
 
-# sigma_8(A) must exceed this many eps |A|_F (near-minimal sets, solved on their rows): the null
-# vector is then accurate to about 1 / _GAP_EPS; or, for taller sets, the normal matrix's second
-# eigenvalue this fraction of its trace.
-_GAP_EPS = 100.0
+# Taller sets (normal matrix): its second eigenvalue must exceed this fraction of its trace.
 _GAP = 1e-6
 
 
@@ -125,11 +121,8 @@ def dlt_normalized(xn: mx.array, un: mx.array, w: mx.array) -> tuple[mx.array, m
         ``(Hn, ok)``: Hn (*, 3, 3) with unit Frobenius norm; ok (*) False where the null space is
         not one-dimensional (fewer than 4 usable points, collinear or repeated points) or not finite.
     """
-    if solve_on_rows(2 * xn.shape[-2], 9):
-        v, sigma, ok = null_vector(_design_rows(xn, un, w))
-        ok = all_of(ok, sigma > _GAP_EPS * eps(v.dtype))
-    else:
-        v, ok = normal_null_vector(normal_matrix(xn, un, w), _GAP)
+    v, ok = determined_null_vector(lambda: _design_rows(xn, un, w), lambda: normal_matrix(xn, un, w),
+                                   (2 * xn.shape[-2], 9), _GAP)
     hn = v.reshape(*v.shape[:-1], 3, 3)
     finite = mx.all(mx.isfinite(hn), axis=(-2, -1))
     return mx.where(finite[..., None, None], hn, 0), all_of(ok, finite)

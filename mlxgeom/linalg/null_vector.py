@@ -13,11 +13,13 @@ forming a squared quantity.
 
 That costs a QR of the rows, and a dozen small ops eagerly: for tall systems (a RANSAC refit on
 hundreds of inliers, where the normal matrix is built from moments in one pass and its second
-eigenvalue lies far above rounding unless the configuration is degenerate) callers use
-:func:`normal_null_vector` instead, by the static rule :func:`solve_on_rows`.
+eigenvalue lies far above rounding unless the configuration is degenerate) the normal matrix's
+eigenvector is used instead: :func:`determined_null_vector` picks by the static row count.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import mlx.core as mx
 
@@ -30,6 +32,8 @@ from .triangular import substitute
 
 # Systems of up to this many rows per unknown are solved on their rows.
 _ROWS_PER_UNKNOWN = 4
+# sigma_{n-1} of the unit-norm rows must exceed this many eps: v is then accurate to about 1 / 100.
+_GAP_EPS = 100.0
 # Inverse-iteration steps on R after the start from A^T A's eigenvectors: for the null vector (the
 # start is accurate to eps / sigma_{n-1}^2, one step to eps / sigma_{n-1}) and for sigma_{n-1}
 # (its start is as poor, and a step gains only (sigma_{n-1} / sigma_{n-2})^2).
@@ -107,10 +111,17 @@ def null_vector(a: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     return v, _second_singular_value(r, v, start[..., 1:]), ok
 
 
-def solve_on_rows(rows: int, unknowns: int) -> bool:
-    """Whether a system of ``rows`` rows (a static shape) goes through :func:`null_vector` rather than
-    :func:`normal_null_vector`: near-minimal systems, whose normal matrix cannot resolve the gap."""
-    return rows <= _ROWS_PER_UNKNOWN * unknowns
+def determined_null_vector(rows: Callable[[], mx.array], normal: Callable[[], mx.array], shape: tuple[int, int],
+                           gap: float) -> tuple[mx.array, mx.array]:
+    """``(v (*, n), ok (*))`` of an (m, n) row system (``shape``, static) given both ways and built
+    only as used: near-minimal systems (up to ``_ROWS_PER_UNKNOWN`` rows per unknown) as the rows
+    (*, m, n) through :func:`null_vector`, ok where ``sigma_{n-1} > 100 eps``; taller ones as the
+    normal matrix (*, n, n) through :func:`normal_null_vector`, ok where its second eigenvalue
+    exceeds ``gap`` of its trace."""
+    if shape[0] <= _ROWS_PER_UNKNOWN * shape[1]:
+        v, sigma, ok = null_vector(rows())
+        return v, all_of(ok, sigma > _GAP_EPS * eps(v.dtype))
+    return normal_null_vector(normal(), gap)
 
 
 def normal_null_vector(m: mx.array, gap: float) -> tuple[mx.array, mx.array]:
