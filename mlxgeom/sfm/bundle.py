@@ -130,8 +130,8 @@ def _groups(cameras: Camera, num_images: int, intrinsics_index: Any) -> tuple[in
         raise ValueError(f"cameras: expected a () or (G,) batch, got {shape}")
     g = shape[0] if shape else 1
     if intrinsics_index is not None:
-        idx = np.asarray(intrinsics_index, dtype=np.int64).reshape(-1)
-        if idx.shape != (num_images,) or (idx.size and (idx.min() < 0 or idx.max() >= g)):
+        idx = _indices(intrinsics_index, g, "intrinsics_index").reshape(-1)
+        if idx.shape != (num_images,):
             raise ValueError(f"intrinsics_index: expected ({num_images},) ints in [0, {g})")
         return g, idx
     if g == 1:
